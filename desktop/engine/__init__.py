@@ -1,0 +1,41 @@
+"""The inference engine: ONNX Runtime, hand-written sampling, streaming text. No Qt here.
+
+Public API::
+
+    model = load_model(folder, device="auto", threads=None)      # Model
+    engine = ChatEngine(model)
+    stream = engine.reply(messages, SamplingSettings(...))         # plan computed here
+    for piece in stream: ...                                       # text pieces
+    stream.cancel()                                                # from any thread
+    stream.stats, stream.plan.dropped                              # after / before iterating
+
+Lower level: :class:`Generator` (append_tokens / next_token / is_stop / rewind_to).
+"""
+
+from desktop.engine.catalog import InstalledModel, list_models, resolve_model
+from desktop.engine.chat import ChatEngine, ReplyStats, ReplyStream
+from desktop.engine.context import ContextPlan
+from desktop.engine.generator import Generator
+from desktop.engine.manifest import Manifest, read_manifest, verify_files
+from desktop.engine.model import Model, load_model
+from desktop.engine.runtime import DeviceInfo
+from desktop.engine.settings import PRESETS, SamplingSettings
+
+__all__ = [
+    "PRESETS",
+    "ChatEngine",
+    "ContextPlan",
+    "DeviceInfo",
+    "Generator",
+    "InstalledModel",
+    "Manifest",
+    "Model",
+    "ReplyStats",
+    "ReplyStream",
+    "SamplingSettings",
+    "list_models",
+    "load_model",
+    "read_manifest",
+    "resolve_model",
+    "verify_files",
+]

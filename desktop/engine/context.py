@@ -1,0 +1,109 @@
+"""The context budget: what of a conversation the model can see this turn.
+
+Before each turn the rendered prompt (system prompt + history + the new message) plus a reserve
+for the reply must fit the model's context. When it does not, the oldest turns are dropped —
+never the system prompt, never the latest user message — and the plan says exactly which were
+dropped, so the UI can tell the user instead of truncating silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from desktop.errors import ContextOverflowError
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ContextPlan:
+    """The prompt for this turn and how it was made to fit."""
+
+    prompt_ids: list[int]
+    messages: list[Message]  # what the model sees
+    dropped: list[int]  # indices (into the given messages) left out, oldest first
+    context_length: int
+    reserve: int
+
+    @property
+    def used(self) -> int:
+        """Tokens of the prompt plus the reply reserve."""
+        return len(self.prompt_ids) + self.reserve
+
+    @property
+    def max_new_tokens(self) -> int:
+        """How long the reply may run before the context is full."""
+        return self.context_length - len(self.prompt_ids)
+
+
+def plan_context(
+    messages: Sequence[Message],
+    render: Callable[[Sequence[Message]], str],
+    encode: Callable[[str], list[int]],
+    context_length: int,
+    reserve: int,
+) -> ContextPlan:
+    """Fit ``messages`` into ``context_length - reserve`` tokens by dropping the oldest turns.
+
+    ``messages`` may start with a system message; the last one is the user's new message.
+    """
+    if not messages:
+        raise ValueError("no messages to plan")
+    reserve = max(1, min(reserve, context_length - 1))
+    budget = context_length - reserve
+    has_system = messages[0].get("role") == "system"
+    head = [0] if has_system else []
+    body = list(range(len(head), len(messages) - 1))
+    last = len(messages) - 1
+
+    def attempt(drop: int) -> tuple[list[int], list[int]]:
+        keep = head + body[drop:] + [last]
+        return keep, encode(render([messages[i] for i in keep]))
+
+    keep, ids = attempt(0)
+    if len(ids) <= budget:
+        return ContextPlan(ids, [messages[i] for i in keep], [], context_length, reserve)
+
+    # Binary search for the fewest dropped messages that fit (more dropped → fewer tokens).
+    low, high = 1, len(body)
+    best: tuple[int, list[int], list[int]] | None = None
+    while low <= high:
+        mid = (low + high) // 2
+        keep, ids = attempt(mid)
+        if len(ids) <= budget:
+            best, high = (mid, keep, ids), mid - 1
+        else:
+            low = mid + 1
+    if best is None:
+        _raise_overflow(messages, render, encode, has_system, budget, context_length, reserve)
+    drop, keep, ids = best
+    # Drop whole turns: never leave an assistant reply without the question it answered.
+    while drop < len(body) and messages[body[drop]].get("role") == "assistant":
+        drop += 1
+        keep, ids = attempt(drop)
+    return ContextPlan(ids, [messages[i] for i in keep], body[:drop], context_length, reserve)
+
+
+def _raise_overflow(
+    messages: Sequence[Message],
+    render: Callable[[Sequence[Message]], str],
+    encode: Callable[[str], list[int]],
+    has_system: bool,
+    budget: int,
+    context_length: int,
+    reserve: int,
+) -> None:
+    if has_system:
+        system_tokens = len(encode(render([messages[0]])))
+        if system_tokens > budget:
+            raise ContextOverflowError(
+                f"the system prompt alone is {system_tokens} tokens but the model's context "
+                f"holds {context_length} with {reserve} reserved for the reply; "
+                "shorten the system prompt"
+            )
+    alone = len(encode(render([messages[-1]])))
+    raise ContextOverflowError(
+        f"your message is {alone} tokens but the model's context holds {context_length} "
+        f"with {reserve} reserved for the reply; shorten the message or lower max new tokens"
+    )

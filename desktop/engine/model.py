@@ -1,0 +1,88 @@
+"""A loaded model: manifest, tokenizer, chat template, ONNX session and device."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from desktop.engine.manifest import Manifest, read_manifest, verify_files
+from desktop.engine.runtime import DeviceInfo, KVDecoder, create_session
+from desktop.engine.template import ChatTemplate
+from desktop.errors import ModelError
+
+
+@dataclass
+class Model:
+    """Everything needed to chat with one model folder. Load with :func:`load_model`."""
+
+    manifest: Manifest
+    tokenizer: Tokenizer
+    template: ChatTemplate
+    decoder: KVDecoder
+    device: DeviceInfo
+    load_seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def context_length(self) -> int:
+        return self.manifest.context_length
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of already-rendered prompt text (special tokens in it are recognised)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def _special_token_text(tokenizer: Tokenizer, token_id: object) -> str:
+    if isinstance(token_id, int):
+        return tokenizer.id_to_token(token_id) or ""
+    return ""
+
+
+def load_model(
+    folder: str | Path, device: str = "auto", threads: int | None = None, verify: bool = False
+) -> Model:
+    """Open a model folder. Every problem becomes a :class:`ModelError` naming the file."""
+    started = time.perf_counter()
+    manifest = read_manifest(folder)
+    if verify:
+        problems = verify_files(manifest)
+        if problems:
+            raise ModelError(f"{problems[0]}; re-export the model")
+    tokenizer_path = manifest.folder / manifest.tokenizer_file
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    except Exception as exc:  # tokenizers raises a bare Exception for malformed files
+        raise ModelError(f"{tokenizer_path} is not a valid tokenizer ({exc}); re-export") from None
+    template_source = None
+    if manifest.chat_template_file:
+        template_path = manifest.folder / manifest.chat_template_file
+        try:
+            template_source = template_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{template_path} cannot be read ({exc}); re-export") from None
+    specials = manifest.special_tokens
+    template = ChatTemplate(
+        template_source,
+        bos_token=_special_token_text(tokenizer, specials.get("bos_token_id")),
+        eos_token=_special_token_text(tokenizer, specials.get("eos_token_id")),
+    )
+    session, device_info = create_session(manifest.folder / manifest.onnx_file, device, threads)
+    decoder = KVDecoder(session, device_info.used)
+    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    if decoder.vocab_size is not None and vocab > decoder.vocab_size:
+        raise ModelError(
+            f"{tokenizer_path} has {vocab} tokens but the ONNX model predicts only "
+            f"{decoder.vocab_size}; the tokenizer belongs to another model — re-export"
+        )
+    bad_stops = [i for i in manifest.stop_token_ids if not 0 <= i < vocab]
+    if bad_stops:
+        raise ModelError(f"{manifest.folder}/manifest.json: stop token id {bad_stops[0]} "
+                         f"is outside the vocabulary ({vocab}); re-export")
+    return Model(manifest, tokenizer, template, decoder, device_info,
+                 time.perf_counter() - started)

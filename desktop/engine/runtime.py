@@ -1,0 +1,228 @@
+"""ONNX Runtime sessions: device choice, quiet native logs, and the KV-cache decoder.
+
+The decoder reads input/output names and KV shapes from the session, not from assumptions,
+because GPT-2 and Llama exports differ (``position_ids``, head counts, grouped KV heads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from desktop.errors import ModelError
+
+DEVICES = ("auto", "cuda", "cpu")
+ort.set_default_logger_severity(3)  # errors only; and those are captured, see below
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the user asked for, what runs, and (if not CUDA) the one-line reason why."""
+
+    requested: str
+    used: str
+    reason: str | None
+    providers: tuple[str, ...]
+
+    def describe(self) -> str:
+        text = "CUDA" if self.used == "cuda" else "CPU"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+@contextlib.contextmanager
+def captured_native_stderr() -> Iterator[list[str]]:
+    """Redirect file descriptor 2 so onnxruntime's native (red) error lines do not reach the
+    terminal or the GUI's log; the captured text is appended to the yielded list."""
+    sink: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def cuda_failure_reason(native_log: str) -> str:
+    """Turn onnxruntime's CUDA loading errors into one human line."""
+    missing = re.search(r"(lib[\w.+-]+?\.so[\w.]*)[^\n]*cannot open shared object file", native_log)
+    if missing:
+        return (
+            f"CUDA unavailable: {missing.group(1)} not found — install the CUDA and cuDNN "
+            "runtime (pip install 'onnxruntime-gpu[cuda,cudnn]')"
+        )
+    dll = re.search(r"([\w.-]+\.dll)", native_log)
+    if dll:
+        return f"CUDA unavailable: {dll.group(1)} could not be loaded — install the CUDA runtime"
+    lines = [ln.strip() for ln in native_log.splitlines() if ln.strip()]
+    detail = re.sub(r"^.*?\] ", "", lines[-1])[:160] if lines else "no CUDA device found"
+    return f"CUDA unavailable: {detail}"
+
+
+def default_threads() -> int:
+    """Physical cores are what matter for matrix work; leave the UI one when there are many."""
+    count = os.cpu_count() or 2
+    return count if count <= 4 else count - 1
+
+
+def create_session(
+    path: Path, device: str = "auto", threads: int | None = None
+) -> tuple[ort.InferenceSession, DeviceInfo]:
+    """Open ``path`` on the requested device. ``auto`` takes CUDA only when the CUDA provider
+    really creates the session; otherwise CPU with the reason."""
+    if device not in DEVICES:
+        raise ModelError(f"device '{device}' is unknown; use one of: {', '.join(DEVICES)}")
+    if threads is not None and not 1 <= threads <= 256:
+        raise ModelError(f"threads = {threads} is out of range: valid is [1, 256]")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+
+    want_cuda = device in ("auto", "cuda")
+    reason = None
+    providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
+    if want_cuda:
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            reason = "CUDA unavailable: this onnxruntime build has no CUDA support"
+
+    with captured_native_stderr() as log:
+        try:
+            if len(providers) > 1 and hasattr(ort, "preload_dlls"):
+                # Finds CUDA/cuDNN installed from PyPI; it reports what is missing on stdout.
+                printed = io.StringIO()
+                with contextlib.redirect_stdout(printed), contextlib.suppress(Exception):
+                    ort.preload_dlls()
+                log.append(printed.getvalue())
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        raise ModelError(_load_error_line(path, error)) from None
+
+    used = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+    if want_cuda and used == "cpu" and reason is None:
+        reason = cuda_failure_reason("".join(log))
+    if device == "cuda" and used != "cuda":
+        raise ModelError(f"{reason}; use --device auto or --device cpu to run on the CPU")
+    return session, DeviceInfo(device, used, reason if used == "cpu" else None,
+                               tuple(session.get_providers()))
+
+
+def _load_error_line(path: Path, error: Exception) -> str:
+    text = str(error)
+    if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text or "ModelProto" in text:
+        return f"{path} is not a valid ONNX model (truncated or corrupt); re-export the model"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"{path} could not be loaded by ONNX Runtime: {first[:200]}; re-export the model"
+
+
+class KVDecoder:
+    """Runs the decoder one chunk at a time and keeps the KV cache between calls.
+
+    Works with Optimum's ``text-generation-with-past`` layout: ``past_key_values.N.key/value``
+    in, ``present.N.key/value`` out (past length + new tokens). The cache is held as
+    OrtValues (on the GPU when running on CUDA) and fed back without converting to numpy.
+    """
+
+    def __init__(self, session: ort.InferenceSession, device: str = "cpu") -> None:
+        self.session = session
+        inputs = {i.name: i for i in session.get_inputs()}
+        outputs = [o.name for o in session.get_outputs()]
+        self.past_names = sorted(
+            (n for n in inputs if n.startswith("past_key_values.")), key=_layer_key
+        )
+        if "input_ids" not in inputs or "logits" not in outputs or not self.past_names:
+            raise ModelError(
+                "the ONNX model is not a causal language model with a KV cache "
+                f"(inputs: {', '.join(inputs)}); export it with `onnxchat export`"
+            )
+        self.present_names = [
+            n.replace("past_key_values.", "present.", 1) for n in self.past_names
+        ]
+        missing = [n for n in self.present_names if n not in outputs]
+        if missing:
+            raise ModelError(
+                f"the ONNX model has past inputs but no {missing[0]} output; re-export it"
+            )
+        first = inputs[self.past_names[0]]
+        self.kv_heads, self.head_dim = int(first.shape[1]), int(first.shape[3])
+        self.kv_dtype = np.float16 if "float16" in first.type else np.float32
+        self.uses_position_ids = "position_ids" in inputs
+        self.uses_attention_mask = "attention_mask" in inputs
+        logits_shape = next(o.shape for o in session.get_outputs() if o.name == "logits")
+        self.vocab_size = logits_shape[-1] if isinstance(logits_shape[-1], int) else None
+        self.device = device
+        self._ort_device = "cuda" if device == "cuda" else "cpu"
+        self._binding = session.io_binding()
+        self._past: list[ort.OrtValue] = []
+        self.length = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the cache (a new conversation)."""
+        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.kv_dtype)
+        self._past = [self._to_device(empty) for _ in self.past_names]
+        self.length = 0
+
+    def _to_device(self, array: np.ndarray) -> ort.OrtValue:
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._ort_device, 0)
+
+    def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
+        """Feed ``token_ids`` after the cached ones; return the last position's logits."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        count = ids.shape[1]
+        binding = self._binding
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        binding.bind_cpu_input("input_ids", ids)
+        if self.uses_attention_mask:
+            binding.bind_cpu_input("attention_mask", np.ones((1, self.length + count), np.int64))
+        if self.uses_position_ids:
+            positions = np.arange(self.length, self.length + count, dtype=np.int64)
+            binding.bind_cpu_input("position_ids", positions.reshape(1, -1))
+        for name, value in zip(self.past_names, self._past, strict=False):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name in self.present_names:
+            binding.bind_output(name, self._ort_device)
+        self.session.run_with_iobinding(binding)
+        results = binding.get_outputs()
+        self._past = list(results[1:])
+        self.length += count
+        return results[0].numpy()[0, -1]
+
+    def rewind(self, length: int) -> None:
+        """Keep only the first ``length`` cached positions (a shared prefix with a new prompt)."""
+        if length >= self.length:
+            return
+        if length == 0:
+            self.reset()
+            return
+        self._past = [self._to_device(v.numpy()[:, :, :length, :]) for v in self._past]
+        self.length = length
+
+
+def _layer_key(name: str) -> tuple[int, int]:
+    parts = name.split(".")
+    return int(parts[1]), 0 if parts[2] == "key" else 1

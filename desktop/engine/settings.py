@@ -1,0 +1,95 @@
+"""Sampling settings: one dataclass, validated ranges, named presets.
+
+Every front end (window, terminal, benchmark, tests) builds a :class:`SamplingSettings` and the
+engine validates it once before generating, so a bad value is reported with the setting's name
+and valid range instead of surfacing as a numpy error halfway through a reply.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from desktop.errors import SettingsError
+
+#: (minimum, maximum, whether the minimum itself is allowed) for each numeric setting.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0.0, 5.0, True),
+    "top_k": (1, 1_000_000, True),
+    "top_p": (0.0, 1.0, False),
+    "min_p": (0.0, 1.0, True),
+    "repetition_penalty": (1.0, 2.0, True),
+    "repetition_window": (0, 8192, True),
+    "max_new_tokens": (1, 1_000_000, True),
+    "seed": (0, 2**63 - 1, True),
+}
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the next token is chosen. ``temperature == 0`` means greedy (argmax)."""
+
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repetition_penalty: float = 1.1
+    repetition_window: int = 64
+    max_new_tokens: int = 512
+    seed: int | None = None
+    stop_strings: tuple[str, ...] = ()
+
+    def validated(self) -> SamplingSettings:
+        """Return self if every value is in range, else raise :class:`SettingsError`."""
+        for name, (low, high, low_ok) in RANGES.items():
+            value = getattr(self, name)
+            if value is None and name == "seed":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingsError(f"{name} must be a number, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{name} must be a finite number, got {value!r}")
+            if name in ("top_k", "max_new_tokens", "repetition_window", "seed") and (
+                int(value) != value
+            ):
+                raise SettingsError(f"{name} must be a whole number, got {value!r}")
+            too_low = value < low or (value == low and not low_ok)
+            if too_low or value > high:
+                bracket = "[" if low_ok else "("
+                raise SettingsError(
+                    f"{name} = {value!r} is out of range: valid is {bracket}{low}, {high}]"
+                )
+        if self.min_p >= 1.0:
+            raise SettingsError(f"min_p = {self.min_p!r} is out of range: valid is [0.0, 1.0)")
+        if any(not isinstance(s, str) or not s for s in self.stop_strings):
+            raise SettingsError("stop_strings must be non-empty strings")
+        return self
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stop_strings"] = list(self.stop_strings)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplingSettings:
+        """Build from stored or manifest values, ignoring unknown keys (older/newer files)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "stop_strings" in values:
+            values["stop_strings"] = tuple(values["stop_strings"] or ())
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> SamplingSettings:
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, SamplingSettings] = {
+    "precise": SamplingSettings(temperature=0.0, repetition_penalty=1.0),
+    "balanced": SamplingSettings(),
+    "creative": SamplingSettings(temperature=1.0, top_k=100, top_p=0.98, min_p=0.02),
+}

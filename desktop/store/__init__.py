@@ -1,0 +1,96 @@
+"""The chat history store (SQLite, no Qt): what the window and ``onnxchat history`` use.
+
+Opening
+    ``store = ChatStore.open(data_dir)`` opens ``<data_dir>/chats.sqlite3`` (``data_dir`` from
+    ``desktop.paths.data_dir(override)``), creating it, or migrating an older file after
+    backing it up beside itself (``chats.sqlite3.v1-backup-<time>``). A file written by a
+    newer OnnxChat is refused with :class:`StoreError` and left untouched. A damaged file is
+    moved aside (``chats.sqlite3.corrupt-<time>``), a fresh store is used, and
+    ``store.recovery_notice`` says where the old file went (``None`` normally) so the window
+    can tell the user. Replies a crash left ``streaming`` become ``interrupted``
+    (``recover=False`` skips that: for tools that run beside the window). ``store.close()``,
+    or use ``with``.
+
+Conversations
+    ``create_conversation(title="New chat", *, model=None, system_prompt="", sampling=None)``,
+    ``get_conversation(id)``, ``list_conversations()`` (most recent first),
+    ``rename_conversation(id, title)``, ``update_conversation(id, *, model=None,
+    system_prompt=None, sampling=None)`` (``None`` = unchanged), ``delete_conversation(id)``.
+    Each returns or takes :class:`Conversation` records (``sampling`` is a plain dict, e.g.
+    ``SamplingSettings.to_dict()``).
+
+Messages: a tree per conversation
+    Each :class:`Message` has a ``parent_id``; the conversation's ``active_leaf_id`` ends the
+    branch on screen, and ``messages(conversation_id)`` returns that branch, root first.
+
+    - ``add_message(conversation_id, role, text)`` appends to the branch on screen and
+      commits: call it for the user's message before generation starts.
+    - ``begin_reply(conversation_id, repro, *, replacing=None) -> ReplyWriter`` creates the
+      assistant reply (state ``streaming``, committed). On the generating thread call
+      ``writer.append(piece)`` per piece (it commits the text so far about once a second),
+      then one of ``writer.finish(ReplyStats(...), stop_reason)``, ``writer.cancel()`` or
+      ``writer.fail(error_text)``. :class:`Repro` records model name, manifest sha256,
+      device, sampling settings, seed and prompt token count; ``stop_reason`` is added at the
+      end.
+    - Editing a message is ``edit_message(message_id, text)``, regenerating a reply is
+      ``begin_reply(conversation_id, repro, replacing=old_reply_id)``: either makes a new
+      sibling and shows its branch; the old branch stays. ``siblings(message_id)`` lists the
+      alternatives (for a "2/3" switch) and ``select_branch(message_id)`` shows one.
+    - ``get_message(id)``; ``delete_message(id)`` removes the message and everything below.
+    - Message states: ``complete``, ``streaming``, ``interrupted`` (cut off by a crash),
+      ``cancelled``, ``error`` (``message.error`` holds the text).
+
+Search and files
+    ``search(query, *, limit=50, marks=("[", "]")) -> list[SearchHit]`` searches all message
+    text; any typed text is safe (search syntax is taken literally).
+    ``export_markdown(ids=None) -> str``, ``export_json(ids=None) -> bytes`` (all
+    conversations when ``ids`` is None) and ``import_json(data: bytes) -> ImportReport``; see
+    :mod:`desktop.store.exchange` for the file format and the import rules (ids kept,
+    conversations already present skipped, all or nothing).
+
+Threads and errors
+    Any thread may call the store (each gets its own connection): the window reads while the
+    generating thread writes. Use a long-lived generating thread rather than one per reply.
+    Failures of the file or disk (locked, read-only, full) raise :class:`StoreError` with
+    one line saying what to do; committed data is kept. Unknown ids raise
+    :class:`NotFoundError`, text over a size limit :class:`UserError`.
+"""
+
+from desktop.errors import StoreError
+from desktop.store.chat_store import DB_FILENAME, ChatStore, NotFoundError
+from desktop.store.exchange import ImportReport, InvalidImportError
+from desktop.store.records import (
+    CANCELLED,
+    COMPLETE,
+    ERROR,
+    INTERRUPTED,
+    STREAMING,
+    Conversation,
+    Message,
+    ReplyStats,
+    Repro,
+    SearchHit,
+)
+from desktop.store.reply import ReplyWriter
+from desktop.store.schema import SCHEMA_VERSION
+
+__all__ = [
+    "CANCELLED",
+    "COMPLETE",
+    "DB_FILENAME",
+    "ERROR",
+    "INTERRUPTED",
+    "SCHEMA_VERSION",
+    "STREAMING",
+    "ChatStore",
+    "Conversation",
+    "ImportReport",
+    "InvalidImportError",
+    "Message",
+    "NotFoundError",
+    "ReplyStats",
+    "ReplyWriter",
+    "Repro",
+    "SearchHit",
+    "StoreError",
+]

@@ -1,0 +1,104 @@
+"""The database schema and its forward migrations.
+
+``PRAGMA user_version`` holds the schema version. ``MIGRATIONS[v]`` turns a version ``v - 1``
+database into version ``v`` (version 0 is an empty file), so a store of any earlier version is
+brought up to date by running the missing steps in order, in one transaction. Released steps
+are never edited: a change to the schema is a new step.
+
+Version 1: conversations and the message tree.
+Version 2: full-text search over message text (FTS5, kept in sync by triggers), and the
+reproducibility record and error text of replies.
+
+``messages.seq`` is the local insertion order: it orders siblings (timestamps can tie) and is
+the row the search index points at. It is storage, not data, and is not exported.
+
+A message's subtree is deleted by the store in one statement rather than by an ``ON DELETE
+CASCADE`` on ``parent_id``: SQLite runs cascades as nested triggers, which stop at a depth of
+1000, and a long chat is a chain deeper than that.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from desktop.store.db import transaction
+
+V1 = """
+CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    model TEXT,
+    system_prompt TEXT NOT NULL DEFAULT '',
+    sampling TEXT NOT NULL DEFAULT '{}',
+    active_leaf_id TEXT REFERENCES messages(id) ON DELETE SET NULL
+);
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    parent_id TEXT REFERENCES messages(id),
+    role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+    text TEXT NOT NULL,
+    created TEXT NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('complete', 'streaming', 'interrupted', 'cancelled', 'error')),
+    stats TEXT
+);
+CREATE INDEX messages_by_conversation ON messages(conversation_id, seq);
+CREATE INDEX messages_by_parent ON messages(parent_id, seq);
+CREATE INDEX messages_by_state ON messages(state);
+CREATE INDEX conversations_by_leaf ON conversations(active_leaf_id);
+"""
+
+V2 = """
+ALTER TABLE messages ADD COLUMN repro TEXT;
+ALTER TABLE messages ADD COLUMN error TEXT;
+CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='seq');
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, text) VALUES (new.seq, new.text);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+    INSERT INTO messages_fts(rowid, text) VALUES (new.seq, new.text);
+END;
+INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+"""
+
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, from_version: int) -> None:
+    """Run the steps after ``from_version`` in one transaction (all or nothing).
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``); ``executescript`` would
+    commit on its own, so each step's statements run one by one inside the transaction.
+    """
+    with transaction(conn):
+        for version in range(from_version + 1, SCHEMA_VERSION + 1):
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements; a trigger body's inner ``;`` stays with its trigger."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete statement in migration: {current.strip()[:60]}")
+    return statements
