@@ -42,6 +42,14 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        # The stock sandbox renders an empty string here; a template that reaches for
+        # internals is hostile or broken, so stop it with a clear error instead.
+        raise TemplateError(
+            f"chat template tried to access '{attribute}' of a {type(obj).__name__}, "
+            "which is not allowed"
+        )
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
             if isinstance(right, (int, float)) and abs(right) > 64:

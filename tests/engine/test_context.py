@@ -1,0 +1,81 @@
+"""The context budget drops the oldest whole turns, keeps the system prompt and the new
+message, reports what it dropped, and refuses what can never fit."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from desktop.engine.context import plan_context
+from desktop.errors import ContextOverflowError
+
+
+def render(messages):
+    return " ".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def encode(text):
+    return text.split()  # one token per word keeps the arithmetic checkable by hand
+
+
+def conversation(turns, words=5):
+    msgs = [{"role": "system", "content": "sys"}]
+    for i in range(turns):
+        msgs.append({"role": "user", "content": " ".join([f"u{i}"] * words)})
+        msgs.append({"role": "assistant", "content": " ".join([f"a{i}"] * words)})
+    msgs.append({"role": "user", "content": "last question"})
+    return msgs
+
+
+def test_everything_fits():
+    msgs = conversation(2)
+    plan = plan_context(msgs, render, encode, context_length=100, reserve=10)
+    assert plan.dropped == []
+    assert plan.messages == msgs
+    assert plan.used == len(plan.prompt_ids) + 10
+
+
+def test_oldest_turns_dropped_first_keeping_system_and_last():
+    msgs = conversation(4)  # each turn: 2 messages × 6 tokens; system 2; last 3
+    # total = 2 + 4*12 + 3 = 53 tokens; budget 40 - 10 = 30 → keep 2 newest turns (29)
+    plan = plan_context(msgs, render, encode, context_length=40, reserve=10)
+    assert plan.dropped == [1, 2, 3, 4]
+    assert plan.messages[0]["role"] == "system"
+    assert plan.messages[-1]["content"] == "last question"
+    assert [m["content"].split()[0] for m in plan.messages[1:-1]] == ["u2", "a2", "u3", "a3"]
+    assert len(plan.prompt_ids) <= 30
+
+
+def test_never_keeps_an_answer_without_its_question():
+    msgs = conversation(3)
+    for budget in range(12, 45):
+        plan = plan_context(msgs, render, encode, context_length=budget + 5, reserve=5)
+        kept = plan.messages[1:-1]
+        assert not kept or kept[0]["role"] == "user"
+
+
+def test_a_single_message_longer_than_the_context_is_a_clear_error():
+    msgs = [{"role": "user", "content": "word " * 500}]
+    with pytest.raises(ContextOverflowError, match="your message is 501 tokens"):
+        plan_context(msgs, render, encode, context_length=100, reserve=10)
+
+
+def test_a_system_prompt_longer_than_the_context_is_named():
+    msgs = [{"role": "system", "content": "rule " * 500}, {"role": "user", "content": "hi"}]
+    with pytest.raises(ContextOverflowError, match="system prompt"):
+        plan_context(msgs, render, encode, context_length=100, reserve=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 12), st.integers(1, 30), st.integers(20, 200), st.integers(1, 50))
+def test_plan_always_fits_or_raises(turns, words, context, reserve):
+    msgs = conversation(turns, words)
+    try:
+        plan = plan_context(msgs, render, encode, context_length=context, reserve=reserve)
+    except ContextOverflowError:
+        return
+    assert len(plan.prompt_ids) + min(reserve, context - 1) <= context
+    assert plan.messages[0] == msgs[0] and plan.messages[-1] == msgs[-1]
+    kept_middle = [i for i in range(1, len(msgs) - 1) if i not in plan.dropped]
+    # Dropped messages are a prefix of the history: the newest turns are what stays.
+    assert plan.dropped == list(range(1, 1 + len(plan.dropped)))
+    assert len(plan.messages) == 2 + len(kept_middle)
