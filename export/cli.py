@@ -1,0 +1,114 @@
+"""``python -m export SOURCE`` (and ``onnxchat export``): export a model folder.
+
+Bad input ends with one line on stderr that says what is wrong and what to do, and a
+non-zero exit status; ``--debug`` adds the traceback and the libraries' own output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from export.errors import ExportError
+from export.progress import Progress
+from export.recipes import DEFAULT_RECIPE, RECIPES
+
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export a language model to an OnnxChat model folder (ONNX, quantized, "
+        "validated).",
+    )
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="`default` (SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file, "
+        "or a hub id (org/name) already in the local Hugging Face cache",
+    )
+    parser.add_argument(
+        "--quant",
+        choices=list(RECIPES),
+        default=DEFAULT_RECIPE,
+        help=f"quantization recipe (default {DEFAULT_RECIPE}): "
+        + "; ".join(f"{name}: {recipe.description}" for name, recipe in RECIPES.items()),
+    )
+    parser.add_argument("--name", help="model folder name (default: from the source)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder that receives the model folder (default: $ONNXCHAT_MODELS_DIR, else "
+        "the checkout's models/)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing model folder of that name"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="keep the model even if it fails the validation gate (recorded in the manifest)",
+    )
+    parser.add_argument(
+        "--progress-json",
+        action="store_true",
+        help="print progress as one JSON object per line on stdout",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and the libraries' output"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return int(exc.code or 0)
+    # The app works offline: never let a library wait on the Hugging Face hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from export.pipeline import ExportSettings, export_model
+
+    progress = Progress.for_cli(args.progress_json)
+    settings = ExportSettings(
+        source=args.source,
+        recipe=args.quant,
+        name=args.name,
+        overwrite=args.overwrite,
+        force=args.force,
+        debug=args.debug,
+    )
+    if args.out is not None:
+        settings.out_dir = args.out
+    try:
+        result = export_model(settings, progress)
+    except ExportError as exc:
+        return _fail(progress, str(exc), exc.exit_code, args.debug)
+    except KeyboardInterrupt:
+        return _fail(progress, "Interrupted: nothing was kept.", EXIT_INTERRUPTED, args.debug)
+    except Exception as exc:
+        message = f"Export failed unexpectedly: {type(exc).__name__}: {exc}".splitlines()[0]
+        if not args.debug:
+            message += " (run again with --debug for the details)"
+        return _fail(progress, message, EXIT_BUG, args.debug)
+    validation = result.validation
+    if validation.forced:
+        print(
+            f"warning: {result.path.name} failed the quality gate and was kept because of "
+            f"--force: {'; '.join(validation.failures())}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _fail(progress: Progress, message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    progress.failed(message)
+    print(f"error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,29 @@
+"""Errors of the export step that a user can act on.
+
+Each carries one line: what is wrong and what to do. The command line prints that line
+without a traceback (unless ``--debug``) and exits non-zero. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class ExportError(Exception):
+    """Bad input or a condition the user can fix (missing file, name taken, disk full)."""
+
+    exit_code = 2
+
+
+class ValidationFailedError(ExportError):
+    """The quantized model drifted too far from the fp32 export; nothing was kept."""
+
+    exit_code = 3
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors a full disk or an exhausted quota raises while writing."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS

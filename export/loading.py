@@ -1,0 +1,61 @@
+"""Loading a source with transformers and saving it as an fp32 Hugging Face folder, which
+is what Optimum exports from. GGUF files are dequantized by transformers' GGUF loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.errors import ExportError, is_disk_full
+from export.sources import GgufInfo, Source, check_model_type
+
+
+@dataclass
+class LoadedModel:
+    hf_dir: Path
+    config: Any  # transformers PretrainedConfig
+    tokenizer: Any  # transformers PreTrainedTokenizerFast
+    model: Any  # torch module, fp32, eval mode
+    gguf: GgufInfo | None
+
+
+def load_source(source: Source, gguf: GgufInfo | None, hf_dir: Path) -> LoadedModel:
+    """Load config, tokenizer and fp32 weights, and save them to ``hf_dir``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if source.is_gguf:
+        location: Path = source.path.parent
+        kwargs: dict[str, Any] = {"gguf_file": source.path.name}
+    else:
+        location, kwargs = source.path, {}
+    try:
+        config = AutoConfig.from_pretrained(location, **kwargs)
+        check_model_type(config.model_type, source.spec)
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
+    except ExportError:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"Could not load {source.spec}: {reason}. Check that the model files are complete."
+        ) from exc
+    model.eval()
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    return LoadedModel(hf_dir, config, tokenizer, model, gguf)
+
+
+def reference_logits(model: Any, token_ids: list[int]) -> np.ndarray:
+    """PyTorch's logits for ``token_ids`` ([T, vocab], fp32), the fp32 export's yardstick."""
+    import torch
+
+    with torch.inference_mode():
+        ids = torch.tensor([token_ids], dtype=torch.long)
+        return model(input_ids=ids, use_cache=False).logits[0].float().numpy()

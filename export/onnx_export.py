@@ -1,0 +1,60 @@
+"""The Optimum ONNX export of an fp32 Hugging Face folder."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from export.onnx_files import MODEL_FILE
+
+TASK = "text-generation-with-past"
+_NOISY_LOGGERS = ("transformers", "optimum", "torch.onnx", "onnxruntime")
+
+
+@contextlib.contextmanager
+def quiet_libraries(debug: bool) -> Iterator[None]:
+    """Keep library chatter off stdout (which carries ``--progress-json``) and, unless
+    debugging, hide the tracer warnings and info logs a normal export prints by the page."""
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        if debug:
+            yield
+            return
+        warnings.simplefilter("ignore")
+        levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            from transformers.utils import logging as hf_logging
+
+            previous = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                yield
+            finally:
+                hf_logging.set_verbosity(previous)
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+def export_onnx(hf_dir: Path, out_dir: Path) -> Path:
+    """Export ``hf_dir`` as a decoder with a KV cache; returns the ``model.onnx`` path.
+
+    Optimum's own PyTorch comparison is skipped: the validation gate compares the fp32
+    graph with PyTorch on real text instead.
+    """
+    from optimum.exporters.onnx import main_export
+
+    main_export(
+        str(hf_dir),
+        output=str(out_dir),
+        task=TASK,
+        do_validation=False,
+        local_files_only=True,
+        library_name="transformers",
+    )
+    return out_dir / MODEL_FILE

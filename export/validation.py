@@ -1,0 +1,212 @@
+"""The quality gate: the shipped model must predict the validation text nearly as well as
+the fp32 export does.
+
+Why a gate: quantization recipes fail silently (a dynamic int8 preset tripled the default
+model's perplexity while producing plausible-looking text). The gate runs both ONNX files
+on ``data/validation.txt`` (English prose, Chinese and code) with onnxruntime and compares
+perplexity and the top-1 next-token choice position by position. It also checks that the
+fp32 ONNX export reproduces the PyTorch logits, so an export bug is caught before
+quantization hides it. It takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.onnx_files import forward, make_session
+
+VALIDATION_TEXT = Path(__file__).with_name("data") / "validation.txt"
+
+
+@dataclass(frozen=True)
+class ValidationGate:
+    """Thresholds and sizes of the gate."""
+
+    max_perplexity_ratio: float = 1.03
+    min_top1_agreement: float = 0.95
+    # fp32 ONNX against PyTorch, on the first tokens: an export bug, not a rounding error.
+    max_fp32_logit_diff: float = 1e-2
+    max_tokens: int = 1024
+    # tokens per forward pass (each pass starts with an empty cache); capped by the context
+    window: int = 1024
+    reference_tokens: int = 64
+
+
+@dataclass
+class ValidationResult:
+    text: str
+    text_sha256: str
+    tokens: int
+    windows: int
+    perplexity_fp32: float
+    perplexity: float
+    perplexity_ratio: float
+    top1_agreement: float
+    fp32_max_logit_diff: float | None
+    gate: ValidationGate
+    passed: bool
+    forced: bool
+    seconds: float
+
+    def manifest(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["gate"] = {
+            "max_perplexity_ratio": self.gate.max_perplexity_ratio,
+            "min_top1_agreement": self.gate.min_top1_agreement,
+            "max_fp32_logit_diff": self.gate.max_fp32_logit_diff,
+        }
+        return data
+
+    def failures(self) -> list[str]:
+        problems = []
+        if self.perplexity_ratio > self.gate.max_perplexity_ratio:
+            problems.append(
+                f"perplexity {self.perplexity:.2f} vs fp32 {self.perplexity_fp32:.2f} "
+                f"(ratio {self.perplexity_ratio:.3f} > {self.gate.max_perplexity_ratio})"
+            )
+        if self.top1_agreement < self.gate.min_top1_agreement:
+            problems.append(
+                f"top-1 agreement {self.top1_agreement:.3f} < {self.gate.min_top1_agreement}"
+            )
+        if self.fp32_max_logit_diff is not None and (
+            self.fp32_max_logit_diff > self.gate.max_fp32_logit_diff
+        ):
+            problems.append(
+                f"fp32 ONNX logits differ from PyTorch by {self.fp32_max_logit_diff:.2e} "
+                f"(> {self.gate.max_fp32_logit_diff:.0e})"
+            )
+        return problems
+
+    def summary(self) -> str:
+        return (
+            f"perplexity {self.perplexity:.2f} (fp32 {self.perplexity_fp32:.2f}, "
+            f"ratio {self.perplexity_ratio:.3f}), top-1 agreement {self.top1_agreement:.3f} "
+            f"over {self.tokens} tokens"
+        )
+
+
+def validation_text() -> str:
+    return VALIDATION_TEXT.read_text(encoding="utf-8")
+
+
+@dataclass
+class _Pass:
+    """Negative log-likelihood sum, prediction count and argmax ids of one model."""
+
+    nll: float
+    count: int
+    top1: np.ndarray
+    first_logits: np.ndarray
+
+
+def _run(model: Path, windows: list[np.ndarray], reference_tokens: int) -> _Pass:
+    session = make_session(model)
+    nll = 0.0
+    count = 0
+    top1 = []
+    first_logits = np.empty(0)
+    for index, ids in enumerate(windows):
+        logits, _ = forward(session, ids)
+        logits = logits[0].astype(np.float64)
+        if index == 0:
+            first_logits = logits[:reference_tokens].astype(np.float32)
+        top1.append(logits.argmax(axis=-1))
+        shifted = logits[:-1]
+        peak = shifted.max(axis=-1, keepdims=True)
+        log_norm = np.log(np.exp(shifted - peak).sum(axis=-1)) + peak[:, 0]
+        target = shifted[np.arange(len(ids) - 1), ids[1:]]
+        nll += float((log_norm - target).sum())
+        count += len(ids) - 1
+    return _Pass(nll, count, np.concatenate(top1), first_logits)
+
+
+def validate(
+    fp32_model: Path,
+    model: Path | None,
+    token_ids: list[int],
+    context_length: int,
+    gate: ValidationGate,
+    reference_logits: np.ndarray | None = None,
+) -> ValidationResult:
+    """Compare ``model`` with ``fp32_model`` (``model`` None: the fp32 export is shipped).
+
+    ``reference_logits`` are PyTorch's logits for the first ``gate.reference_tokens`` ids.
+    """
+    start = time.monotonic()
+    ids = np.asarray(token_ids[: gate.max_tokens], dtype=np.int64)
+    window = max(2, min(gate.window, context_length))
+    windows = [ids[i: i + window] for i in range(0, len(ids), window)]
+    windows = [w for w in windows if len(w) >= 2]
+    if not windows:
+        raise ValueError("the validation text encodes to fewer than two tokens")
+    reference = _run(fp32_model, windows, gate.reference_tokens)
+    candidate = _run(model, windows, gate.reference_tokens) if model is not None else reference
+    perplexity_fp32 = float(np.exp(reference.nll / reference.count))
+    perplexity = float(np.exp(candidate.nll / candidate.count))
+    top1 = float((reference.top1 == candidate.top1).mean())
+    logit_diff = None
+    if reference_logits is not None:
+        n = min(len(reference_logits), len(reference.first_logits))
+        logit_diff = float(np.abs(reference.first_logits[:n] - reference_logits[:n]).max())
+    text = validation_text()
+    result = ValidationResult(
+        text=f"export/data/{VALIDATION_TEXT.name}",
+        text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        tokens=len(ids),
+        windows=len(windows),
+        perplexity_fp32=round(perplexity_fp32, 4),
+        perplexity=round(perplexity, 4),
+        perplexity_ratio=round(perplexity / perplexity_fp32, 4),
+        top1_agreement=round(top1, 4),
+        fp32_max_logit_diff=logit_diff,
+        gate=gate,
+        passed=False,
+        forced=False,
+        seconds=0.0,
+    )
+    result.passed = not result.failures()
+    result.seconds = round(time.monotonic() - start, 2)
+    return result
+
+
+def report_markdown(name: str, recipe: dict[str, Any], result: ValidationResult) -> str:
+    """validation_report.md: the gate's figures for people browsing the model folder."""
+    verdict = "passed" if result.passed else (
+        "FAILED (kept with --force)" if result.forced else "FAILED"
+    )
+    diff = (
+        f"{result.fp32_max_logit_diff:.2e}" if result.fp32_max_logit_diff is not None else "–"
+    )
+    settings = ", ".join(f"{k} {v}" for k, v in recipe.items() if k != "description")
+    lines = [
+        f"# Validation of {name}",
+        "",
+        f"Result: **{verdict}**",
+        "",
+        f"Recipe: {settings}.",
+        "",
+        f"Text: `{result.text}` (sha256 `{result.text_sha256[:16]}…`), {result.tokens} tokens "
+        f"in {result.windows} forward pass(es) with onnxruntime on CPU, {result.seconds} s.",
+        "",
+        "| measure | value | gate |",
+        "|---|---|---|",
+        f"| perplexity, fp32 ONNX | {result.perplexity_fp32:.3f} | |",
+        f"| perplexity, shipped model | {result.perplexity:.3f} | |",
+        f"| perplexity ratio | {result.perplexity_ratio:.4f} | "
+        f"≤ {result.gate.max_perplexity_ratio} |",
+        f"| top-1 agreement with fp32 | {result.top1_agreement:.4f} | "
+        f"≥ {result.gate.min_top1_agreement} |",
+        f"| max logit difference, fp32 ONNX vs PyTorch (first {result.gate.reference_tokens} "
+        f"tokens) | {diff} | ≤ {result.gate.max_fp32_logit_diff:.0e} |",
+        "",
+    ]
+    problems = result.failures()
+    if problems:
+        lines += ["Failures:", "", *[f"- {p}" for p in problems], ""]
+    return "\n".join(lines)
