@@ -9,7 +9,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from desktop.engine.manifest import Manifest, read_manifest, verify_files
-from desktop.engine.runtime import DeviceInfo, KVDecoder, create_session
+from desktop.engine.runtime import DeviceInfo, KVDecoder, SharedKVDecoder, create_session
 from desktop.engine.template import ChatTemplate
 from desktop.errors import ModelError
 
@@ -21,7 +21,7 @@ class Model:
     manifest: Manifest
     tokenizer: Tokenizer
     template: ChatTemplate
-    decoder: KVDecoder
+    decoder: KVDecoder | SharedKVDecoder
     device: DeviceInfo
     load_seconds: float
 
@@ -31,7 +31,9 @@ class Model:
 
     @property
     def context_length(self) -> int:
-        return self.manifest.context_length
+        """Positions available: the model's own limit, or the fused layout's KV buffer bound."""
+        bound = getattr(self.decoder, "max_length", None)
+        return min(self.manifest.context_length, bound or self.manifest.context_length)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of already-rendered prompt text (special tokens in it are recognised)."""
@@ -73,7 +75,13 @@ def load_model(
         eos_token=_special_token_text(tokenizer, specials.get("eos_token_id")),
     )
     session, device_info = create_session(manifest.folder / manifest.onnx_file, device, threads)
-    decoder = KVDecoder(session, device_info.used)
+    layout = manifest.raw["onnx"]
+    decoder: KVDecoder | SharedKVDecoder
+    if layout.get("past_present_share_buffer"):
+        decoder = SharedKVDecoder(session, device_info.used,
+                                  int(layout.get("max_length") or manifest.context_length))
+    else:
+        decoder = KVDecoder(session, device_info.used)
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
     if decoder.vocab_size is not None and vocab > decoder.vocab_size:
         raise ModelError(

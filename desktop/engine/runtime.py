@@ -226,3 +226,73 @@ class KVDecoder:
 def _layer_key(name: str) -> tuple[int, int]:
     parts = name.split(".")
     return int(parts[1]), 0 if parts[2] == "key" else 1
+
+
+class SharedKVDecoder:
+    """Drives the fused layout (models/README.md, "Fused layout"): one preallocated KV buffer
+    per layer, bound as both past input and present output, so no step copies the cache.
+
+    GroupQueryAttention reads the valid length from the attention mask and writes the new keys
+    and values in place. The buffers start small and double when a conversation outgrows them
+    (the only copy), up to ``max_length``; rewinding is just forgetting positions.
+    """
+
+    def __init__(self, session: ort.InferenceSession, device: str, max_length: int,
+                 initial_capacity: int = 512) -> None:
+        self.session = session
+        inputs = {i.name: i for i in session.get_inputs()}
+        self.past_names = sorted(
+            (n for n in inputs if n.startswith("past_key_values.")), key=_layer_key
+        )
+        self.present_names = [
+            n.replace("past_key_values.", "present.", 1) for n in self.past_names
+        ]
+        first = inputs[self.past_names[0]]
+        self.kv_heads, self.head_dim = int(first.shape[1]), int(first.shape[3])
+        logits_shape = next(o.shape for o in session.get_outputs() if o.name == "logits")
+        self.vocab_size = int(logits_shape[-1])
+        self.device = device
+        self.max_length = max_length
+        self._ort_device = "cuda" if device == "cuda" else "cpu"
+        self._binding = session.io_binding()
+        self._logits = np.zeros((1, 1, self.vocab_size), np.float32)
+        self._binding.bind_output("logits", "cpu", 0, np.float32, list(self._logits.shape),
+                                  self._logits.ctypes.data)
+        self._buffers: list[ort.OrtValue] = []
+        self.capacity = 0
+        self.length = 0
+        self._allocate(min(initial_capacity, max_length))
+
+    def _allocate(self, capacity: int) -> None:
+        """(Re)bind KV buffers of ``capacity`` positions, keeping the cached ones."""
+        shape = (1, self.kv_heads, capacity, self.head_dim)
+        new = []
+        for old in self._buffers or [None] * len(self.past_names):
+            host = np.zeros(shape, np.float32)
+            if old is not None and self.length:
+                host[:, :, : self.length] = old.numpy()[:, :, : self.length]
+            new.append(ort.OrtValue.ortvalue_from_numpy(host, self._ort_device, 0))
+        self._buffers = new
+        self.capacity = capacity
+        for past, present, value in zip(self.past_names, self.present_names, new, strict=True):
+            self._binding.bind_ortvalue_input(past, value)
+            self._binding.bind_ortvalue_output(present, value)
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def rewind(self, length: int) -> None:
+        self.length = max(0, min(length, self.length))
+
+    def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        total = self.length + ids.shape[1]
+        if total > self.max_length:
+            raise ValueError("the model's context is full")
+        if total > self.capacity:
+            self._allocate(min(self.max_length, max(total, self.capacity * 2)))
+        self._binding.bind_cpu_input("input_ids", ids)
+        self._binding.bind_cpu_input("attention_mask", np.ones((1, total), np.int64))
+        self.session.run_with_iobinding(self._binding)
+        self.length = total
+        return self._logits[0, -1].copy()

@@ -32,6 +32,7 @@ def prepare(path: Path, busy_timeout_s: float, recover: bool) -> str | None:
             "Choose a writable folder with --data-dir or ONNXCHAT_DATA_DIR."
         ) from exc
     notice = None
+    _refuse_newer(path, _header_version(path))
     if path.exists() and not _healthy(path, busy_timeout_s):
         moved = _move_aside(path)
         notice = (f"The chat history file was damaged; it was moved to {moved} and a new, "
@@ -74,6 +75,25 @@ def _healthy(path: Path, busy_timeout_s: float) -> bool:
             return False
         raise to_store_error(exc, "open the chat history", path) from exc
     return rows == [("ok",)]
+
+
+def _header_version(path: Path) -> int:
+    """``user_version`` read from the file header (bytes 60-63), without opening the file.
+
+    Even a read-only SQLite connection leaves ``-wal`` and ``-shm`` files beside a WAL
+    database; a file from a newer version must not gain even those. A missing, empty or
+    non-SQLite file gives 0 (the quick check decides about the latter).
+    """
+    try:
+        with path.open("rb") as file:
+            header = file.read(100)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise StoreError(f"Cannot read the chat history file {path}: {exc.strerror}.") from exc
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+        return 0
+    return int.from_bytes(header[60:64], "big", signed=True)
 
 
 def _refuse_newer(path: Path, version: int) -> None:

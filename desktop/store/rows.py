@@ -34,12 +34,12 @@ def conversation_from_row(row: Sequence[Any]) -> Conversation:
 
 
 def message_from_row(row: Sequence[Any]) -> Message:
+    """A message the store wrote itself; its JSON columns were checked on the way in."""
     mid, cid, parent, role, text, created, state, stats, repro, error = row
-    stats_data, repro_data = load_json(stats), load_json(repro)
     return Message(id=mid, conversation_id=cid, parent_id=parent, role=role, text=text,
                    created=time_from_db(created), state=state,
-                   stats=None if stats_data is None else ReplyStats.from_dict(stats_data),
-                   repro=None if repro_data is None else Repro.from_dict(repro_data),
+                   stats=None if stats is None else ReplyStats(**load_json(stats)),
+                   repro=None if repro is None else Repro(**load_json(repro)),
                    error=error)
 
 

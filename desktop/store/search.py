@@ -13,7 +13,8 @@ from __future__ import annotations
 def fts_query(text: str) -> str | None:
     """The FTS5 query for ``text``, or ``None`` when it has no word to search for."""
     terms = []
-    for word in text.split():
+    # FTS5 reads the query as a C string: a NUL would end it inside a quoted word.
+    for word in text.replace("\0", " ").split():
         # The tokenizer drops punctuation; a word of punctuation only would be an empty
         # phrase, which FTS5 rejects with a prefix star.
         if any(ch.isalnum() for ch in word):

@@ -1,0 +1,287 @@
+"""The window's link to the engine and the store: one object that outlives any window.
+
+The controller owns the engine thread (:mod:`desktop.ui.worker`) and the chat store, turns
+user actions (send, regenerate, edit and resend, stop, switch model) into worker jobs and
+store writes, and coalesces the token stream into at most one update every
+:data:`UPDATE_INTERVAL_MS`, so a fast model cannot flood the event loop with repaints. Keeping
+this out of the window lets the window be rebuilt (a language switch) while a reply streams.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from desktop.engine import ChatEngine, ContextPlan
+from desktop.engine import ReplyStats as EngineStats
+from desktop.store import CANCELLED, COMPLETE, INTERRUPTED, ChatStore, Conversation, Message
+from desktop.ui.chat_settings import ChatSettings, title_from
+from desktop.ui.worker import EngineWorker, LoadRequest, ReplyJob, ReplyStart
+
+log = logging.getLogger(__name__)
+
+UPDATE_INTERVAL_MS = 50
+#: Replies in these states still carry text the model should see on the next turn.
+_SHOWN_TO_MODEL = (COMPLETE, CANCELLED, INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class ReplyEnd:
+    """How a reply ended: ``outcome`` is "finished", "failed" or "cancelled"."""
+
+    conversation_id: str
+    message_id: str | None
+    outcome: str
+    text: str
+    stats: EngineStats | None = None
+    error: str | None = None
+
+
+def engine_messages(system_prompt: str, branch: Sequence[Message]) -> list[dict[str, str]]:
+    """The branch on screen as the engine's message list (empty or failed replies left out)."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    for message in branch:
+        if message.role == "assistant" and (message.state not in _SHOWN_TO_MODEL
+                                            or not message.text):
+            continue
+        messages.append({"role": message.role, "content": message.text})
+    return messages
+
+
+class ChatController(QObject):
+    """Drives the engine worker and the store for the window.
+
+    Signals:
+        modelLoadStarted(str): the name of the model being loaded.
+        modelLoaded(ChatEngine): the new model is in use.
+        modelLoadFailed(str): one line; the previous model (if any) stays in use.
+        generatingChanged(bool): a reply started or ended.
+        replyStarted(ReplyStart): the reply exists in the store (regenerated/edited branch
+            included); the view should show it.
+        replyProgress(str, str, str): conversation id, message id and the reply so far;
+            emitted at most every :data:`UPDATE_INTERVAL_MS`.
+        replyEnded(ReplyEnd): exactly once per reply that was started with :meth:`send`,
+            :meth:`regenerate` or :meth:`edit_and_resend`.
+        conversationsChanged(): a conversation was created or retitled.
+    """
+
+    modelLoadStarted = Signal(str)
+    modelLoaded = Signal(object)
+    modelLoadFailed = Signal(str)
+    generatingChanged = Signal(bool)
+    replyStarted = Signal(object)
+    replyProgress = Signal(str, str, str)
+    replyEnded = Signal(object)
+    conversationsChanged = Signal()
+
+    # Requests to the worker thread (queued connections).
+    _loadRequested = Signal(object)
+    _replyRequested = Signal(object)
+
+    def __init__(self, store: ChatStore, engine: ChatEngine | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.engine = engine
+        self.model_folder: Path | None = engine.model.manifest.folder if engine else None
+        self.loading: LoadRequest | None = None
+        self._ids = itertools.count(1)
+        self._job: ReplyJob | None = None
+        self._reply_id: str | None = None
+        self._text: list[str] = []
+        self._dirty = False
+
+        self._thread = QThread()
+        self._thread.setObjectName("engine")
+        self._worker = EngineWorker(store, engine)
+        self._worker.moveToThread(self._thread)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._loadRequested.connect(self._worker.load)
+        self._replyRequested.connect(self._worker.generate)
+        self._worker.loaded.connect(self._on_loaded)
+        self._worker.loadFailed.connect(self._on_load_failed)
+        self._worker.replyStarted.connect(self._on_reply_started)
+        self._worker.piece.connect(self._on_piece)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.cancelled.connect(self._on_cancelled)
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(UPDATE_INTERVAL_MS)
+        self._flush_timer.timeout.connect(self._on_flush_due)
+        self._thread.start()
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def generating(self) -> bool:
+        return self._job is not None
+
+    @property
+    def generating_conversation(self) -> str | None:
+        return self._job.conversation_id if self._job else None
+
+    @property
+    def reply_id(self) -> str | None:
+        """The store id of the reply being generated (once the worker created it)."""
+        return self._reply_id
+
+    @property
+    def reply_text(self) -> str:
+        return "".join(self._text)
+
+    def model_defaults(self) -> dict:
+        return dict(self.engine.model.manifest.sampling_defaults) if self.engine else {}
+
+    def chat_settings(self, conversation: Conversation | None) -> ChatSettings:
+        if conversation is None:
+            return ChatSettings()
+        return ChatSettings(conversation.system_prompt, dict(conversation.sampling))
+
+    # --- models -------------------------------------------------------------------------
+
+    def load_model(self, folder: Path, device: str) -> None:
+        """Load ``folder`` in the engine thread; the current model serves until it is ready."""
+        request = LoadRequest(next(self._ids), Path(folder), device)
+        self.loading = request
+        self.modelLoadStarted.emit(Path(folder).name)
+        self._loadRequested.emit(request)
+
+    @Slot(object, object)
+    def _on_loaded(self, request: LoadRequest, engine: ChatEngine) -> None:
+        self.engine = engine
+        self.model_folder = request.folder
+        if self.loading is request:
+            self.loading = None
+        self.modelLoaded.emit(engine)
+
+    @Slot(object, str)
+    def _on_load_failed(self, request: LoadRequest, message: str) -> None:
+        if self.loading is request:
+            self.loading = None
+        self.modelLoadFailed.emit(message)
+
+    # --- replies ------------------------------------------------------------------------
+
+    def send(self, conversation_id: str | None, text: str,
+             draft: ChatSettings | None = None) -> str:
+        """Store the user's message (creating the conversation, titled from it, if needed)
+        and start the reply; returns the conversation id."""
+        self._check_idle()
+        if conversation_id is None:
+            draft = draft or ChatSettings()
+            conversation = self.store.create_conversation(
+                title_from(text), model=self.engine.model.name if self.engine else None,
+                system_prompt=draft.system_prompt, sampling=dict(draft.overrides))
+            conversation_id = conversation.id
+            self.conversationsChanged.emit()
+        self.store.add_message(conversation_id, "user", text)
+        self._start(conversation_id, self.store.messages(conversation_id), None)
+        return conversation_id
+
+    def regenerate(self, reply_id: str) -> None:
+        """Answer again the message ``reply_id`` answered; the old reply stays as a branch."""
+        self._check_idle()
+        reply = self.store.get_message(reply_id)
+        branch = self.store.messages(reply.conversation_id)
+        index = next(i for i, m in enumerate(branch) if m.id == reply_id)
+        self._start(reply.conversation_id, branch[:index], reply_id)
+
+    def edit_and_resend(self, message_id: str, text: str) -> None:
+        """Replace a user message with ``text`` on a new branch and answer it."""
+        self._check_idle()
+        edited = self.store.edit_message(message_id, text)
+        self._start(edited.conversation_id, self.store.messages(edited.conversation_id), None)
+
+    def stop(self) -> None:
+        """Stop the reply in progress after the current token (a direct, thread-safe call)."""
+        if self._job is not None:
+            self._worker.cancel(self._job.job_id)
+
+    def plan(self, conversation: Conversation | None, branch: Sequence[Message],
+             draft_text: str, settings: ChatSettings) -> ContextPlan | None:
+        """How the next prompt would fit, for the context meter; ``None`` without a model.
+
+        Raises :class:`ContextOverflowError` when it cannot fit at all.
+        """
+        if self.engine is None:
+            return None
+        messages = engine_messages(settings.system_prompt, branch)
+        messages.append({"role": "user", "content": draft_text})
+        sampling = settings.sampling(self.model_defaults())
+        return self.engine.plan(messages, sampling.max_new_tokens)
+
+    def shutdown(self) -> None:
+        """Stop any reply (its text so far is saved by the worker) and end the engine thread."""
+        self.stop()
+        self._thread.quit()
+        self._thread.wait()
+
+    def _check_idle(self) -> None:
+        if self._job is not None:
+            raise RuntimeError("a reply is already being generated")
+
+    def _start(self, conversation_id: str, branch: Sequence[Message],
+               replacing: str | None) -> None:
+        conversation = self.store.get_conversation(conversation_id)
+        settings = self.chat_settings(conversation)
+        job = ReplyJob(next(self._ids), conversation_id,
+                       engine_messages(settings.system_prompt, branch),
+                       settings.sampling(self.model_defaults()), replacing)
+        self._job, self._reply_id, self._text = job, None, []
+        self.generatingChanged.emit(True)
+        self._replyRequested.emit(job)
+
+    def _is_current(self, job_id: int) -> bool:
+        return self._job is not None and self._job.job_id == job_id
+
+    @Slot(object)
+    def _on_reply_started(self, start: ReplyStart) -> None:
+        if self._is_current(start.job_id):
+            self._reply_id = start.message_id
+            self.replyStarted.emit(start)
+
+    @Slot(int, str)
+    def _on_piece(self, job_id: int, piece: str) -> None:
+        if not self._is_current(job_id):
+            return
+        self._text.append(piece)
+        self._dirty = True
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    @Slot()
+    def _on_flush_due(self) -> None:
+        if self._dirty and self._job is not None and self._reply_id is not None:
+            self._dirty = False
+            self.replyProgress.emit(self._job.conversation_id, self._reply_id, self.reply_text)
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, stats: EngineStats) -> None:
+        self._end(job_id, "finished", stats=stats)
+
+    @Slot(int, str)
+    def _on_failed(self, job_id: int, message: str) -> None:
+        self._end(job_id, "failed", error=message)
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        self._end(job_id, "cancelled")
+
+    def _end(self, job_id: int, outcome: str, stats: EngineStats | None = None,
+             error: str | None = None) -> None:
+        if not self._is_current(job_id):
+            return
+        self._flush_timer.stop()
+        self._on_flush_due()
+        job = self._job
+        assert job is not None
+        end = ReplyEnd(job.conversation_id, self._reply_id, outcome, self.reply_text, stats, error)
+        self._job, self._reply_id, self._text, self._dirty = None, None, [], False
+        self.generatingChanged.emit(False)
+        self.replyEnded.emit(end)
