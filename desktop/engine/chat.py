@@ -147,6 +147,7 @@ class ChatEngine:
                     stats.stop_reason = STOP_EOS
                     break
                 generated.append(token)
+                stats.new_tokens = len(generated)
                 piece, hit = stops.feed(detok.push(token))
                 if piece:
                     stream.text += piece
