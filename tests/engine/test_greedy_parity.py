@@ -1,0 +1,53 @@
+"""Greedy generation through the engine equals greedy decoding with transformers on the same
+weights, token for token (onnxruntime-genai's test_greedy_search, on our own tiny models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from desktop.engine import Generator, SamplingSettings, load_model
+
+GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
+
+
+def engine_greedy(folder, prompt_ids, new_tokens):
+    gen = Generator(load_model(folder, device="cpu", threads=1))
+    gen.append_tokens(prompt_ids)
+    out = []
+    rng = np.random.default_rng(0)
+    for _ in range(new_tokens):
+        token = gen.next_token(GREEDY, rng)
+        out.append(token)
+        gen.append_tokens([token])
+    return out
+
+
+def transformers_greedy(hf_folder, prompt_ids, new_tokens):
+    model = AutoModelForCausalLM.from_pretrained(hf_folder)
+    ids = torch.tensor([prompt_ids])
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             pad_token_id=0)
+    return out[0, len(prompt_ids):].tolist()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_fp32(tiny_llama_hf):
+    from tiny_models import cached, export_key, export_tiny
+
+    return cached("tiny-llama-fp32", export_key(), export_tiny(tiny_llama_hf, "fp32")) / "model"
+
+
+@pytest.mark.parametrize(
+    ("hf_fixture", "model_fixture"),
+    [("tiny_gpt2_hf", "tiny_gpt2_model"), ("tiny_llama_hf", "tiny_llama_fp32")],
+)
+def test_tiny_models_match_transformers(hf_fixture, model_fixture, request):
+    hf = request.getfixturevalue(hf_fixture)
+    folder = request.getfixturevalue(model_fixture)
+    prompt = [5, 17, 42, 7, 99, 3]
+    assert engine_greedy(folder, prompt, 32) == transformers_greedy(hf, prompt, 32)
