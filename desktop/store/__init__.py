@@ -30,8 +30,9 @@ Messages: a tree per conversation
       ``writer.append(piece)`` per piece (it commits the text so far about once a second),
       then one of ``writer.finish(ReplyStats(...), stop_reason)``, ``writer.cancel()`` or
       ``writer.fail(error_text)``. :class:`Repro` records model name, manifest sha256,
-      device, sampling settings, seed and prompt token count; ``stop_reason`` is added at the
-      end.
+      device, sampling settings, seed, prompt token count, context length and the messages
+      dropped to fit it; ``stop_reason`` is added at the end. :class:`ReplyStats` holds
+      ``completion_tokens``, ``first_token_s``, ``total_s`` (and ``tokens_per_s``).
     - Editing a message is ``edit_message(message_id, text)``, regenerating a reply is
       ``begin_reply(conversation_id, repro, replacing=old_reply_id)``: either makes a new
       sibling and shows its branch; the old branch stays. ``siblings(message_id)`` lists the

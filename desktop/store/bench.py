@@ -54,7 +54,7 @@ def _history(n_messages: int) -> bytes:
             "repro": None if user else {
                 "model": "bench", "manifest_sha256": "0" * 64, "device": "cpu",
                 "sampling": {"temperature": 0.7}, "seed": index, "prompt_tokens": 100 + index,
-                "stop_reason": "eos"},
+                "context_length": 8192, "dropped_messages": [], "stop_reason": "eos"},
             "error": None,
         })
         parent = message_id

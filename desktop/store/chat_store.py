@@ -121,6 +121,8 @@ class ChatStore:
                             sampling: dict[str, Any] | None = None) -> Conversation:
         _check(exchange.check_title, "the title", title)
         _check(exchange.check_text, "the system prompt", system_prompt)
+        if model is not None:
+            _check(exchange.check_title, "the model name", model)
         stamp = time_from_db(now_text())
         conversation = Conversation(id=new_id(), title=title, created=stamp, updated=stamp,
                                     model=model, system_prompt=system_prompt,
@@ -159,6 +161,7 @@ class ChatStore:
         """
         changes: dict[str, Any] = {}
         if model is not None:
+            _check(exchange.check_title, "the model name", model)
             changes["model"] = model
         if system_prompt is not None:
             _check(exchange.check_text, "the system prompt", system_prompt)

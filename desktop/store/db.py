@@ -88,10 +88,8 @@ def store_errors(action: str, path: Path) -> Iterator[None]:
     """
     try:
         yield
-    except (sqlite3.OperationalError, sqlite3.DataError) as exc:
-        raise to_store_error(exc, action, path) from exc
     except sqlite3.DatabaseError as exc:
-        if not is_damage(exc):
+        if not (isinstance(exc, sqlite3.OperationalError) or is_damage(exc)):
             raise
         raise to_store_error(exc, action, path) from exc
 

@@ -42,13 +42,11 @@ def prepare(path: Path, busy_timeout_s: float, recover: bool) -> str | None:
         try:
             version = user_version(conn)
             _refuse_newer(path, version)
+            if 0 < version < SCHEMA_VERSION:
+                _backup(conn, path, version)  # before anything is written to the file
+            conn.execute("PRAGMA journal_mode = WAL")
             if version < SCHEMA_VERSION:
-                if version > 0:
-                    _backup(conn, path, version)
-                conn.execute("PRAGMA journal_mode = WAL")
                 migrate(conn, version)
-            else:
-                conn.execute("PRAGMA journal_mode = WAL")
             if recover:
                 conn.execute("UPDATE messages SET state = ? WHERE state = ?",
                              (INTERRUPTED, STREAMING))

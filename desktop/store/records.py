@@ -85,6 +85,7 @@ class ReplyStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplyStats:
+        """Build from a history file, checking every field (``ValueError`` on a problem)."""
         _check_keys(cls, data)
         _check_type("completion_tokens", data["completion_tokens"], int)
         _check_type("first_token_s", data["first_token_s"], (int, float))
@@ -98,9 +99,11 @@ class Repro:
 
     ``sampling`` holds the sampling settings as a plain mapping (the engine's
     ``SamplingSettings.to_dict()``), ``seed`` the seed actually used (also when the settings
-    asked for a random one), ``prompt_tokens`` the length of the rendered prompt.
-    ``stop_reason`` is ``None`` until the reply ends (for example ``"eos"``, ``"max_tokens"``,
-    ``"stop_string"``, ``"cancelled"``, ``"error"``).
+    asked for a random one), ``prompt_tokens`` the length of the rendered prompt,
+    ``context_length`` the context it had to fit and ``dropped_messages`` the indexes of the
+    old messages left out to fit it. ``stop_reason`` is ``None`` until the reply ends, then
+    the engine's reason (``"eos"``, ``"stop_string"``, ``"length"``, ``"cancelled"``,
+    ``"error"``).
     """
 
     model: str
@@ -109,21 +112,34 @@ class Repro:
     sampling: Mapping[str, Any]
     seed: int | None
     prompt_tokens: int
+    context_length: int = 0
+    dropped_messages: tuple[int, ...] = ()
     stop_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        # Callers may pass a list; a tuple keeps the record immutable and equal to itself
+        # read back from the store.
+        object.__setattr__(self, "dropped_messages", tuple(self.dropped_messages))
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["sampling"] = dict(self.sampling)
+        data["dropped_messages"] = list(self.dropped_messages)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Repro:
+        """Build from a history file, checking every field (``ValueError`` on a problem)."""
         _check_keys(cls, data)
         for name in ("model", "manifest_sha256", "device"):
             _check_type(name, data[name], str)
         _check_type("sampling", data["sampling"], dict)
         _check_type("seed", data["seed"], (int, type(None)))
         _check_type("prompt_tokens", data["prompt_tokens"], int)
+        _check_type("context_length", data["context_length"], int)
+        _check_type("dropped_messages", data["dropped_messages"], list)
+        for index in data["dropped_messages"]:
+            _check_type("dropped_messages[]", index, int)
         _check_type("stop_reason", data["stop_reason"], (str, type(None)))
         return cls(**data)
 

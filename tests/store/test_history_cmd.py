@@ -1,0 +1,104 @@
+"""``onnxchat history``: the subcommands through their argument parser, on a real store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from desktop.errors import UserError
+from desktop.history_cmd import register
+from desktop.store import ChatStore, InvalidImportError, NotFoundError
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="onnxchat")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def filled(data_dir: Path) -> tuple[str, str]:
+    with ChatStore.open(data_dir) as store:
+        first = store.create_conversation("Birds")
+        store.add_message(first.id, "user", "Tell me about puffins")
+        second = store.create_conversation("Fish")
+        store.add_message(second.id, "user", "Tell me about salmon")
+    return first.id, second.id
+
+
+def test_list_and_search(filled: tuple[str, str], data_dir: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    birds, fish = filled
+    assert run("history", "--data-dir", str(data_dir), "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [fish, birds]
+    assert lines[0].endswith("  Fish")
+
+    assert run("history", "search", "puffin", "--data-dir", str(data_dir)) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{birds}  ") and "[puffins]" in line
+    assert run("history", "--data-dir", str(data_dir), "search", '"NEAR(*') == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "No messages match" in captured.err
+
+
+def test_data_dir_from_the_environment(filled: tuple[str, str], data_dir: Path,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ONNXCHAT_DATA_DIR", str(data_dir))
+    assert run("history", "list") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_export_and_import(filled: tuple[str, str], data_dir: Path, tmp_path: Path,
+                           capfd: pytest.CaptureFixture[str]) -> None:
+    birds, _ = filled
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run("history", "--data-dir", str(data_dir), "export", str(out / "all.json")) == 0
+    assert run("history", "--data-dir", str(data_dir), "export", "--conversation", birds,
+               str(out / "birds.md")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["all.json", "birds.md"]  # no temp files
+    assert json.loads((out / "all.json").read_bytes())["format"] == "onnxchat-history"
+    assert (out / "birds.md").read_text().startswith("# Birds\n")
+
+    assert run("history", "--data-dir", str(data_dir), "export", "--format", "json", "-") == 0
+    assert capfd.readouterr().out.encode() == (out / "all.json").read_bytes()
+
+    other = tmp_path / "other"
+    assert run("history", "--data-dir", str(other), "import", str(out / "all.json")) == 0
+    assert "Imported 2 conversation(s); skipped 0" in capfd.readouterr().out
+    assert run("history", "--data-dir", str(other), "import", str(out / "all.json")) == 0
+    assert "Imported 0 conversation(s); skipped 2" in capfd.readouterr().out
+    with ChatStore.open(other) as store:
+        assert store.export_json() == (out / "all.json").read_bytes()
+
+
+def test_bad_input_is_a_user_error(filled: tuple[str, str], data_dir: Path,
+                                   tmp_path: Path) -> None:
+    base = ("history", "--data-dir", str(data_dir))
+    with pytest.raises(NotFoundError, match="No conversation 'nope'"):
+        run(*base, "export", "--conversation", "nope", str(tmp_path / "x.md"))
+    with pytest.raises(UserError, match=r"folder .* does not exist"):
+        run(*base, "export", str(tmp_path / "missing" / "x.md"))
+    with pytest.raises(UserError, match=r"Cannot read .*missing\.json"):
+        run(*base, "import", str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_bytes(b"\xff")
+    with pytest.raises(InvalidImportError, match="not valid UTF-8"):
+        run(*base, "import", str(tmp_path / "bad.json"))
+    with pytest.raises(UserError, match="--limit"):
+        run(*base, "search", "x", "--limit", "0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "data"]
+
+
+def test_export_replaces_a_file_whole(filled: tuple[str, str], data_dir: Path,
+                                      tmp_path: Path) -> None:
+    target = tmp_path / "history.md"
+    target.write_text("old content that is much longer than nothing " * 1000)
+    assert run("history", "--data-dir", str(data_dir), "export", str(target)) == 0
+    text = target.read_text()
+    assert text.startswith("# ") and "old content" not in text
