@@ -86,11 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start offscreen, chat once with the default model, exit 0 if it works",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from desktop import bench, terminal
+    from desktop import bench, soak, terminal
 
     terminal.register(sub)
     _models_register(sub)
     bench.register(sub)
+    soak.register(sub)
     try:
         history = importlib.import_module("desktop.history_cmd")
     except ImportError:  # pragma: no cover - part of the same distribution
