@@ -28,11 +28,16 @@ SAMPLING_FALLBACK: dict[str, Any] = {
     "repetition_penalty": 1.1,
     "max_new_tokens": 512,
 }
-# Model types onnxruntime-genai runs from a plain Optimum decoder export.
+# Model types onnxruntime-genai knows by name and runs as a plain decoder with a per-layer
+# key/value cache. Any other decoder with the standard inputs runs under genai's generic
+# "decoder" type; naming it "gpt2" would make genai expect GPT-2's old combined cache.
 GENAI_MODEL_TYPES = frozenset(
     {"llama", "mistral", "qwen2", "qwen3", "phi", "phi3", "gemma", "gemma2", "granite",
      "olmo", "nemotron", "smollm3"}
 )
+GENAI_GENERIC_TYPE = "decoder"
+# The only inputs onnxruntime-genai feeds a decoder besides the cache.
+GENAI_INPUTS = frozenset({"input_ids", "attention_mask", "position_ids"})
 
 
 def architecture(config: Any, cache_shape: list[Any] | None) -> dict[str, Any]:
@@ -115,10 +120,27 @@ def _onnxchat_version() -> str:
         return "unknown"
 
 
-def targets(model_type: str, has_external_data: bool) -> list[str]:
-    """Runtimes that load the folder unchanged."""
+def genai_runs(io: OnnxIO) -> bool:
+    """Whether onnxruntime-genai can drive the graph: ``input_ids`` and ``attention_mask``
+    (``position_ids`` optional), ``past_key_values.N.key/value`` shaped ``[batch, kv_heads,
+    length, head_dim]``, ``logits``. Graphs that want more (``token_type_ids``) or another
+    cache shape (a fused or transposed one) do not load."""
+    cache = [name for name in io.inputs if name.startswith(PAST_PREFIX)]
+    others = [name for name in io.inputs if name not in GENAI_INPUTS and name not in cache]
+    return (
+        not others
+        and {"input_ids", "attention_mask"} <= set(io.inputs)
+        and bool(cache)
+        and all(name.endswith((".key", ".value")) for name in cache)
+        and len(io.cache_shape) == 4
+        and "logits" in io.outputs
+    )
+
+
+def targets(io: OnnxIO, has_external_data: bool) -> list[str]:
+    """Runtimes that load the folder unchanged; tests/runtimes checks each of them."""
     found = ["onnxchat", "optimum"]
-    if model_type in GENAI_MODEL_TYPES:
+    if genai_runs(io):
         found.append("genai")
     if not has_external_data:  # transformers.js needs a config flag for external data
         found.append("transformers.js")
@@ -131,9 +153,15 @@ def genai_config(
     context: int,
     tokens: TokenizerInfo,
     sampling: dict[str, Any],
+    *,
+    shared_buffer: bool = False,
+    max_length: int | None = None,
 ) -> dict[str, Any]:
-    """onnxruntime-genai's config for the plain Optimum export: separate past and present
-    buffers (``past_present_share_buffer`` false) and ``position_ids`` when the graph has it."""
+    """onnxruntime-genai's config, following the graph: ``position_ids`` only when the graph
+    has it, and ``past_present_share_buffer`` only for a graph whose attention writes into a
+    preallocated cache (GroupQueryAttention, the fused layout; ``max_length`` then bounds
+    positions). The plain Optimum export concatenates its cache, so past and present are
+    separate buffers there."""
     inputs = {"input_ids": "input_ids", "attention_mask": "attention_mask"}
     if io.uses_position_ids:
         inputs["position_ids"] = "position_ids"
@@ -142,9 +170,11 @@ def genai_config(
     special = tokens.special_tokens
     eos_ids = tokens.stop_token_ids
     pad = special["pad_token_id"] if special["pad_token_id"] is not None else eos_ids[0]
-    return {
+    if max_length is not None:
+        context = min(context, max_length)
+    model_type = arch["model_type"]
+    config: dict[str, Any] = {
         "model": {
-            "bos_token_id": special["bos_token_id"],
             "context_length": context,
             "decoder": {
                 "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
@@ -161,9 +191,9 @@ def genai_config(
                 "num_hidden_layers": arch["num_layers"],
                 "num_key_value_heads": arch["num_key_value_heads"],
             },
-            "eos_token_id": eos_ids if len(eos_ids) > 1 else eos_ids[0],
+            "eos_token_id": list(eos_ids),
             "pad_token_id": pad,
-            "type": arch["model_type"],
+            "type": model_type if model_type in GENAI_MODEL_TYPES else GENAI_GENERIC_TYPE,
             "vocab_size": arch["vocab_size"],
         },
         "search": {
@@ -176,13 +206,16 @@ def genai_config(
             "no_repeat_ngram_size": 0,
             "num_beams": 1,
             "num_return_sequences": 1,
-            "past_present_share_buffer": False,
+            "past_present_share_buffer": shared_buffer,
             "repetition_penalty": sampling["repetition_penalty"],
             "temperature": sampling["temperature"],
             "top_k": sampling["top_k"],
             "top_p": sampling["top_p"],
         },
     }
+    if special["bos_token_id"] is not None:  # genai refuses null where it expects a number
+        config["model"]["bos_token_id"] = special["bos_token_id"]
+    return config
 
 
 def build_manifest(
@@ -226,5 +259,5 @@ def build_manifest(
         "validation": validation.manifest(),
         "versions": versions_used,
         "files": file_table(folder, exclude=frozenset({MANIFEST_FILE})),
-        "targets": targets(arch["model_type"], has_data),
+        "targets": targets(io, has_data),
     }
