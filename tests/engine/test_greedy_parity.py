@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from desktop.engine import Generator, SamplingSettings, load_model
+from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model
 
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
 
@@ -51,3 +51,28 @@ def test_tiny_models_match_transformers(hf_fixture, model_fixture, request):
     folder = request.getfixturevalue(model_fixture)
     prompt = [5, 17, 42, 7, 99, 3]
     assert engine_greedy(folder, prompt, 32) == transformers_greedy(hf, prompt, 32)
+
+
+@pytest.fixture(scope="session")
+def default_fp32():
+    """The default model exported without quantization (cached under models/.cache/)."""
+    from tiny_models import cached, export_key, export_tiny
+
+    return cached("default-fp32", export_key(), export_tiny("default", "fp32")) / "model"
+
+
+@pytest.mark.slow
+def test_default_model_fp32_export_matches_transformers_for_32_tokens(default_fp32):
+    from export.sources import default_gguf_path
+
+    gguf = default_gguf_path()
+    model = load_model(default_fp32, device="cpu", threads=2)
+    prompt = ChatEngine(model).plan(
+        [{"role": "user", "content": "What is the capital of France?"}], 32).prompt_ids
+    hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                          max_new_tokens=32, min_new_tokens=32, pad_token_id=2)
+    expected = out[0, len(prompt):].tolist()
+    assert engine_greedy(default_fp32, prompt, 32) == expected
