@@ -180,7 +180,8 @@ def _export(
 
     progress.step("quantize", f"Quantizing: {recipe.description}")
     shipped = model_dir / "onnx" / MODEL_FILE
-    recipe.apply(fp32_model, shipped, RecipeContext(source.path, source.is_gguf, hf_dir))
+    facts = recipe.apply(fp32_model, shipped, RecipeContext(source.path, source.is_gguf, hf_dir))
+    quantization = {**recipe.manifest(), **facts}
 
     progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
     result = validate(
@@ -197,7 +198,7 @@ def _export(
     progress.step("write", f"Writing {target}")
     shutil.rmtree(partial / "onnx")
     manifest = _write_folder(
-        model_dir, name, source, config, hf_dir, context, tokens, recipe.manifest(), result
+        model_dir, name, source, config, hf_dir, context, tokens, quantization, result
     )
     shutil.rmtree(hf_dir)
     publish(model_dir, target, settings.overwrite)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from export.graph_prep import prepare_for_weight_only
 from export.onnx_files import link_or_copy_model, save_model
 
 
@@ -34,8 +35,9 @@ class Recipe(abc.ABC):
     description: str
 
     @abc.abstractmethod
-    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> None:
-        """Write the quantized model to ``out_model`` (with ``model.onnx_data`` if needed)."""
+    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
+        """Write the quantized model to ``out_model`` (with ``model.onnx_data`` if needed);
+        returns facts about what was done, recorded in the manifest next to the settings."""
 
     @property
     def quantizes(self) -> bool:
@@ -52,8 +54,9 @@ class Recipe(abc.ABC):
 class NoQuantization(Recipe):
     method: str = "none"
 
-    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> None:
+    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         link_or_copy_model(fp32_model, out_model)
+        return {}
 
     @property
     def quantizes(self) -> bool:
@@ -72,7 +75,7 @@ class WeightOnlyRecipe(Recipe):
     symmetric: bool = True
     accuracy_level: int = 4
 
-    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> None:
+    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import (
             DefaultWeightOnlyQuantConfig,
@@ -80,6 +83,7 @@ class WeightOnlyRecipe(Recipe):
         )
 
         model = onnx.load(str(fp32_model))
+        rewrites = prepare_for_weight_only(model)
         config = DefaultWeightOnlyQuantConfig(
             block_size=self.block_size,
             is_symmetric=self.symmetric,
@@ -88,7 +92,10 @@ class WeightOnlyRecipe(Recipe):
         )
         quantizer = MatMulNBitsQuantizer(model, algo_config=config)
         quantizer.process()
-        save_model(quantizer.model.model, out_model)
+        quantized = quantizer.model.model
+        save_model(quantized, out_model)
+        count = sum(1 for node in quantized.graph.node if node.op_type == "MatMulNBits")
+        return {"quantized_matmuls": count, **rewrites}
 
 
 RECIPES: dict[str, Recipe] = {

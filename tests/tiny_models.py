@@ -1,0 +1,157 @@
+"""Tiny real models for fast tests: a GPT-2 and a Llama with random weights and a small
+byte-level BPE tokenizer, written as ordinary Hugging Face folders.
+
+The folders (and their exports) are cached under ``models/.cache/`` keyed by a hash of this
+file (and, for exports, of the export package), so a rerun reuses them and any change to the
+generators or the pipeline rebuilds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / "models" / ".cache"
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A tiny model still needs a tokenizer that covers every byte.",
+    "def add(a, b):\n    return a + b\n",
+    "小模型也要能处理中文。",
+    "Hello, world! How are you today? 🙂",
+    "Lighthouses, ledgers and harbours: the keeper wrote down the weather every night.",
+]
+VOCAB_SIZE = 400
+CONTEXT = 128
+
+
+def _digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(file.relative_to(REPO).as_posix().encode())
+                digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def generator_key() -> str:
+    return _digest(Path(__file__))
+
+
+def export_key() -> str:
+    return _digest(Path(__file__), REPO / "export")
+
+
+def cached(name: str, key: str, build: Callable[[Path], None]) -> Path:
+    """``CACHE/<name>-<key>``, built once by ``build(folder)`` and renamed into place."""
+    target = CACHE / f"{name}-{key}"
+    if target.is_dir():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for stale in CACHE.glob(f"{name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
+    try:
+        build(work / "out")
+        try:
+            (work / "out").rename(target)
+        except OSError:
+            if not target.is_dir():  # else another test run built it meanwhile
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def build_tokenizer(folder: Path) -> int:
+    """A GPT-2 style byte-level BPE trained on a few sentences; returns its size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+    return len(fast)
+
+
+def build_gpt2(folder: Path) -> None:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    vocab = build_tokenizer(folder)
+    config = GPT2Config(
+        n_layer=2,
+        n_head=2,
+        n_embd=64,
+        vocab_size=vocab,
+        n_positions=CONTEXT,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+
+
+def build_llama(folder: Path) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab = build_tokenizer(folder)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        max_position_embeddings=CONTEXT,
+        bos_token_id=0,
+        eos_token_id=0,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+
+
+def export_tiny(source: Path, recipe: str) -> Callable[[Path], None]:
+    """A builder that exports ``source`` with ``recipe`` into the given folder."""
+
+    def build(folder: Path) -> None:
+        from export.pipeline import ExportSettings, export_model
+
+        folder.mkdir(parents=True)
+        export_model(
+            ExportSettings(source=str(source), recipe=recipe, name="model", out_dir=folder)
+        )
+
+    return build
