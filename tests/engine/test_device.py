@@ -1,0 +1,69 @@
+"""Device choice: `auto` falls back to CPU with one human line when CUDA cannot create the
+session, onnxruntime's own error lines never reach the user, `cuda` explicitly is an error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import onnxruntime as ort
+import pytest
+
+from desktop.engine import load_model
+from desktop.engine.runtime import cuda_failure_reason
+from desktop.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def auto_model(default_model):
+    return load_model(default_model, device="auto", threads=1)
+
+
+@pytest.fixture(scope="module")
+def cuda_works(auto_model) -> bool:
+    return auto_model.device.used == "cuda"
+
+
+def test_auto_reports_why_cuda_is_not_used(auto_model, cuda_works):
+    if cuda_works:
+        pytest.skip("a working CUDA device is present: nothing to fall back from")
+    info = auto_model.device
+    assert info.used == "cpu"
+    assert info.reason.startswith("CUDA unavailable:")
+    assert "\n" not in info.reason
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        # onnxruntime-gpu without the CUDA libraries: the missing library is named.
+        assert ".so" in info.reason or ".dll" in info.reason
+
+
+def test_explicit_cuda_without_cuda_is_a_clear_error(default_model, cuda_works):
+    if cuda_works:
+        pytest.skip("a working CUDA device is present")
+    with pytest.raises(ModelError, match="--device auto or --device cpu"):
+        load_model(default_model, device="cuda", threads=1)
+
+
+def test_unknown_device_is_refused(default_model):
+    with pytest.raises(ModelError, match="use one of: auto, cuda, cpu"):
+        load_model(default_model, device="tpu")
+
+
+def test_native_error_lines_do_not_leak(default_model, cuda_works):
+    if cuda_works:
+        pytest.skip("a working CUDA device is present")
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop", "chat", "--model", str(default_model), "--prompt",
+         "Hi", "--max-new-tokens", "2", "--temperature", "0"],
+        capture_output=True, text=True, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("CUDA unavailable:"), result.stderr
+    assert "Failed to load" not in result.stdout + result.stderr
+    assert "[E:onnxruntime" not in result.stdout + result.stderr
+
+
+def test_reason_parsing():
+    log = ("Failed to load libcublasLt.so.13: libcublasLt.so.13: cannot open shared object file:"
+           " No such file or directory\n")
+    assert "libcublasLt.so.13 not found" in cuda_failure_reason(log)
+    assert "cudnn64_9.dll" in cuda_failure_reason("LoadLibrary failed for cudnn64_9.dll")
