@@ -12,31 +12,39 @@ from pathlib import Path
 from export.onnx_files import MODEL_FILE
 
 TASK = "text-generation-with-past"
-_NOISY_LOGGERS = ("transformers", "optimum", "torch.onnx", "onnxruntime")
+_OTHER_LOGGERS = ("torch.onnx", "onnxruntime")
 
 
 @contextlib.contextmanager
 def quiet_libraries(debug: bool) -> Iterator[None]:
     """Keep library chatter off stdout (which carries ``--progress-json``) and, unless
-    debugging, hide the tracer warnings and info logs a normal export prints by the page."""
+    debugging, hide the tracer warnings, info logs and progress bars a normal export prints
+    by the page."""
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         if debug:
             yield
             return
         warnings.simplefilter("ignore")
-        levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
-        for name in _NOISY_LOGGERS:
+        # transformers and optimum configure their root loggers on first use, so set their
+        # levels through their own helpers (which configure first) rather than `logging`.
+        from optimum.utils import logging as optimum_logging
+        from transformers.utils import logging as hf_logging
+
+        previous = (hf_logging.get_verbosity(), optimum_logging.get_verbosity())
+        bars = hf_logging.is_progress_bar_enabled()
+        levels = {name: logging.getLogger(name).level for name in _OTHER_LOGGERS}
+        hf_logging.set_verbosity_error()
+        optimum_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        for name in _OTHER_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         try:
-            from transformers.utils import logging as hf_logging
-
-            previous = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()
-            try:
-                yield
-            finally:
-                hf_logging.set_verbosity(previous)
+            yield
         finally:
+            hf_logging.set_verbosity(previous[0])
+            optimum_logging.set_verbosity(previous[1])
+            if bars:
+                hf_logging.enable_progress_bar()
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
 

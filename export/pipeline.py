@@ -101,7 +101,6 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
     if (target.exists() or target.is_symlink()) and not settings.overwrite:
         raise target_exists(target)
 
-    progress.step("load", f"Checking {source.spec}")
     gguf = read_gguf(source) if source.is_gguf else None
     if not source.is_gguf:
         check_folder(source)
@@ -190,9 +189,12 @@ def _export(
     if not result.passed:
         failures = "; ".join(result.failures())
         if not settings.force:
+            other = "--quant fp32" if recipe.name == DEFAULT_RECIPE else (
+                f"--quant {DEFAULT_RECIPE} (near-lossless)"
+            )
             raise ValidationFailedError(
                 f"The {recipe.name} model failed the quality gate ({failures}); nothing was "
-                "kept. Use another --quant (int8 is near-lossless) or --force to keep it anyway."
+                f"kept. Try {other}, or pass --force to keep it anyway."
             )
         result.forced = True
     progress.step("write", f"Writing {target}")

@@ -125,9 +125,8 @@ def _resolve_hub(repo_id: str) -> Source:
         folder = snapshot_download(repo_id, local_files_only=True)
     except Exception:
         raise ExportError(
-            f"Cannot download '{repo_id}': there is no local folder of that name and the "
-            "Hugging Face hub is not reachable offline (nor is the model in the local cache); "
-            f"export {OFFLINE_ALTERNATIVES} instead."
+            f"Cannot download '{repo_id}': exports work offline and it is neither a local "
+            f"folder nor in the Hugging Face cache; export {OFFLINE_ALTERNATIVES} instead."
         ) from None
     return Source("hub", repo_id, Path(folder), id=repo_id)
 
@@ -226,12 +225,12 @@ def read_gguf(source: Source) -> GgufInfo:
 
         architecture = value("general.architecture")
     except Exception as exc:
-        reason = "not a GGUF file" if not _starts_with_gguf_magic(source.path) else (
-            f"corrupt or truncated: {exc}"
+        reason = "truncated or corrupt" if _starts_with_gguf_magic(source.path) else (
+            "it does not start with the GGUF signature"
         )
         raise ExportError(
             f"{source.spec} is not a valid GGUF file ({reason}): download or copy it again."
-        ) from None
+        ) from exc
     if not isinstance(architecture, str):
         raise ExportError(
             f"{source.spec} has no general.architecture in its GGUF header: "

@@ -1,0 +1,248 @@
+"""Bad input: one line on stderr that says what is wrong and what to do, a non-zero exit,
+no traceback, and nothing left in the models folder."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import export.pipeline
+from export.cli import main
+from export.errors import ValidationFailedError
+from export.pipeline import ExportSettings, export_model
+from export.sources import default_gguf_path
+from export.validation import ValidationGate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    """One ``error:`` line, last; before it at most the step lines of the progress display."""
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), err
+    assert all(re.match(r"\[\d/5\] ", line) for line in lines[:-1]), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[-1], lines[-1]
+
+
+def assert_nothing_left(out: Path) -> None:
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def copy_without(src: Path, dst: Path, *names: str) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*names))
+    return dst
+
+
+def test_missing_folder(capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path) -> None:
+    code, err = run(capsys, str(tmp_path / "no-such-model"), "--out", str(out))
+    assert_one_line_error(code, err, "No such model folder or file", "`default`")
+    assert_nothing_left(out)
+
+
+def test_missing_gguf_file(capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path) -> None:
+    code, err = run(capsys, str(tmp_path / "model.gguf"), "--out", str(out))
+    assert_one_line_error(code, err, "No such file", "model.gguf")
+    assert_nothing_left(out)
+
+
+def test_folder_without_tokenizer(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path, tiny_gpt2_hf: Path
+) -> None:
+    folder = copy_without(tiny_gpt2_hf, tmp_path / "no-tokenizer", "tokenizer*", "special*")
+    code, err = run(capsys, str(folder), "--out", str(out))
+    assert_one_line_error(code, err, "has no tokenizer", "copy the model's tokenizer files")
+    assert_nothing_left(out)
+
+
+def test_folder_without_config(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path, tiny_gpt2_hf: Path
+) -> None:
+    folder = copy_without(tiny_gpt2_hf, tmp_path / "no-config", "config.json")
+    code, err = run(capsys, str(folder), "--out", str(out))
+    assert_one_line_error(code, err, "no config.json", "not a Hugging Face model folder")
+    assert_nothing_left(out)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "frobnicator"])
+def test_unknown_architecture(
+    capsys: pytest.CaptureFixture[str],
+    out: Path,
+    tmp_path: Path,
+    tiny_gpt2_hf: Path,
+    model_type: str,
+) -> None:
+    folder = copy_without(tiny_gpt2_hf, tmp_path / model_type)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = model_type
+    (folder / "config.json").write_text(json.dumps(config))
+    code, err = run(capsys, str(folder), "--out", str(out))
+    assert_one_line_error(code, err, f"Unsupported architecture '{model_type}'", "decoder-only")
+    assert_nothing_left(out)
+
+
+def test_garbage_gguf(capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path) -> None:
+    path = tmp_path / "garbage.gguf"
+    path.write_bytes(os.urandom(4096))
+    code, err = run(capsys, str(path), "--out", str(out))
+    assert_one_line_error(code, err, "not a valid GGUF file", "download or copy it again")
+    assert_nothing_left(out)
+
+
+@pytest.mark.parametrize("size", [64, 4096, 3_000_000])
+def test_truncated_gguf(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path, size: int
+) -> None:
+    """The default model's real header, cut short inside the metadata or the tensor table."""
+    path = tmp_path / "truncated.gguf"
+    with default_gguf_path().open("rb") as source:
+        path.write_bytes(source.read(size))
+    code, err = run(capsys, str(path), "--out", str(out))
+    assert_one_line_error(code, err, "not a valid GGUF file (truncated or corrupt)")
+    assert_nothing_left(out)
+
+
+def test_hub_id_offline(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    code, err = run(capsys, "some-org/some-model", "--out", str(out))
+    assert_one_line_error(
+        code, err, "'some-org/some-model'", "a local model folder, a .gguf file, or `default`"
+    )
+    assert_nothing_left(out)
+
+
+def test_a_file_that_is_not_a_model(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a model")
+    code, err = run(capsys, str(path), "--out", str(out))
+    assert_one_line_error(code, err, "not a .gguf model")
+    assert_nothing_left(out)
+
+
+def test_hidden_name_refused(
+    capsys: pytest.CaptureFixture[str], out: Path, tiny_gpt2_hf: Path
+) -> None:
+    code, err = run(capsys, str(tiny_gpt2_hf), "--name", ".hidden", "--out", str(out))
+    assert_one_line_error(code, err, "Invalid model name '.hidden'")
+    assert_nothing_left(out)
+
+
+def test_existing_folder_refused_then_overwritten(
+    capsys: pytest.CaptureFixture[str], out: Path, tiny_gpt2_hf: Path
+) -> None:
+    existing = out / "tiny"
+    existing.mkdir(parents=True)
+    (existing / "marker").write_text("old")
+    args = [str(tiny_gpt2_hf), "--quant", "fp32", "--name", "tiny", "--out", str(out)]
+    code, err = run(capsys, *args)
+    assert_one_line_error(code, err, "already exists", "--overwrite")
+    assert (existing / "marker").read_text() == "old"
+
+    code, err = run(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert not (existing / "marker").exists()
+    assert (existing / "manifest.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+
+
+def test_disk_full_while_publishing(
+    capsys: pytest.CaptureFixture[str],
+    out: Path,
+    tiny_gpt2_hf: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full_disk(model_dir: Path, target: Path, overwrite: bool) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(export.pipeline, "publish", full_disk)
+    code, err = run(capsys, str(tiny_gpt2_hf), "--quant", "fp32", "--out", str(out))
+    assert_one_line_error(code, err, "The disk is full", "free some space")
+    assert_nothing_left(out)
+
+
+def test_interrupt_leaves_nothing(
+    capsys: pytest.CaptureFixture[str],
+    out: Path,
+    tiny_gpt2_hf: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(hf_dir: Path, out_dir: Path) -> Path:
+        assert any(p.name.startswith(".") for p in out.iterdir())  # the partial folder
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.pipeline, "export_onnx", interrupted)
+    code, err = run(capsys, str(tiny_gpt2_hf), "--out", str(out))
+    assert code == 130
+    assert_one_line_error(code, err, "Interrupted")
+    assert_nothing_left(out)
+
+
+def test_debug_shows_the_traceback(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path
+) -> None:
+    code, err = run(capsys, str(tmp_path / "missing"), "--out", str(out), "--debug")
+    assert code == 2
+    assert "Traceback" in err and "No such model folder" in err
+
+
+def test_failed_gate_refuses_unless_forced(out: Path, tiny_gpt2_hf: Path) -> None:
+    impossible = ValidationGate(min_top1_agreement=1.01)
+    settings = ExportSettings(source=str(tiny_gpt2_hf), out_dir=out, gate=impossible)
+    with pytest.raises(ValidationFailedError) as failure:
+        export_model(settings)
+    message = str(failure.value)
+    assert "failed the quality gate" in message and "top-1 agreement" in message
+    assert "--force" in message
+    assert_nothing_left(out)
+
+    settings.force = True
+    result = export_model(settings)
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["validation"]["passed"] is False
+    assert manifest["validation"]["forced"] is True
+    assert "FAILED (kept with --force)" in (result.path / "validation_report.md").read_text()
+
+
+def test_subprocess_bad_input_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "export", str(tmp_path / "nothing"), "--out", str(tmp_path / "m")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith("error: No such model folder or file")
+    assert not (tmp_path / "m").exists()
