@@ -1,0 +1,146 @@
+"""Starting the window: ``onnxchat`` with no command calls :func:`main`.
+
+:class:`Application` holds what outlives a window (preferences, translators, theme, the chat
+store and the engine controller), so changing the language or the theme simply builds a new
+window around the same controller, even while a reply streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from desktop.engine import ChatEngine
+from desktop.errors import UserError
+from desktop.paths import APP_NAME, data_dir
+from desktop.store import ChatStore
+from desktop.ui import i18n, theme
+from desktop.ui.controller import ChatController
+from desktop.ui.main_window import MainWindow
+from desktop.ui.prefs import Preferences
+
+
+def qt_application() -> QApplication:
+    """The process's QApplication, created with the app's names on first use."""
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    QGuiApplication.setApplicationName(APP_NAME)
+    QGuiApplication.setApplicationDisplayName(APP_NAME)
+    QGuiApplication.setDesktopFileName("onnxchat")
+    return QApplication(sys.argv[:1])
+
+
+class Application(QObject):
+    """One running OnnxChat: store, controller, preferences, and the current window."""
+
+    def __init__(self, folder: Path, engine: ChatEngine | None = None) -> None:
+        super().__init__()
+        self.qapp = qt_application()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.data_dir = folder
+        self.prefs = Preferences(folder)
+        self.translations = i18n.Translations()
+        self.translations.use(i18n.resolve(self.prefs.language))
+        theme.apply_fonts(self.qapp)
+        self.colors = theme.resolve(self.prefs.theme)
+        theme.apply(self.qapp, self.colors)
+        self.qapp.styleHints().colorSchemeChanged.connect(self._on_color_scheme_changed)
+        self.store = ChatStore.open(folder)
+        self.controller = ChatController(self.store, engine)
+        self.window: MainWindow | None = None
+        self._closed = False
+
+    def start(self, model: str | None = None, show: bool = True) -> MainWindow:
+        """Build and show the window; load ``model`` (a name or folder) or the usual one."""
+        self.window = self._build_window()
+        self.window.start(model)
+        if show:
+            self.window.show()
+        return self.window
+
+    def _build_window(self) -> MainWindow:
+        window = MainWindow(self.controller, self.prefs, self.colors, self.prefs.language,
+                            self.prefs.theme)
+        window.languageChosen.connect(self._on_language_chosen)
+        window.themeChosen.connect(self._on_theme_chosen)
+        window.closed.connect(self.shutdown)
+        return window
+
+    def rebuild_window(self) -> None:
+        """Replace the window (new language or colours), keeping its place and conversation."""
+        old = self.window
+        if old is None:
+            return
+        visible = old.isVisible()
+        old.replace()
+        old.deleteLater()
+        self.window = self._build_window()
+        self.window.start()
+        if visible:
+            self.window.show()
+
+    @Slot(str)
+    def _on_language_chosen(self, language: str) -> None:
+        self.prefs.language = language
+        self.translations.use(i18n.resolve(language))
+        self.rebuild_window()
+
+    @Slot(str)
+    def _on_theme_chosen(self, preference: str) -> None:
+        self.prefs.theme = preference
+        self._apply_colors()
+
+    @Slot()
+    def _on_color_scheme_changed(self) -> None:
+        if self.prefs.theme == "system":
+            self._apply_colors()
+
+    def _apply_colors(self) -> None:
+        colors = theme.resolve(self.prefs.theme)
+        if colors == self.colors:
+            return
+        self.colors = colors
+        theme.apply(self.qapp, colors)
+        self.rebuild_window()
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop any reply (saving its text so far), end the engine thread, close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        self.controller.shutdown()
+        self.prefs.sync()
+        self.store.close()
+        self.translations.clear()
+
+
+def main(args: argparse.Namespace) -> int:
+    """Open the window (or run the self-test with ``--self-test``); the exit status."""
+    if getattr(args, "self_test", False):
+        from desktop.ui.selftest import run
+
+        return run(args)
+    qapp = qt_application()
+    try:
+        app = Application(data_dir(getattr(args, "data_dir", None)))
+    except UserError as exc:
+        QMessageBox.critical(None, APP_NAME, str(exc))
+        raise
+    app.start(getattr(args, "model", None))
+    # Ctrl-C in the terminal closes the window like the close button (saving the reply):
+    # Python only runs signal handlers when the interpreter gets control, hence the timer.
+    signal.signal(signal.SIGINT, lambda *_: app.window and app.window.close())
+    wake = QTimer()
+    wake.start(250)
+    wake.timeout.connect(lambda: None)
+    status = qapp.exec()
+    app.shutdown()
+    return status

@@ -1,0 +1,90 @@
+"""Window preferences kept between runs, in ``<data dir>/window.ini``.
+
+Kept beside the chat store rather than in the platform's settings location so that a data
+folder is self-contained: tests with a temporary data folder never touch the user's settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+
+SETTINGS_FILE = "window.ini"
+
+
+class Preferences:
+    """Typed access to the window's settings file."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._settings = QSettings(str(Path(data_dir) / SETTINGS_FILE), QSettings.Format.IniFormat)
+
+    def _text(self, key: str, default: str) -> str:
+        value = self._settings.value(key, default)
+        return value if isinstance(value, str) else default
+
+    def _bytes(self, key: str) -> QByteArray | None:
+        value = self._settings.value(key)
+        return value if isinstance(value, QByteArray) else None
+
+    @property
+    def language(self) -> str:
+        """"system", "en" or "zh_CN"."""
+        return self._text("ui/language", "system")
+
+    @language.setter
+    def language(self, value: str) -> None:
+        self._settings.setValue("ui/language", value)
+
+    @property
+    def theme(self) -> str:
+        """"system", "light" or "dark"."""
+        return self._text("ui/theme", "system")
+
+    @theme.setter
+    def theme(self, value: str) -> None:
+        self._settings.setValue("ui/theme", value)
+
+    @property
+    def device(self) -> str:
+        return self._text("model/device", "auto")
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self._settings.setValue("model/device", value)
+
+    @property
+    def model(self) -> str:
+        """The folder of the model used last ("" if none)."""
+        return self._text("model/folder", "")
+
+    @model.setter
+    def model(self, value: str) -> None:
+        self._settings.setValue("model/folder", value)
+
+    @property
+    def last_conversation(self) -> str:
+        return self._text("chat/last_conversation", "")
+
+    @last_conversation.setter
+    def last_conversation(self, value: str) -> None:
+        self._settings.setValue("chat/last_conversation", value)
+
+    @property
+    def geometry(self) -> QByteArray | None:
+        return self._bytes("window/geometry")
+
+    @geometry.setter
+    def geometry(self, value: QByteArray) -> None:
+        self._settings.setValue("window/geometry", value)
+
+    @property
+    def splitter(self) -> QByteArray | None:
+        return self._bytes("window/splitter")
+
+    @splitter.setter
+    def splitter(self, value: QByteArray) -> None:
+        self._settings.setValue("window/splitter", value)
+
+    def sync(self) -> None:
+        self._settings.sync()
