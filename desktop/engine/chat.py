@@ -17,6 +17,7 @@ from desktop.engine.detok import StreamingDetokenizer
 from desktop.engine.generator import Generator
 from desktop.engine.model import Model
 from desktop.engine.settings import SamplingSettings
+from desktop.text import clean_text
 
 STOP_EOS, STOP_STRING, STOP_LENGTH, STOP_CANCELLED, STOP_ERROR = (
     "eos", "stop_string", "length", "cancelled", "error")
@@ -100,6 +101,7 @@ class ChatEngine:
     def reply(self, messages: Sequence[Message], settings: SamplingSettings) -> ReplyStream:
         """Prepare the reply to ``messages`` (the last one is the user's)."""
         settings = settings.validated()
+        messages = [{**m, "content": clean_text(m.get("content", ""))} for m in messages]
         plan = self.plan(messages, settings.max_new_tokens)
         return ReplyStream(self, plan, settings)
 

@@ -39,6 +39,7 @@ from desktop.store.rows import (
     message_from_row,
 )
 from desktop.store.search import fts_query
+from desktop.text import clean_text
 
 DB_FILENAME = "chats.sqlite3"
 
@@ -119,6 +120,7 @@ class ChatStore:
     def create_conversation(self, title: str = "New chat", *, model: str | None = None,
                             system_prompt: str = "",
                             sampling: dict[str, Any] | None = None) -> Conversation:
+        title, system_prompt = clean_text(title), clean_text(system_prompt)
         _check(exchange.check_title, "the title", title)
         _check(exchange.check_text, "the system prompt", system_prompt)
         if model is not None:
@@ -147,6 +149,7 @@ class ChatStore:
         return [conversation_from_row(row) for row in rows]
 
     def rename_conversation(self, conversation_id: str, title: str) -> Conversation:
+        title = clean_text(title)
         _check(exchange.check_title, "the title", title)
         self._update_conversation(conversation_id, "rename the conversation", title=title)
         return self.get_conversation(conversation_id)
@@ -164,6 +167,7 @@ class ChatStore:
             _check(exchange.check_title, "the model name", model)
             changes["model"] = model
         if system_prompt is not None:
+            system_prompt = clean_text(system_prompt)
             _check(exchange.check_text, "the system prompt", system_prompt)
             changes["system_prompt"] = system_prompt
         if sampling is not None:
@@ -186,6 +190,7 @@ class ChatStore:
         """Append a message to the branch on screen and make it the active leaf (committed)."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        text = clean_text(text)
         _check(exchange.check_text, "the message", text)
         with self._write("save the message") as conn:
             parent = self._leaf(conn, conversation_id)
@@ -196,6 +201,7 @@ class ChatStore:
 
         The original and everything after it stay in the tree (see :meth:`siblings`).
         """
+        text = clean_text(text)
         _check(exchange.check_text, "the message", text)
         with self._write("save the edited message") as conn:
             original = self._message(conn, message_id)

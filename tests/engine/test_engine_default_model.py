@@ -115,3 +115,39 @@ def test_terminal_one_shot_answers_paris(default_model):
     assert "Paris" in result.stdout
     assert '"decode_tokens_per_s"' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a\x00b NUL inside", "lone \ud800 surrogate", "שלום עולם مرحبا بالعالم",
+     "e\u0301\u0301\u0301 combining", "\u202eright-to-left override"],
+)
+def test_hostile_text_input_is_answered(engine, text):
+    stream, pieces = ask(engine, text, GREEDY.with_changes(max_new_tokens=6))
+    assert stream.stats.stop_reason in ("eos", "length")
+    assert "".join(pieces) == stream.text
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [SamplingSettings(temperature=5.0, top_k=1_000_000, top_p=1.0, min_p=0.0, max_new_tokens=4),
+     SamplingSettings(temperature=0.01, top_k=1, top_p=1e-9, min_p=0.99, max_new_tokens=4),
+     SamplingSettings(temperature=1.0, repetition_penalty=2.0, repetition_window=8192,
+                      max_new_tokens=4),
+     SamplingSettings(temperature=0.0, max_new_tokens=1, seed=2**63 - 1)],
+)
+def test_settings_at_their_edges_generate(engine, settings):
+    stream, _ = ask(engine, "Hello", settings)
+    assert stream.stats.new_tokens <= settings.max_new_tokens
+    assert stream.stats.stop_reason in ("eos", "length")
+
+
+def test_stop_string_cuts_the_reply(engine):
+    engine.reset()
+    full, _ = ask(engine, "Count from 1 to 10, separated by commas.",
+                  GREEDY.with_changes(max_new_tokens=40))
+    assert "," in full.text
+    cut, _ = ask(engine, "Count from 1 to 10, separated by commas.",
+                 GREEDY.with_changes(max_new_tokens=40, stop_strings=(",",)))
+    assert cut.stats.stop_reason == "stop_string"
+    assert cut.text == full.text.split(",")[0]
