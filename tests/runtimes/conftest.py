@@ -1,0 +1,157 @@
+"""Shared pieces of the runtime checks: OnnxChat's own greedy answer as the reference, the
+texts every tokenizer must agree on, and the cached Node.js install for transformers.js.
+
+The reference is produced by driving :class:`desktop.engine.Generator` directly (greedy,
+repetition penalty 1.0, no stop handling), so the only difference left between runtimes is
+where they stop: every other runtime stops at the first stop token, so the reference is cut
+after the first one too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from desktop.engine import Generator, SamplingSettings, load_model
+
+# Other runtimes must never reach for the Hugging Face hub; the folders are complete.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+NEW_TOKENS = 32
+# A comparison over fewer tokens than this would prove little; pick another prompt then.
+MIN_COMPARED = 16
+GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
+MESSAGES = [{"role": "user", "content": "Write a short poem about the sea."}]
+# Scripts, accents, emoji (with a skin-tone modifier), code, odd whitespace: the places where
+# a byte-level tokenizer read as something else goes wrong first.
+TEXTS = [
+    "Hello wörld! Ünïcödé façade, naïve café — “quotes” ½.",
+    "你好，世界。小模型也要能处理中文。日本語のテキスト、한국어 문장.",
+    "Привет, мир! مرحبا بالعالم नमस्ते दुनिया Γειά σου κόσμε",
+    "Emoji 🙂👍🏽🚀 and symbols ∑∫√∞ ≠ ≤ ≥ €£¥",
+    "def add(a, b):\n\treturn a + b  # two spaces\r\n\n    indented\n",
+    "  leading spaces, trailing spaces   ",
+]
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """OnnxChat's greedy reply to :data:`MESSAGES` on one model folder."""
+
+    folder: Path
+    manifest: dict
+    messages: list[dict[str, str]]
+    prompt_text: str
+    prompt_ids: list[int]
+    stop_ids: frozenset[int]
+    tokens: list[int]  # NEW_TOKENS greedy tokens, cut after the first stop token
+
+    def cut(self, ids: list[int]) -> list[int]:
+        """Another runtime's new tokens, cut the same way."""
+        return until_stop(list(ids)[:NEW_TOKENS], self.stop_ids)
+
+
+def until_stop(ids: list[int], stop_ids: frozenset[int]) -> list[int]:
+    for i, token in enumerate(ids):
+        if token in stop_ids:
+            return ids[: i + 1]
+    return ids
+
+
+def onnxchat_reference(folder: Path) -> Reference:
+    model = load_model(folder, device="cpu", threads=2)
+    prompt_text = model.template.render(MESSAGES)
+    prompt_ids = model.encode(prompt_text)
+    generator = Generator(model)
+    generator.append_tokens(prompt_ids)
+    rng = np.random.default_rng(0)
+    tokens = []
+    for _ in range(NEW_TOKENS):
+        token = generator.next_token(GREEDY, rng)
+        tokens.append(token)
+        generator.append_tokens([token])
+    stops = frozenset(model.manifest.stop_token_ids)
+    reference = Reference(
+        folder=Path(folder),
+        manifest=model.manifest.raw,
+        messages=MESSAGES,
+        prompt_text=prompt_text,
+        prompt_ids=prompt_ids,
+        stop_ids=stops,
+        tokens=until_stop(tokens, stops),
+    )
+    assert len(reference.tokens) >= MIN_COMPARED, (
+        f"{folder}: OnnxChat stops after {len(reference.tokens)} tokens; "
+        "the comparison needs a prompt with a longer answer"
+    )
+    return reference
+
+
+@pytest.fixture(scope="session")
+def reference(request: pytest.FixtureRequest) -> Callable[[str], Reference]:
+    """``reference("tiny_gpt2_model")``: the model folder fixture of that name and OnnxChat's
+    greedy answer on it, computed once per session."""
+    done: dict[str, Reference] = {}
+
+    def get(folder_fixture: str) -> Reference:
+        if folder_fixture not in done:
+            done[folder_fixture] = onnxchat_reference(request.getfixturevalue(folder_fixture))
+        return done[folder_fixture]
+
+    return get
+
+
+def _node_key() -> str:
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        digest.update((NODE_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _npm_ci(folder: Path) -> None:
+    """Install the pinned transformers.js into ``folder``.
+
+    ``--ignore-scripts``: onnxruntime-node's install script downloads CUDA binaries (and
+    fails without a reachable CUDA download); its CPU binaries are in the package itself.
+    """
+    folder.mkdir(parents=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(NODE_DIR / name, folder / name)
+    result = subprocess.run(
+        ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"npm ci of {NODE_DIR}/package-lock.json failed:\n{result.stderr[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def node_script() -> Path:
+    """``generate.mjs`` inside a cached install of the pinned transformers.js
+    (``models/.cache/node-<hash of package files>/``, about 475 MB)."""
+    from tiny_models import cached
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("transformers.js checks need Node.js and npm on PATH")
+    folder = cached("node", _node_key(), _npm_ci)
+    script = folder / "generate.mjs"  # beside node_modules, so its imports resolve
+    shutil.copy(NODE_DIR / "generate.mjs", script)
+    return script
+
+
+@pytest.fixture(scope="session")
+def texts() -> list[str]:
+    """Texts every runtime's tokenizer must encode and decode like ``tokenizers``."""
+    return list(TEXTS)
