@@ -217,10 +217,16 @@ class ChatController(QObject):
         return self.engine.plan(messages, sampling.max_new_tokens)
 
     def shutdown(self) -> None:
-        """Stop any reply (its text so far is saved by the worker) and end the engine thread."""
+        """Stop any reply (its text so far is saved by the worker) and end the engine thread.
+
+        Signals the worker sent meanwhile are ignored: the store may be closed next.
+        """
         self.stop()
         self._thread.quit()
         self._thread.wait()
+        self._flush_timer.stop()
+        self._job = None
+        self.loading = None
 
     def _check_idle(self) -> None:
         if self._job is not None:

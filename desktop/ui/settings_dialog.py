@@ -65,8 +65,9 @@ class SettingsDialog(QDialog):
         self.setWindowTitle(self.tr("Settings"))
         self.setMinimumWidth(520)
         self._defaults = dict(model_defaults)
-        self._fields: dict[str, QLineEdit] = {}
-        self._errors: dict[str, QLabel] = {}
+        #: The sampling fields and their error lines, by setting name.
+        self.fields: dict[str, QLineEdit] = {}
+        self.errors: dict[str, QLabel] = {}
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget(self)
         layout.addWidget(self.tabs)
@@ -141,8 +142,8 @@ class SettingsDialog(QDialog):
             error.setWordWrap(True)
             error.hide()
             form.addRow("", error)
-            self._fields[name] = field
-            self._errors[name] = error
+            self.fields[name] = field
+            self.errors[name] = error
         layout.addLayout(form)
         reset_row = QHBoxLayout()
         reset_row.addStretch(1)
@@ -184,14 +185,14 @@ class SettingsDialog(QDialog):
         return str(self.theme_box.currentData())
 
     def _fill(self, settings: SamplingSettings) -> None:
-        for name, field in self._fields.items():
+        for name, field in self.fields.items():
             value = getattr(settings, name)
             field.setText("" if value is None else _number(value) if name in _WHOLE
                           else f"{value:g}")
 
     def _parse(self, name: str) -> tuple[float | int | None, str | None]:
         """(value, None) or (None, the error to show)."""
-        text = self._fields[name].text().strip().replace(",", ".")
+        text = self.fields[name].text().strip().replace(",", ".")
         if name == "seed" and not text:
             return None, None
         try:
@@ -205,9 +206,9 @@ class SettingsDialog(QDialog):
 
     def _validate(self) -> bool:
         ok = True
-        for name, field in self._fields.items():
+        for name, field in self.fields.items():
             _, error = self._parse(name)
-            label = self._errors[name]
+            label = self.errors[name]
             label.setText(error or "")
             label.setVisible(error is not None)
             field.setProperty("invalid", error is not None)

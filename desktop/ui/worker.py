@@ -146,11 +146,12 @@ class EngineWorker(QObject):
                 return
             self._stream, self._stream_job = stream, job.job_id
         model = engine.model
+        plan = stream.plan
         repro = Repro(model=model.name, manifest_sha256=model.manifest.sha256,
                       device=model.device.used, sampling=stream.settings.to_dict(),
-                      seed=stream.seed, prompt_tokens=len(stream.plan.prompt_ids))
+                      seed=stream.seed, prompt_tokens=len(plan.prompt_ids),
+                      context_length=plan.context_length, dropped_messages=tuple(plan.dropped))
         writer = self._store.begin_reply(job.conversation_id, repro, replacing=job.replacing)
-        plan = stream.plan
         self.replyStarted.emit(ReplyStart(job.job_id, job.conversation_id, writer.message_id,
                                           len(plan.prompt_ids), plan.reserve,
                                           plan.context_length, tuple(plan.dropped)))

@@ -1,0 +1,209 @@
+"""The window with the real default model: sending, streaming, stopping, regenerating, editing,
+switching and closing while a reply streams, and the event loop staying responsive."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer
+
+from desktop.store import CANCELLED, COMPLETE, ChatStore
+from desktop.ui.chat_settings import ChatSettings
+from desktop.ui.chat_view import PAGE
+
+
+def test_send_streams_a_reply_titles_the_chat_and_saves_it(qtbot, window, send):
+    window.composer.input.setPlainText("What is the capital of France?")
+    progress = []
+    window.controller.replyProgress.connect(lambda cid, mid, text: progress.append(text))
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=60_000) as ended:
+        qtbot.keyClick(window.composer.input, Qt.Key.Key_Return)
+    end = ended.args[0]
+    assert end.outcome == "finished"
+    assert end.text.strip() and "\ufffd" not in end.text
+    assert progress and progress[-1] == end.text  # streamed, ending with the full text
+    assert window.composer.text == ""
+    messages = window.store.messages(window.current_id)
+    assert [(m.role, m.state) for m in messages] == [("user", COMPLETE), ("assistant", COMPLETE)]
+    assert messages[1].text == end.text
+    assert messages[1].repro.sampling["temperature"] == 0.0
+    assert window.store.get_conversation(window.current_id).title == \
+        "What is the capital of France?"
+    assert window.sidebar.list.item(0).text() == "What is the capital of France?"
+    widgets = window.view.widgets()
+    assert [w.message.role for w in widgets] == ["user", "assistant"]
+    assert widgets[1].message.text == end.text
+    assert "tokens/s" in window.status.speed_label.text()
+    assert "ms" in window.status.first_token_label.text()
+
+
+def test_shift_enter_adds_a_line_and_enter_sends(qtbot, window):
+    box = window.composer.input
+    box.setFocus()
+    qtbot.keyClicks(box, "first")
+    qtbot.keyClick(box, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(box, "second")
+    assert box.toPlainText() == "first\nsecond"
+    assert not window.controller.generating
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=60_000):
+        qtbot.keyClick(box, Qt.Key.Key_Return)
+    assert window.store.messages(window.current_id)[0].text == "first\nsecond"
+
+
+def test_stop_mid_reply_keeps_the_text_so_far(qtbot, window, long_reply):
+    window.apply_chat_settings(long_reply)
+    window.composer.input.setPlainText("Write a long story about a dragon.")
+    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
+        window.composer.send_button.click()
+    assert window.composer.stop_button.isVisible()
+    assert not window.composer.send_button.isEnabled()
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=30_000) as ended:
+        window.composer.stop_button.click()
+    end = ended.args[0]
+    assert end.outcome == "cancelled"
+    assert not window.composer.stop_button.isVisible()
+    reply = window.store.messages(window.current_id)[-1]
+    assert reply.state == CANCELLED
+    assert reply.text == end.text and reply.text
+    assert reply.repro.stop_reason == "cancelled"
+    assert window.view.widgets()[-1].meta_label.text() == "Stopped"
+
+
+def test_escape_stops_the_reply(qtbot, window, long_reply):
+    window.apply_chat_settings(long_reply)
+    window.composer.input.setPlainText("Count from one to one hundred.")
+    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
+        window.composer.send_button.click()
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=30_000) as ended:
+        qtbot.keyClick(window.composer.input, Qt.Key.Key_Escape)
+    assert ended.args[0].outcome == "cancelled"
+
+
+def test_regenerate_replaces_the_reply_and_keeps_the_old_branch(qtbot, window, send):
+    first = send(window, "Name a colour.")
+    old_id = first.message_id
+    reply_widget = window.view.widgets()[-1]
+    assert reply_widget.regenerate_button.isVisible()
+    window.apply_chat_settings(ChatSettings(overrides={"temperature": 1.0,
+                                                       "max_new_tokens": 12, "seed": 7}))
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=60_000) as ended:
+        reply_widget.regenerate_button.click()
+    second = ended.args[0]
+    assert second.outcome == "finished" and second.message_id != old_id
+    branch = window.store.messages(window.current_id)
+    assert [m.id for m in branch][-1] == second.message_id and len(branch) == 2
+    assert [m.id for m in window.store.siblings(second.message_id)] == [old_id,
+                                                                         second.message_id]
+    shown = window.view.widgets()[-1]
+    assert shown.message.id == second.message_id
+    assert shown.branch_label.isVisible() and shown.branch_label.text() == "2/2"
+    shown.previous_button.click()  # back to the first answer
+    assert window.view.widgets()[-1].message.id == old_id
+
+
+def test_edit_and_resend_starts_a_new_branch(qtbot, window, send):
+    send(window, "Say hello.")
+    original = window.store.messages(window.current_id)
+    user_widget = window.view.widgets()[0]
+    user_widget.edit_button.click()
+    assert user_widget.editor.isVisible()
+    user_widget.editor.setPlainText("Say goodbye.")
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=60_000) as ended:
+        user_widget.save_edit_button.click()
+    assert ended.args[0].outcome == "finished"
+    branch = window.store.messages(window.current_id)
+    assert branch[0].text == "Say goodbye."
+    assert branch[0].id != original[0].id
+    assert {m.id for m in window.store.siblings(branch[0].id)} == {original[0].id, branch[0].id}
+    assert window.store.get_message(original[1].id).text == original[1].text  # old branch kept
+    assert window.view.widgets()[0].message.text == "Say goodbye."
+
+
+def test_switching_conversations_while_a_reply_streams(qtbot, window, send, long_reply):
+    send(window, "Hello there.")
+    first_id = window.current_id
+    window.new_chat()
+    window.apply_chat_settings(long_reply)
+    window.composer.input.setPlainText("Tell me about the sea.")
+    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
+        window.composer.send_button.click()
+    second_id = window.current_id
+    assert second_id != first_id
+    window.open_conversation(first_id)
+    assert window.view.widgets()[0].message.text == "Hello there."
+    assert not window.view.widgets()[-1].regenerate_button.isEnabled()  # busy meanwhile
+    window.stop()
+    qtbot.waitUntil(lambda: not window.controller.generating, timeout=30_000)
+    assert window.view.widgets()[0].message.text == "Hello there."
+    window.open_conversation(second_id)
+    saved = window.store.messages(second_id)[-1]
+    assert saved.state == CANCELLED and saved.text
+    assert window.view.widgets()[-1].message.text == saved.text
+
+
+def test_closing_during_a_reply_stops_it_and_saves_the_partial_text(qtbot, app, tmp_path,
+                                                                    long_reply):
+    window = app.window
+    window.apply_chat_settings(long_reply)
+    window.composer.input.setPlainText("Write a poem about autumn leaves.")
+    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
+        window.composer.send_button.click()
+    conversation_id = window.current_id
+    window.close()
+    assert app.controller._thread.isFinished()
+    with ChatStore.open(tmp_path / "data") as store:
+        reply = store.messages(conversation_id)[-1]
+    assert reply.role == "assistant" and reply.state == CANCELLED and reply.text
+
+
+def test_event_loop_stays_responsive_while_a_reply_streams(qtbot, window, long_reply):
+    window.apply_chat_settings(long_reply)
+    lateness: list[float] = []
+    expected = [time.perf_counter() + 0.010]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        lateness.append(now - expected[0])
+        expected[0] = now + 0.010
+
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(tick)
+    window.composer.input.setPlainText("Explain how rain forms, in detail.")
+    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
+        window.composer.send_button.click()
+    expected[0] = time.perf_counter() + 0.010
+    timer.start(10)
+    qtbot.wait(2500)
+    timer.stop()
+    window.stop()
+    qtbot.waitUntil(lambda: not window.controller.generating, timeout=30_000)
+    assert len(lateness) > 50
+    assert max(lateness) < 0.100, f"the event loop stalled for {max(lateness) * 1000:.0f} ms"
+
+
+def test_a_long_history_opens_with_one_page_of_widgets(qtbot, window):
+    store = window.store
+    conversation = store.create_conversation("Long chat")
+    for n in range(150):
+        store.add_message(conversation.id, "user", f"Question {n}")
+        store.add_message(conversation.id, "assistant", f"Answer **{n}**")
+    started = time.perf_counter()
+    window.refresh_conversations()
+    window.open_conversation(conversation.id)
+    elapsed = time.perf_counter() - started
+    widgets = window.view.widgets()
+    assert len(widgets) == PAGE
+    assert widgets[-1].message.text == "Answer **149**"
+    assert window.view.earlier_button.isVisible()
+    assert elapsed < 3.0
+    window.view.show_earlier()
+    assert len(window.view.widgets()) == 2 * PAGE
+    assert window.view.widgets()[0].message.text == f"Question {150 - PAGE}"
+
+
+def test_context_meter_counts_the_draft_as_it_is_typed(qtbot, window):
+    qtbot.waitUntil(lambda: "8,192" in window.status.context_meter.format(), timeout=5_000)
+    before = window.status.context_meter.value()
+    window.composer.input.setPlainText("word " * 300)
+    qtbot.waitUntil(lambda: window.status.context_meter.value() > before + 250, timeout=5_000)

@@ -1,0 +1,84 @@
+"""Model picking in the window: a broken model folder is reported and the previous model keeps
+working; with no model at all the window offers to prepare the default one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+import desktop.paths
+from desktop.ui.app import Application
+from desktop.ui.export_dialog import ExportDialog, export_available
+
+
+def broken_copy(default_model: Path, models_dir: Path) -> Path:
+    """The default model's folder with its ONNX file cut short (a torn download)."""
+    folder = models_dir / "broken-model"
+    shutil.copytree(default_model, folder, ignore=shutil.ignore_patterns("*.onnx", "*.onnx_data"))
+    source = default_model / "onnx" / "model.onnx"
+    (folder / "onnx" / "model.onnx").write_bytes(source.read_bytes()[:4096])
+    return folder
+
+
+def test_a_model_that_fails_to_load_leaves_the_previous_one_in_use(
+        qtbot, window, send, default_model, tmp_path, monkeypatch):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    broken = broken_copy(default_model, models_dir)
+    monkeypatch.setenv("ONNXCHAT_MODELS_DIR", str(models_dir))
+    window.refresh_models()
+    assert window.model_bar.model_box.findData(str(broken)) >= 0
+    previous = window.controller.engine
+    with qtbot.waitSignal(window.controller.modelLoadFailed, timeout=60_000) as failed:
+        window.model_bar.modelChosen.emit(str(broken))
+        assert window.model_bar.busy.isVisible()
+    assert "model.onnx" in failed.args[0]
+    assert window.banner.isVisible()
+    assert "could not be loaded" in window.banner.label.text()
+    assert not window.model_bar.busy.isVisible()
+    assert window.controller.engine is previous
+    assert window.model_bar.model_box.currentData() == str(default_model)
+    assert send(window, "Hello!").outcome == "finished"
+
+
+def test_without_any_model_the_window_offers_the_default(qtbot, qapp, tmp_path, monkeypatch):
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    monkeypatch.setenv("ONNXCHAT_MODELS_DIR", str(empty))
+    monkeypatch.setattr(desktop.paths, "checkout_root", lambda: None)
+    application = Application(tmp_path / "data")
+    try:
+        window = application.start()
+        assert window.pages.currentWidget() is window.welcome
+        assert window.controller.engine is None and window.controller.loading is None
+        seen = {}
+
+        def inspect_dialog() -> None:
+            dialog = QApplication.activeModalWidget()
+            seen["dialog"] = type(dialog)
+            if isinstance(dialog, ExportDialog):
+                seen["available"] = dialog.available
+                if dialog.available:
+                    seen["default"] = dialog.default_radio.isChecked()
+                    seen["command"] = dialog.command()
+                    seen["progress"] = dialog.progress.isVisibleTo(dialog)
+            dialog.reject()
+
+        QTimer.singleShot(0, inspect_dialog)
+        if export_available():
+            window.welcome.prepare_button.click()
+        else:
+            window.open_export_dialog()
+        assert seen["dialog"] is ExportDialog
+        if seen["available"]:
+            assert seen["default"] and seen["progress"]
+            command = seen["command"]
+            assert command[:3] == ["-m", "export", "default"]
+            assert "--progress-json" in command
+            assert command[command.index("--out") + 1] == str(empty)
+    finally:
+        application.window.close()
+        application.shutdown()

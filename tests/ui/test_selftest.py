@@ -1,0 +1,31 @@
+"""``onnxchat --self-test`` as the packaged app's smoke test runs it: a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_self_test_chats_once_and_reads_the_conversation_back(default_model, tmp_path):
+    env = {**os.environ, "ONNXCHAT_MODELS_DIR": str(default_model.parent)}
+    env.pop("QT_QPA_PLATFORM", None)  # the self-test must go offscreen by itself
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop", "--self-test", "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("onnxchat self-test passed:")
+    assert "smollm2-135m-instruct" in lines[0]
+    assert result.stderr == ""
+    assert (tmp_path / "data" / "chats.sqlite3").is_file()
+
+
+def test_self_test_reports_a_missing_model(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop", "--self-test", "--model", str(tmp_path / "nothing"),
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("onnxchat self-test failed:")
+    assert "nothing" in result.stderr and "Traceback" not in result.stderr
