@@ -359,7 +359,7 @@ class _GraphBuilder:
         )
         return outputs
 
-    def linear(self, lin: Linear, x: str, name: str, accuracy_level: int) -> str:
+    def linear(self, lin: Linear, x: str, name: str, options: FusedOptions) -> str:
         """``x @ W`` for a dense or block-quantized weight, with the block-sum correction."""
         if isinstance(lin, DenseLinear):
             w = self.const(f"{name}.weight", lin.weight.astype(np.float32))
@@ -375,7 +375,7 @@ class _GraphBuilder:
             N=lin.out_features,
             bits=lin.bits,
             block_size=lin.block_size,
-            accuracy_level=accuracy_level,
+            accuracy_level=options.accuracy_level_for(lin.bits),
         )[0]
         if lin.correction is None:
             return y
@@ -394,10 +394,21 @@ class _GraphBuilder:
 
 @dataclass(frozen=True)
 class FusedOptions:
-    """Build options. ``max_length`` bounds positions (rotary cache rows) and KV buffers."""
+    """Build options.
+
+    ``max_length`` bounds positions (rotary cache rows) and so the KV buffers. The accuracy
+    levels are ``MatMulNBits``'s: 0 computes in fp32 (exact), 4 quantizes activations to int8
+    per block (like llama.cpp's own dot products) and is the fast path; 8-bit weights have no
+    fast fp32 kernel on CPU (a 576×49152 LM head takes ~70× longer at level 0), so they get
+    their own setting.
+    """
 
     max_length: int
     accuracy_level: int = 4
+    accuracy_level_8bit: int = 4
+
+    def accuracy_level_for(self, bits: int) -> int:
+        return self.accuracy_level_8bit if bits == 8 else self.accuracy_level
 
 
 def build_fused_model(
@@ -407,7 +418,6 @@ def build_fused_model(
     if len(weights.layers) != shape.num_layers or weights.lm_head is None:
         raise ValueError("decoder weights do not match the model shape")
     g = _GraphBuilder()
-    acc = options.accuracy_level
     n_kv = shape.num_kv_heads
 
     # Sequence bookkeeping for GroupQueryAttention, from the 2D attention mask.
@@ -455,7 +465,7 @@ def build_fused_model(
                 epsilon=eps,
             )
             x, residual = outs[0], outs[3]
-        qkv = g.linear(layer.qkv, x, f"model.layers.{i}.self_attn.qkv_proj", acc)
+        qkv = g.linear(layer.qkv, x, f"model.layers.{i}.self_attn.qkv_proj", options)
         attn = g.node(
             "GroupQueryAttention",
             [
@@ -481,7 +491,7 @@ def build_fused_model(
         # Rename the KV outputs to the graph's present names.
         g.nodes[-1].output[1] = f"present.{i}.key"
         g.nodes[-1].output[2] = f"present.{i}.value"
-        attn_out = g.linear(layer.o_proj, attn[0], f"model.layers.{i}.self_attn.o_proj", acc)
+        attn_out = g.linear(layer.o_proj, attn[0], f"model.layers.{i}.self_attn.o_proj", options)
 
         mlp_w = g.const(f"model.layers.{i}.post_attention_layernorm.weight", layer.mlp_norm)
         outs = g.node(
@@ -493,12 +503,12 @@ def build_fused_model(
             epsilon=eps,
         )
         x, residual = outs[0], outs[3]
-        gate = g.linear(layer.gate_proj, x, f"model.layers.{i}.mlp.gate_proj", acc)
-        up = g.linear(layer.up_proj, x, f"model.layers.{i}.mlp.up_proj", acc)
+        gate = g.linear(layer.gate_proj, x, f"model.layers.{i}.mlp.gate_proj", options)
+        up = g.linear(layer.up_proj, x, f"model.layers.{i}.mlp.up_proj", options)
         sig = g.node("Sigmoid", [gate], f"{base}/mlp/Sigmoid")[0]
         silu = g.node("Mul", [gate, sig], f"{base}/mlp/SiLU")[0]
         act = g.node("Mul", [silu, up], f"{base}/mlp/Mul")[0]
-        pending = g.linear(layer.down_proj, act, f"model.layers.{i}.mlp.down_proj", acc)
+        pending = g.linear(layer.down_proj, act, f"model.layers.{i}.mlp.down_proj", options)
 
     # Only the last position needs logits: slice before the final norm and the LM head.
     starts = g.const("const.slice.starts", np.array([-1], np.int64))
@@ -515,7 +525,7 @@ def build_fused_model(
         domain=MS_DOMAIN,
         epsilon=eps,
     )[0]
-    logits = g.linear(weights.lm_head, normed, "lm_head", acc)
+    logits = g.linear(weights.lm_head, normed, "lm_head", options)
     g.nodes[-1].output[0] = "logits"
     del logits
 

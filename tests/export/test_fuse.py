@@ -224,3 +224,15 @@ def test_unsupported_configs_are_refused(change: dict, message: str) -> None:
     config = {**TINY, "model_type": "llama", **change}
     with pytest.raises(ValueError, match=message):
         DecoderShape.from_config(config)
+
+
+def test_shared_buffer_rewinds_by_shortening_the_mask(
+    tiny_export: tuple[Path, dict], fp32_fused: Path
+) -> None:
+    """Regenerating a reply: feed from an earlier length; later buffer rows get overwritten."""
+    shape = DecoderShape.from_config(tiny_export[1])
+    decoder = SharedBufferDecoder(session(fp32_fused), shape, max_length=128)
+    first, _ = greedy(decoder, PROMPT, [], 10)
+    decoder.length = len(PROMPT) - 1
+    again, _ = greedy(decoder, PROMPT[-1:], [], 10)
+    assert again == first

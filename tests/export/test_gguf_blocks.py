@@ -146,7 +146,7 @@ def test_gguf_blocks_compute_the_dequantized_model(qtype: Q, tmp_path: Path) -> 
     assert carried.layers[0].qkv.bits == (8 if qtype == Q.Q8_0 else 4)
     assert (carried.layers[0].qkv.correction is not None) == (qtype == Q.Q4_1)
     np.testing.assert_array_equal(carried.embed_tokens, expected.embed_tokens)
-    options = FusedOptions(max_length=64, accuracy_level=0)
+    options = FusedOptions(max_length=64, accuracy_level=0, accuracy_level_8bit=0)
     save_model(build_fused_model(SHAPE, carried, options), tmp_path / "blocks.onnx")
     save_model(build_fused_model(SHAPE, expected, options), tmp_path / "dense.onnx")
     prompt = [3, 14, 15, 92, 65, 35, 89, 79]
