@@ -68,8 +68,8 @@ class Application(QObject):
     def _build_window(self) -> MainWindow:
         window = MainWindow(self.controller, self.prefs, self.colors, self.prefs.language,
                             self.prefs.theme)
-        window.languageChosen.connect(self._on_language_chosen)
-        window.themeChosen.connect(self._on_theme_chosen)
+        window.languageChosen.connect(self.set_language)
+        window.themeChosen.connect(self.set_theme)
         window.closed.connect(self.shutdown)
         return window
 
@@ -87,13 +87,15 @@ class Application(QObject):
             self.window.show()
 
     @Slot(str)
-    def _on_language_chosen(self, language: str) -> None:
+    def set_language(self, language: str) -> None:
+        """Use ``language`` ("system", "en", "zh_CN") from now on, and remember it."""
         self.prefs.language = language
         self.translations.use(i18n.resolve(language))
         self.rebuild_window()
 
     @Slot(str)
-    def _on_theme_chosen(self, preference: str) -> None:
+    def set_theme(self, preference: str) -> None:
+        """Use the "system", "light" or "dark" look from now on, and remember it."""
         self.prefs.theme = preference
         self._apply_colors()
 

@@ -95,6 +95,8 @@ class ChatController(QObject):
         self._reply_id: str | None = None
         self._text: list[str] = []
         self._dirty = False
+        #: Figures of the last reply that finished (for the status bar of a new window).
+        self.last_stats: EngineStats | None = None
 
         self._thread = QThread()
         self._thread.setObjectName("engine")
@@ -288,6 +290,8 @@ class ChatController(QObject):
         job = self._job
         assert job is not None
         end = ReplyEnd(job.conversation_id, self._reply_id, outcome, self.reply_text, stats, error)
+        if stats is not None:
+            self.last_stats = stats
         self._job, self._reply_id, self._text, self._dirty = None, None, [], False
         self.generatingChanged.emit(False)
         self.replyEnded.emit(end)

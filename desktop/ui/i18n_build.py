@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         for language in LANGUAGES:
             lupdate(ts_file(language))
         fill_source_language(ts_file(SOURCE_LANGUAGE))
+        lupdate(ts_file(SOURCE_LANGUAGE))  # back to lupdate's own layout: stable diffs
         for line in problems(ts_file("zh_CN")):
             print(line, file=sys.stderr)
     built = build()

@@ -213,7 +213,12 @@ class MainWindow(QMainWindow):
             folder = self._initial_model(requested_model)
             if folder is not None:
                 self.controller.load_model(folder, self.prefs.device)
+        stats = self.controller.last_stats
+        if stats is not None:
+            self.status.set_reply_figures(stats.decode_tokens_per_s or None,
+                                          stats.time_to_first_token_s)
         self._update_page()
+        self._on_context_due()
 
     def _initial_model(self, requested: str | None) -> Path | None:
         """``--model``, else the model used last, else the default, else any usable one."""
@@ -653,9 +658,10 @@ class MainWindow(QMainWindow):
             self.banner.show_message(str(exc), error=True)
             return
         self.refresh_conversations()
-        self.banner.show_message(
-            arg(self.tr("Imported %1 chats (%2 were already here)."),
-                len(report.imported), len(report.skipped)), timeout_ms=6000)
+        text = self.tr("Imported %n chat(s).", "", len(report.imported))
+        if report.skipped:
+            text += " " + self.tr("Skipped %n already here.", "", len(report.skipped))
+        self.banner.show_message(text, timeout_ms=6000)
 
     @Slot()
     def _on_about_triggered(self) -> None:

@@ -122,14 +122,14 @@ class MessageWidget(QWidget):
         self.meta_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.meta_label)
 
-        self.actions = QWidget(self.bubble)
-        self.actions.setObjectName("messageActions")
-        actions = QHBoxLayout(self.actions)
+        self.action_bar = QWidget(self.bubble)
+        self.action_bar.setObjectName("messageActions")
+        actions = QHBoxLayout(self.action_bar)
         actions.setContentsMargins(0, 0, 0, 0)
         actions.setSpacing(2)
         self.previous_button = self._tool("‹", self.tr("Previous version"),
                                           self._on_previous_clicked)
-        self.branch_label = QLabel(self.actions)
+        self.branch_label = QLabel(self.action_bar)
         self.branch_label.setObjectName("metaLabel")
         self.next_button = self._tool("›", self.tr("Next version"), self._on_next_clicked)
         self.copy_button = self._tool(self.tr("Copy"), self.tr("Copy the message text"),
@@ -151,7 +151,7 @@ class MessageWidget(QWidget):
             actions.addWidget(widget)
         if not self._is_user:
             actions.addStretch(1)
-        box.addWidget(self.actions)
+        box.addWidget(self.action_bar)
         self.edit_button.setVisible(self._is_user)
         self.regenerate_button.setVisible(False)
         has_branches = branches.count > 1
@@ -169,7 +169,7 @@ class MessageWidget(QWidget):
         self._update_buttons()
 
     def _tool(self, text: str, tip: str, slot) -> QToolButton:
-        button = QToolButton(self.actions)
+        button = QToolButton(self.action_bar)
         button.setText(text)
         button.setToolTip(tip)
         button.setAccessibleName(tip)
@@ -235,6 +235,7 @@ class MessageWidget(QWidget):
 
     def _update_buttons(self) -> None:
         streaming = self.message.state == STREAMING
+        self.action_bar.setVisible(not streaming and not self.editor.isVisible())
         self.regenerate_button.setVisible(not self._is_user and self._can_regenerate)
         for button in (self.edit_button, self.regenerate_button, self.delete_button,
                        self.previous_button, self.next_button):
@@ -258,7 +259,7 @@ class MessageWidget(QWidget):
         inner = self.bubble.layout().contentsMargins()
         padding = inner.left() + inner.right()
         wanted = max(self.content.natural_width() if isinstance(self.content, FittedBrowser)
-                     else 0, self.actions.sizeHint().width(),
+                     else 0, self.action_bar.sizeHint().width(),
                      self.role_label.sizeHint().width()) + padding
         if self.editor.isVisible():
             wanted = available
@@ -283,7 +284,7 @@ class MessageWidget(QWidget):
     def _on_edit_clicked(self) -> None:
         self.editor.setPlainText(self.message.text)
         self.content.hide()
-        self.actions.hide()
+        self.action_bar.hide()
         self.editor.show()
         self._edit_buttons.show()
         self.editor.setFocus()
@@ -295,7 +296,7 @@ class MessageWidget(QWidget):
         self.editor.hide()
         self._edit_buttons.hide()
         self.content.show()
-        self.actions.show()
+        self.action_bar.show()
         self._fit_bubble()
         self.heightChanged.emit()
 

@@ -38,11 +38,19 @@ def interval(name: str) -> str:
     """The valid range of a setting in interval notation, e.g. ``[0, 5]`` or ``(0, 1]``."""
     low, high, low_ok = RANGES[name]
     high_ok = name != "min_p"  # min_p must stay below 1 (the engine checks it separately)
-    return f"{'[' if low_ok else '('}{_number(low)}, {_number(high)}{']' if high_ok else ')'}"
+    return f"{'[' if low_ok else '('}{_bound(low)}, {_bound(high)}{']' if high_ok else ')'}"
 
 
 def _number(value: float) -> str:
+    """A value as typed in a field: no exponent, no grouping."""
     return f"{int(value):d}" if float(value).is_integer() else f"{value:g}"
+
+
+def _bound(value: float) -> str:
+    """A range bound for people: 2⁶³−1 for the largest seed, digits grouped when long."""
+    if value == 2**63 - 1:
+        return "2⁶³−1"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 def _in_range(name: str, value: float) -> bool:
@@ -122,6 +130,8 @@ class SettingsDialog(QDialog):
                      self.tr("The same seed and settings give the same reply; empty means "
                              "random")),
         }
+        metrics = self.fontMetrics()
+        range_width = max(metrics.horizontalAdvance(interval(name)) for name in EDITABLE) + 8
         for name in EDITABLE:
             label, tip = labels[name]
             field = QLineEdit(page)
@@ -132,6 +142,7 @@ class SettingsDialog(QDialog):
                 field.setPlaceholderText(self.tr("random"))
             range_label = QLabel(interval(name), page)
             range_label.setObjectName("rangeLabel")
+            range_label.setMinimumWidth(range_width)
             range_label.setToolTip(arg(self.tr("Valid range: %1"), interval(name)))
             row = QHBoxLayout()
             row.addWidget(field, 1)

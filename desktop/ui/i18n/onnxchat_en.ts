@@ -1,0 +1,883 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="en">
+<context>
+    <name>Banner</name>
+    <message>
+        <source>Dismiss</source>
+        <translation>Dismiss</translation>
+    </message>
+</context>
+<context>
+    <name>ChatView</name>
+    <message>
+        <source>Conversation</source>
+        <translation>Conversation</translation>
+    </message>
+    <message>
+        <source>Show earlier messages</source>
+        <translation>Show earlier messages</translation>
+    </message>
+    <message numerus="yes">
+        <source>Show earlier messages (%n more)</source>
+        <translation>
+            <numerusform>Show earlier messages (%n more)</numerusform>
+            <numerusform>Show earlier messages (%n more)</numerusform>
+        </translation>
+    </message>
+    <message>
+        <source>Chatting with %1.</source>
+        <translation>Chatting with %1.</translation>
+    </message>
+    <message>
+        <source>No model is loaded yet.</source>
+        <translation>No model is loaded yet.</translation>
+    </message>
+    <message>
+        <source>Type a message below. Enter sends, Shift+Enter starts a new line.</source>
+        <translation>Type a message below. Enter sends, Shift+Enter starts a new line.</translation>
+    </message>
+</context>
+<context>
+    <name>CodeBlock</name>
+    <message>
+        <source>Copy code</source>
+        <translation>Copy code</translation>
+    </message>
+    <message>
+        <source>Copy this code block to the clipboard</source>
+        <translation>Copy this code block to the clipboard</translation>
+    </message>
+    <message>
+        <source>Code</source>
+        <translation>Code</translation>
+    </message>
+    <message>
+        <source>code</source>
+        <translation>code</translation>
+    </message>
+    <message>
+        <source>Copied</source>
+        <translation>Copied</translation>
+    </message>
+</context>
+<context>
+    <name>Composer</name>
+    <message>
+        <source>Message — Enter to send, Shift+Enter for a new line</source>
+        <translation>Message — Enter to send, Shift+Enter for a new line</translation>
+    </message>
+    <message>
+        <source>Message input</source>
+        <translation>Message input</translation>
+    </message>
+    <message>
+        <source>Send</source>
+        <translation>Send</translation>
+    </message>
+    <message>
+        <source>Send message</source>
+        <translation>Send message</translation>
+    </message>
+    <message>
+        <source>Send (Enter)</source>
+        <translation>Send (Enter)</translation>
+    </message>
+    <message>
+        <source>Stop</source>
+        <translation>Stop</translation>
+    </message>
+    <message>
+        <source>Stop generating</source>
+        <translation>Stop generating</translation>
+    </message>
+    <message>
+        <source>Stop the reply (Esc)</source>
+        <translation>Stop the reply (Esc)</translation>
+    </message>
+</context>
+<context>
+    <name>ExportDialog</name>
+    <message>
+        <source>Prepare a model</source>
+        <translation>Prepare a model</translation>
+    </message>
+    <message>
+        <source>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</source>
+        <extracomment>The folder of the model this dialog exported (&quot;&quot; until one was).</extracomment>
+        <translation>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</translation>
+    </message>
+    <message>
+        <source>Install command</source>
+        <translation>Install command</translation>
+    </message>
+    <message>
+        <source>Then open this dialog again, or run “onnxchat export default” in a terminal.</source>
+        <translation>Then open this dialog again, or run “onnxchat export default” in a terminal.</translation>
+    </message>
+    <message>
+        <source>Close</source>
+        <translation>Close</translation>
+    </message>
+    <message>
+        <source>Convert a model to an OnnxChat model folder. The result is checked against the original before it is kept.</source>
+        <translation>Convert a model to an OnnxChat model folder. The result is checked against the original before it is kept.</translation>
+    </message>
+    <message>
+        <source>Source</source>
+        <translation>Source</translation>
+    </message>
+    <message>
+        <source>The bundled default model (SmolLM2-135M-Instruct)</source>
+        <translation>The bundled default model (SmolLM2-135M-Instruct)</translation>
+    </message>
+    <message>
+        <source>A Hugging Face model folder</source>
+        <translation>A Hugging Face model folder</translation>
+    </message>
+    <message>
+        <source>A .gguf file</source>
+        <translation>A .gguf file</translation>
+    </message>
+    <message>
+        <source>Model folder</source>
+        <translation>Model folder</translation>
+    </message>
+    <message>
+        <source>Folder with config.json and weights</source>
+        <translation>Folder with config.json and weights</translation>
+    </message>
+    <message>
+        <source>GGUF file</source>
+        <translation>GGUF file</translation>
+    </message>
+    <message>
+        <source>Path to a .gguf file</source>
+        <translation>Path to a .gguf file</translation>
+    </message>
+    <message>
+        <source>Browse…</source>
+        <translation>Browse…</translation>
+    </message>
+    <message>
+        <source>Choose a model folder</source>
+        <translation>Choose a model folder</translation>
+    </message>
+    <message>
+        <source>Choose a GGUF file</source>
+        <translation>Choose a GGUF file</translation>
+    </message>
+    <message>
+        <source>Quantization</source>
+        <translation>Quantization</translation>
+    </message>
+    <message>
+        <source>int8 — 8-bit weights, near-lossless (recommended)</source>
+        <translation>int8 — 8-bit weights, near-lossless (recommended)</translation>
+    </message>
+    <message>
+        <source>int4 — 4-bit weights, smaller and faster, some quality loss</source>
+        <translation>int4 — 4-bit weights, smaller and faster, some quality loss</translation>
+    </message>
+    <message>
+        <source>fp32 — no quantization, largest</source>
+        <translation>fp32 — no quantization, largest</translation>
+    </message>
+    <message>
+        <source>Model name</source>
+        <translation>Model name</translation>
+    </message>
+    <message>
+        <source>Save to folder</source>
+        <translation>Save to folder</translation>
+    </message>
+    <message>
+        <source>Choose where to save</source>
+        <translation>Choose where to save</translation>
+    </message>
+    <message>
+        <source>Save to</source>
+        <translation>Save to</translation>
+    </message>
+    <message>
+        <source>Replace a model folder of the same name</source>
+        <translation>Replace a model folder of the same name</translation>
+    </message>
+    <message>
+        <source>Export progress</source>
+        <translation>Export progress</translation>
+    </message>
+    <message>
+        <source>Ready. An export of the default model takes about a minute.</source>
+        <translation>Ready. An export of the default model takes about a minute.</translation>
+    </message>
+    <message>
+        <source>Show details</source>
+        <translation>Show details</translation>
+    </message>
+    <message>
+        <source>Export log</source>
+        <translation>Export log</translation>
+    </message>
+    <message>
+        <source>Validation report</source>
+        <translation>Validation report</translation>
+    </message>
+    <message>
+        <source>Export</source>
+        <translation>Export</translation>
+    </message>
+    <message>
+        <source>Stop</source>
+        <translation>Stop</translation>
+    </message>
+    <message>
+        <source>Use this model</source>
+        <translation>Use this model</translation>
+    </message>
+    <message>
+        <source>Starting…</source>
+        <translation>Starting…</translation>
+    </message>
+    <message>
+        <source>Stopping…</source>
+        <translation>Stopping…</translation>
+    </message>
+    <message>
+        <source>Step %1 of %2: %3</source>
+        <translation>Step %1 of %2: %3</translation>
+    </message>
+    <message>
+        <source>The export was stopped.</source>
+        <translation>The export was stopped.</translation>
+    </message>
+    <message>
+        <source>The export ended with exit code %1.</source>
+        <translation>The export ended with exit code %1.</translation>
+    </message>
+    <message>
+        <source>The export did not finish.</source>
+        <translation>The export did not finish.</translation>
+    </message>
+    <message>
+        <source>The export could not start: %1</source>
+        <translation>The export could not start: %1</translation>
+    </message>
+    <message>
+        <source>GGUF models (*.gguf)</source>
+        <translation>GGUF models (*.gguf)</translation>
+    </message>
+    <message>
+        <source>Hide details</source>
+        <translation>Hide details</translation>
+    </message>
+</context>
+<context>
+    <name>MainWindow</name>
+    <message>
+        <source>&amp;File</source>
+        <translation>&amp;File</translation>
+    </message>
+    <message>
+        <source>&amp;New chat</source>
+        <translation>&amp;New chat</translation>
+    </message>
+    <message>
+        <source>Export this chat as &amp;Markdown…</source>
+        <translation>Export this chat as &amp;Markdown…</translation>
+    </message>
+    <message>
+        <source>Export all chats as &amp;JSON…</source>
+        <translation>Export all chats as &amp;JSON…</translation>
+    </message>
+    <message>
+        <source>&amp;Import chats from JSON…</source>
+        <translation>&amp;Import chats from JSON…</translation>
+    </message>
+    <message>
+        <source>&amp;Settings…</source>
+        <translation>&amp;Settings…</translation>
+    </message>
+    <message>
+        <source>&amp;Quit</source>
+        <translation>&amp;Quit</translation>
+    </message>
+    <message>
+        <source>&amp;Chat</source>
+        <translation>&amp;Chat</translation>
+    </message>
+    <message>
+        <source>&amp;Focus the message box</source>
+        <translation>&amp;Focus the message box</translation>
+    </message>
+    <message>
+        <source>&amp;Search chats</source>
+        <translation>&amp;Search chats</translation>
+    </message>
+    <message>
+        <source>S&amp;top the reply</source>
+        <translation>S&amp;top the reply</translation>
+    </message>
+    <message>
+        <source>&amp;Rename chat</source>
+        <translation>&amp;Rename chat</translation>
+    </message>
+    <message>
+        <source>&amp;Model</source>
+        <translation>&amp;Model</translation>
+    </message>
+    <message>
+        <source>&amp;Prepare a model…</source>
+        <translation>&amp;Prepare a model…</translation>
+    </message>
+    <message>
+        <source>&amp;Refresh the model list</source>
+        <translation>&amp;Refresh the model list</translation>
+    </message>
+    <message>
+        <source>&amp;Help</source>
+        <translation>&amp;Help</translation>
+    </message>
+    <message>
+        <source>&amp;About OnnxChat</source>
+        <translation>&amp;About OnnxChat</translation>
+    </message>
+    <message>
+        <source>The model is loading…</source>
+        <translation>The model is loading…</translation>
+    </message>
+    <message>
+        <source>Choose a model to start chatting.</source>
+        <translation>Choose a model to start chatting.</translation>
+    </message>
+    <message>
+        <source>Deleted “%1”.</source>
+        <translation>Deleted “%1”.</translation>
+    </message>
+    <message>
+        <source>Undo</source>
+        <translation>Undo</translation>
+    </message>
+    <message>
+        <source>Delete message</source>
+        <translation>Delete message</translation>
+    </message>
+    <message>
+        <source>Delete this message and everything after it in this branch?</source>
+        <translation>Delete this message and everything after it in this branch?</translation>
+    </message>
+    <message numerus="yes">
+        <source>Left out %n older message(s) that did not fit the context</source>
+        <translation>
+            <numerusform>Left out %n older message that did not fit the context</numerusform>
+            <numerusform>Left out %n older messages that did not fit the context</numerusform>
+        </translation>
+    </message>
+    <message numerus="yes">
+        <source>%n older message(s) will be left out to fit the context</source>
+        <translation>
+            <numerusform>%n older message will be left out to fit the context</numerusform>
+            <numerusform>%n older messages will be left out to fit the context</numerusform>
+        </translation>
+    </message>
+    <message numerus="yes">
+        <source>Imported %n chat(s).</source>
+        <translation>
+            <numerusform>Imported %n chat.</numerusform>
+            <numerusform>Imported %n chats.</numerusform>
+        </translation>
+    </message>
+    <message numerus="yes">
+        <source>Skipped %n already here.</source>
+        <translation>
+            <numerusform>Skipped %n already here.</numerusform>
+            <numerusform>Skipped %n already here.</numerusform>
+        </translation>
+    </message>
+    <message>
+        <source>The reply failed: %1</source>
+        <translation>The reply failed: %1</translation>
+    </message>
+    <message>
+        <source>The model could not be loaded: %1</source>
+        <translation>The model could not be loaded: %1</translation>
+    </message>
+    <message>
+        <source>Open a chat to export it.</source>
+        <translation>Open a chat to export it.</translation>
+    </message>
+    <message>
+        <source>Export chat</source>
+        <translation>Export chat</translation>
+    </message>
+    <message>
+        <source>Markdown (*.md)</source>
+        <translation>Markdown (*.md)</translation>
+    </message>
+    <message>
+        <source>Export all chats</source>
+        <translation>Export all chats</translation>
+    </message>
+    <message>
+        <source>JSON (*.json)</source>
+        <translation>JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>Could not write %1: %2</source>
+        <translation>Could not write %1: %2</translation>
+    </message>
+    <message>
+        <source>Saved %1.</source>
+        <translation>Saved %1.</translation>
+    </message>
+    <message>
+        <source>Import chats</source>
+        <translation>Import chats</translation>
+    </message>
+    <message>
+        <source>About OnnxChat</source>
+        <translation>About OnnxChat</translation>
+    </message>
+    <message>
+        <source>OnnxChat %1 — offline chat with local language models on ONNX Runtime.</source>
+        <translation>OnnxChat %1 — offline chat with local language models on ONNX Runtime.</translation>
+    </message>
+</context>
+<context>
+    <name>MarkdownView</name>
+    <message>
+        <source>Message text</source>
+        <translation>Message text</translation>
+    </message>
+</context>
+<context>
+    <name>MessageWidget</name>
+    <message>
+        <source>You</source>
+        <translation>You</translation>
+    </message>
+    <message>
+        <source>Assistant</source>
+        <translation>Assistant</translation>
+    </message>
+    <message>
+        <source>Your message</source>
+        <translation>Your message</translation>
+    </message>
+    <message>
+        <source>Reply</source>
+        <translation>Reply</translation>
+    </message>
+    <message>
+        <source>Edit message</source>
+        <translation>Edit message</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>Cancel</translation>
+    </message>
+    <message>
+        <source>Save &amp;&amp; send</source>
+        <translation>Save &amp;&amp; send</translation>
+    </message>
+    <message>
+        <source>Send the edited message; the original and its replies stay as a branch</source>
+        <translation>Send the edited message; the original and its replies stay as a branch</translation>
+    </message>
+    <message>
+        <source>Previous version</source>
+        <translation>Previous version</translation>
+    </message>
+    <message>
+        <source>Next version</source>
+        <translation>Next version</translation>
+    </message>
+    <message>
+        <source>Copy</source>
+        <translation>Copy</translation>
+    </message>
+    <message>
+        <source>Copy the message text</source>
+        <translation>Copy the message text</translation>
+    </message>
+    <message>
+        <source>Edit</source>
+        <translation>Edit</translation>
+    </message>
+    <message>
+        <source>Edit this message and send it again</source>
+        <translation>Edit this message and send it again</translation>
+    </message>
+    <message>
+        <source>Regenerate</source>
+        <translation>Regenerate</translation>
+    </message>
+    <message>
+        <source>Answer again; this reply is kept as a branch</source>
+        <translation>Answer again; this reply is kept as a branch</translation>
+    </message>
+    <message>
+        <source>Delete</source>
+        <translation>Delete</translation>
+    </message>
+    <message>
+        <source>Delete this message and everything after it</source>
+        <translation>Delete this message and everything after it</translation>
+    </message>
+    <message>
+        <source>Version %1 of %2</source>
+        <translation>Version %1 of %2</translation>
+    </message>
+    <message numerus="yes">
+        <source>%n token(s)</source>
+        <translation>
+            <numerusform>%n token</numerusform>
+            <numerusform>%n tokens</numerusform>
+        </translation>
+    </message>
+    <message>
+        <source> · %1 tokens/s</source>
+        <translation> · %1 tokens/s</translation>
+    </message>
+    <message>
+        <source>Generating…</source>
+        <translation>Generating…</translation>
+    </message>
+    <message>
+        <source>Stopped</source>
+        <translation>Stopped</translation>
+    </message>
+    <message>
+        <source>Interrupted: the app closed while this reply was written</source>
+        <translation>Interrupted: the app closed while this reply was written</translation>
+    </message>
+    <message>
+        <source>Error: %1</source>
+        <translation>Error: %1</translation>
+    </message>
+    <message>
+        <source>Copied</source>
+        <translation>Copied</translation>
+    </message>
+</context>
+<context>
+    <name>ModelBar</name>
+    <message>
+        <source>Model</source>
+        <translation>Model</translation>
+    </message>
+    <message>
+        <source>Device</source>
+        <translation>Device</translation>
+    </message>
+    <message>
+        <source>Auto</source>
+        <translation>Auto</translation>
+    </message>
+    <message>
+        <source>Auto uses CUDA when it works, else the CPU</source>
+        <translation>Auto uses CUDA when it works, else the CPU</translation>
+    </message>
+    <message>
+        <source>Loading the model</source>
+        <translation>Loading the model</translation>
+    </message>
+    <message>
+        <source>Settings</source>
+        <translation>Settings</translation>
+    </message>
+    <message>
+        <source>Chat and application settings (Ctrl+,)</source>
+        <translation>Chat and application settings (Ctrl+,)</translation>
+    </message>
+    <message>
+        <source>%1 (unusable)</source>
+        <translation>%1 (unusable)</translation>
+    </message>
+    <message>
+        <source>No model installed</source>
+        <translation>No model installed</translation>
+    </message>
+    <message>
+        <source>perplexity ×%1, top-1 agreement %2%</source>
+        <translation>perplexity ×%1, top-1 agreement %2%</translation>
+    </message>
+    <message>
+        <source>not validated</source>
+        <translation>not validated</translation>
+    </message>
+    <message>
+        <source>failed validation</source>
+        <translation>failed validation</translation>
+    </message>
+    <message>
+        <source>Loading %1…</source>
+        <translation>Loading %1…</translation>
+    </message>
+</context>
+<context>
+    <name>SettingsDialog</name>
+    <message>
+        <source>Settings</source>
+        <translation>Settings</translation>
+    </message>
+    <message>
+        <source>This chat</source>
+        <extracomment>The sampling fields and their error lines, by setting name.</extracomment>
+        <translation>This chat</translation>
+    </message>
+    <message>
+        <source>Application</source>
+        <translation>Application</translation>
+    </message>
+    <message>
+        <source>These settings are saved with this conversation.</source>
+        <translation>These settings are saved with this conversation.</translation>
+    </message>
+    <message>
+        <source>Defaults come from the model %1.</source>
+        <translation>Defaults come from the model %1.</translation>
+    </message>
+    <message>
+        <source>Defaults come from the model.</source>
+        <translation>Defaults come from the model.</translation>
+    </message>
+    <message>
+        <source>System prompt</source>
+        <translation>System prompt</translation>
+    </message>
+    <message>
+        <source>Optional instructions the model sees before the conversation</source>
+        <translation>Optional instructions the model sees before the conversation</translation>
+    </message>
+    <message>
+        <source>Temperature</source>
+        <translation>Temperature</translation>
+    </message>
+    <message>
+        <source>Randomness: 0 always picks the most likely token</source>
+        <translation>Randomness: 0 always picks the most likely token</translation>
+    </message>
+    <message>
+        <source>Top-k</source>
+        <translation>Top-k</translation>
+    </message>
+    <message>
+        <source>Sample only among the k most likely tokens</source>
+        <translation>Sample only among the k most likely tokens</translation>
+    </message>
+    <message>
+        <source>Top-p</source>
+        <translation>Top-p</translation>
+    </message>
+    <message>
+        <source>Sample among the most likely tokens that make up this share of probability</source>
+        <translation>Sample among the most likely tokens that make up this share of probability</translation>
+    </message>
+    <message>
+        <source>Min-p</source>
+        <translation>Min-p</translation>
+    </message>
+    <message>
+        <source>Leave out tokens less likely than this share of the most likely one</source>
+        <translation>Leave out tokens less likely than this share of the most likely one</translation>
+    </message>
+    <message>
+        <source>Repetition penalty</source>
+        <translation>Repetition penalty</translation>
+    </message>
+    <message>
+        <source>Above 1 makes recently used tokens less likely</source>
+        <translation>Above 1 makes recently used tokens less likely</translation>
+    </message>
+    <message>
+        <source>Max new tokens</source>
+        <translation>Max new tokens</translation>
+    </message>
+    <message>
+        <source>The longest reply, in tokens</source>
+        <translation>The longest reply, in tokens</translation>
+    </message>
+    <message>
+        <source>Seed</source>
+        <translation>Seed</translation>
+    </message>
+    <message>
+        <source>The same seed and settings give the same reply; empty means random</source>
+        <translation>The same seed and settings give the same reply; empty means random</translation>
+    </message>
+    <message>
+        <source>random</source>
+        <translation>random</translation>
+    </message>
+    <message>
+        <source>Valid range: %1</source>
+        <translation>Valid range: %1</translation>
+    </message>
+    <message>
+        <source>Reset to defaults</source>
+        <translation>Reset to defaults</translation>
+    </message>
+    <message>
+        <source>Use the model&apos;s default sampling settings</source>
+        <translation>Use the model&apos;s default sampling settings</translation>
+    </message>
+    <message>
+        <source>Language</source>
+        <translation>Language</translation>
+    </message>
+    <message>
+        <source>System default</source>
+        <translation>System default</translation>
+    </message>
+    <message>
+        <source>Theme</source>
+        <translation>Theme</translation>
+    </message>
+    <message>
+        <source>Follow the system</source>
+        <translation>Follow the system</translation>
+    </message>
+    <message>
+        <source>Light</source>
+        <translation>Light</translation>
+    </message>
+    <message>
+        <source>Dark</source>
+        <translation>Dark</translation>
+    </message>
+    <message>
+        <source>Enter a whole number</source>
+        <translation>Enter a whole number</translation>
+    </message>
+    <message>
+        <source>Enter a number</source>
+        <translation>Enter a number</translation>
+    </message>
+    <message>
+        <source>Out of range: valid values are %1</source>
+        <translation>Out of range: valid values are %1</translation>
+    </message>
+</context>
+<context>
+    <name>Sidebar</name>
+    <message>
+        <source>New chat</source>
+        <translation>New chat</translation>
+    </message>
+    <message>
+        <source>Start a new conversation (Ctrl+N)</source>
+        <translation>Start a new conversation (Ctrl+N)</translation>
+    </message>
+    <message>
+        <source>Search chats (Ctrl+F)</source>
+        <translation>Search chats (Ctrl+F)</translation>
+    </message>
+    <message>
+        <source>Search chats</source>
+        <translation>Search chats</translation>
+    </message>
+    <message>
+        <source>Conversations</source>
+        <translation>Conversations</translation>
+    </message>
+    <message>
+        <source>No chats yet</source>
+        <translation>No chats yet</translation>
+    </message>
+    <message>
+        <source>Nothing matches “%1”</source>
+        <translation>Nothing matches “%1”</translation>
+    </message>
+    <message>
+        <source>Rename</source>
+        <translation>Rename</translation>
+    </message>
+    <message>
+        <source>Delete</source>
+        <translation>Delete</translation>
+    </message>
+</context>
+<context>
+    <name>StatusBar</name>
+    <message>
+        <source>Decoding speed of the last reply</source>
+        <translation>Decoding speed of the last reply</translation>
+    </message>
+    <message>
+        <source>Time to the first token of the last reply</source>
+        <translation>Time to the first token of the last reply</translation>
+    </message>
+    <message>
+        <source>Context used</source>
+        <translation>Context used</translation>
+    </message>
+    <message>
+        <source>Tokens of the conversation plus the space kept for the reply, out of the model&apos;s context</source>
+        <translation>Tokens of the conversation plus the space kept for the reply, out of the model&apos;s context</translation>
+    </message>
+    <message>
+        <source>Model: %1</source>
+        <translation>Model: %1</translation>
+    </message>
+    <message>
+        <source>No model loaded</source>
+        <translation>No model loaded</translation>
+    </message>
+    <message>
+        <source>Device: %1</source>
+        <translation>Device: %1</translation>
+    </message>
+    <message>
+        <source>%1 tokens/s</source>
+        <translation>%1 tokens/s</translation>
+    </message>
+    <message>
+        <source>— tokens/s</source>
+        <translation>— tokens/s</translation>
+    </message>
+    <message>
+        <source>first token %1 ms</source>
+        <translation>first token %1 ms</translation>
+    </message>
+    <message>
+        <source>first token —</source>
+        <translation>first token —</translation>
+    </message>
+    <message>
+        <source>Context %1 / %2</source>
+        <translation>Context %1 / %2</translation>
+    </message>
+    <message>
+        <source>Context —</source>
+        <translation>Context —</translation>
+    </message>
+</context>
+<context>
+    <name>WelcomePage</name>
+    <message>
+        <source>Welcome to OnnxChat</source>
+        <translation>Welcome to OnnxChat</translation>
+    </message>
+    <message>
+        <source>Chat with language models on your own computer, offline. No model is installed yet.</source>
+        <translation>Chat with language models on your own computer, offline. No model is installed yet.</translation>
+    </message>
+    <message>
+        <source>Prepare the default model</source>
+        <translation>Prepare the default model</translation>
+    </message>
+    <message>
+        <source>SmolLM2-135M-Instruct ships with OnnxChat. Preparing it converts and checks it, which takes about a minute.</source>
+        <translation>SmolLM2-135M-Instruct ships with OnnxChat. Preparing it converts and checks it, which takes about a minute.</translation>
+    </message>
+    <message>
+        <source>Preparing a model needs the export step, which is not installed in this copy. Install it with:</source>
+        <translation>Preparing a model needs the export step, which is not installed in this copy. Install it with:</translation>
+    </message>
+    <message>
+        <source>Install command</source>
+        <translation>Install command</translation>
+    </message>
+</context>
+</TS>
