@@ -68,11 +68,12 @@ def test_default_model_fp32_export_matches_transformers_for_32_tokens(default_fp
     gguf = default_gguf_path()
     model = load_model(default_fp32, device="cpu", threads=2)
     prompt = ChatEngine(model).plan(
-        [{"role": "user", "content": "What is the capital of France?"}], 32).prompt_ids
+        [{"role": "user", "content": "Write a short poem about the sea."}], 48).prompt_ids
     hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     ids = torch.tensor([prompt])
     with torch.inference_mode():
         out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                          max_new_tokens=32, min_new_tokens=32, pad_token_id=2)
+                          max_new_tokens=48, eos_token_id=2, pad_token_id=2)
     expected = out[0, len(prompt):].tolist()
-    assert engine_greedy(default_fp32, prompt, 32) == expected
+    assert len(expected) >= 32, "the prompt should produce a reply of at least 32 tokens"
+    assert engine_greedy(default_fp32, prompt, len(expected)) == expected
