@@ -246,3 +246,13 @@ def test_subprocess_bad_input_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().count("\n") == 0
     assert done.stderr.startswith("error: No such model folder or file")
     assert not (tmp_path / "m").exists()
+
+
+def test_progress_json_reports_the_error(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path
+) -> None:
+    code = main([str(tmp_path / "missing"), "--out", str(out), "--progress-json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    (record,) = [json.loads(line) for line in captured.out.splitlines()]
+    assert record["error"].startswith("No such model folder or file")
