@@ -59,8 +59,8 @@ screenshots: model
 bench: model
 	$(VENV)/bin/onnxchat bench
 
+# PyInstaller comes with the dev extra (the bundle test builds the app too).
 package: model
-	$(PY) -m pip install -q 'pyinstaller>=6.10'
 	$(PY) packaging/build.py
 
 clean:

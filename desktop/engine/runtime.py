@@ -60,6 +60,10 @@ def captured_native_stderr() -> Iterator[list[str]]:
 
 def cuda_failure_reason(native_log: str) -> str:
     """Turn onnxruntime's CUDA loading errors into one human line."""
+    if re.search(r"onnxruntime_providers_cuda\.so: cannot open shared object file", native_log):
+        # The packaged app leaves the 284 MB provider out (see packaging/README.md).
+        return ("CUDA unavailable: this packaged build leaves out onnxruntime's CUDA provider "
+                "— install onnxchat with pip to use the GPU")
     missing = re.search(r"(lib[\w.+-]+?\.so[\w.]*)[^\n]*cannot open shared object file", native_log)
     if missing:
         return (
