@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
+from types import FrameType
 
 from export.errors import ExportError
 from export.progress import Progress
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from export.pipeline import ExportSettings, export_model
 
+    _interrupt_on_sigterm()
     progress = Progress.for_cli(args.progress_json)
     settings = ExportSettings(
         source=args.source,
@@ -104,6 +108,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _interrupt_on_sigterm() -> None:
+    """A GUI cancels an export by terminating its process: treat SIGTERM like Ctrl-C so the
+    partial folder is removed on the way out (a signal handler needs the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _fail(progress: Progress, message: str, code: int, debug: bool) -> int:

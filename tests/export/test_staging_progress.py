@@ -103,3 +103,26 @@ def test_progress_json_subprocess(tmp_path: Path, tiny_llama_hf: Path) -> None:
     manifest = json.loads((out / "tiny" / "manifest.json").read_text())
     assert manifest["quantization"]["quantized_matmuls"] == 15  # 2 × 7 linears + LM head
     assert manifest["validation"]["passed"] is True
+
+
+def test_sigterm_cancels_and_cleans_up(tmp_path: Path, tiny_llama_hf: Path) -> None:
+    """How a GUI cancels: terminate the process once a step has started; the partial
+    folder is removed and the exit status says interrupted."""
+    out = tmp_path / "models"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "export", str(tiny_llama_hf), "--name", "tiny",
+         "--out", str(out), "--progress-json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = json.loads(process.stdout.readline())
+    assert first["step"] == 1
+    assert any(p.name.startswith(".tiny.partial-") for p in out.iterdir())
+    process.terminate()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "error: Interrupted: nothing was kept."
+    assert list(out.iterdir()) == []
