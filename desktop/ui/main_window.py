@@ -521,7 +521,6 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_device_chosen(self, device: str) -> None:
-        self.prefs.device = device
         folder = self.controller.model_folder or (
             self.controller.loading.folder if self.controller.loading else None)
         if folder is not None:
@@ -542,6 +541,7 @@ class MainWindow(QMainWindow):
         self.status.set_device(model.device)
         self.view.set_model_name(model.name)
         self.prefs.model = str(model.manifest.folder)
+        self.prefs.device = model.device.requested
         self._update_page()
         self._schedule_context()
 

@@ -47,9 +47,9 @@ def _number(value: float) -> str:
 
 
 def _bound(value: float) -> str:
-    """A range bound for people: 2⁶³−1 for the largest seed, digits grouped when long."""
+    """A range bound for people: 2^63−1 for the largest seed, digits grouped when long."""
     if value == 2**63 - 1:
-        return "2⁶³−1"
+        return "2^63−1"
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
@@ -98,9 +98,10 @@ class SettingsDialog(QDialog):
         note.setObjectName("hintLabel")
         note.setWordWrap(True)
         note.setText(
-            self.tr("These settings are saved with this conversation.") + " "
-            + (arg(self.tr("Defaults come from the model %1."), model_name) if model_name
-               else self.tr("Defaults come from the model.")))
+            arg(self.tr("These settings are saved with this conversation. Defaults come from "
+                        "the model %1."), model_name) if model_name
+            else self.tr("These settings are saved with this conversation. Defaults come from "
+                         "the model."))
         layout.addWidget(note)
         layout.addWidget(QLabel(self.tr("System prompt"), page))
         self.system_prompt = QPlainTextEdit(page)

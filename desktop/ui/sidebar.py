@@ -73,7 +73,7 @@ class Sidebar(QWidget):
         self.list.setAccessibleName(self.tr("Conversations"))
         self.list.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.list.setWordWrap(True)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.customContextMenuRequested.connect(self._on_context_menu_requested)
         self.list.itemClicked.connect(self._on_item_activated)

@@ -203,7 +203,29 @@ def test_a_long_history_opens_with_one_page_of_widgets(qtbot, window):
 
 
 def test_context_meter_counts_the_draft_as_it_is_typed(qtbot, window):
-    qtbot.waitUntil(lambda: "8,192" in window.status.context_meter.format(), timeout=5_000)
-    before = window.status.context_meter.value()
-    window.composer.input.setPlainText("word " * 300)
-    qtbot.waitUntil(lambda: window.status.context_meter.value() > before + 250, timeout=5_000)
+    meter = window.status.context_meter
+    controller, settings = window.controller, window.chat_settings()
+    empty = controller.plan(None, [], "", settings).used
+    qtbot.waitUntil(lambda: meter.value() == empty, timeout=5_000)
+    context = controller.engine.model.context_length
+    assert meter.maximum() == context and f"{empty:,} / {context:,}" in meter.format()
+    draft = "word " * 300
+    typed = controller.plan(None, [], draft, settings).used
+    assert typed > empty + 250
+    window.composer.input.setPlainText(draft)
+    qtbot.waitUntil(lambda: meter.value() == typed, timeout=5_000)
+
+
+def test_a_notice_says_when_old_messages_will_not_fit(qtbot, window):
+    store = window.store
+    conversation = store.create_conversation("Very long")
+    for n in range(12):
+        store.add_message(conversation.id, "user", f"Story {n}: " + "once upon a time " * 200)
+        store.add_message(conversation.id, "assistant", "and then " * 200)
+    window.refresh_conversations()
+    window.open_conversation(conversation.id)
+    qtbot.waitUntil(lambda: "left out" in window.status.notice_label.text(), timeout=5_000)
+    plan = window.controller.plan(window.store.get_conversation(conversation.id),
+                                  window.view.messages, "", window.chat_settings())
+    assert plan.dropped
+    assert window.status.notice_label.text().startswith(f"{len(plan.dropped)} older messages")

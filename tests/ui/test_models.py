@@ -82,3 +82,24 @@ def test_without_any_model_the_window_offers_the_default(qtbot, qapp, tmp_path, 
     finally:
         application.window.close()
         application.shutdown()
+
+
+def test_the_device_choice_reloads_the_model_and_shows_what_runs(qtbot, window):
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
+        window.model_bar.device_box.setCurrentIndex(window.model_bar.device_box.findData("cpu"))
+        window.model_bar.device_box.activated.emit(window.model_bar.device_box.currentIndex())
+    assert window.status.device_label.text() == "Device: CPU"
+    assert not window.status.device_reason_label.isVisibleTo(window.status)
+    assert window.prefs.device == "cpu"
+    cuda = window.model_bar.device_box.findData("cuda")
+    window.model_bar.device_box.setCurrentIndex(cuda)
+    window.model_bar.device_box.activated.emit(cuda)
+    assert window.controller.loading is not None
+    qtbot.waitUntil(lambda: window.controller.loading is None, timeout=60_000)
+    engine = window.controller.engine
+    if engine.model.device.used == "cuda":
+        assert window.status.device_label.text() == "Device: CUDA"
+    else:  # no usable CUDA here: the reason is shown and the CPU model stays in use
+        assert "CUDA" in window.banner.label.text()
+        assert window.model_bar.device_box.currentData() == "cpu"
+        assert window.prefs.device == "cpu"

@@ -631,16 +631,12 @@
         <translation>Application</translation>
     </message>
     <message>
-        <source>These settings are saved with this conversation.</source>
-        <translation>These settings are saved with this conversation.</translation>
+        <source>These settings are saved with this conversation. Defaults come from the model %1.</source>
+        <translation>These settings are saved with this conversation. Defaults come from the model %1.</translation>
     </message>
     <message>
-        <source>Defaults come from the model %1.</source>
-        <translation>Defaults come from the model %1.</translation>
-    </message>
-    <message>
-        <source>Defaults come from the model.</source>
-        <translation>Defaults come from the model.</translation>
+        <source>These settings are saved with this conversation. Defaults come from the model.</source>
+        <translation>These settings are saved with this conversation. Defaults come from the model.</translation>
     </message>
     <message>
         <source>System prompt</source>

@@ -625,16 +625,12 @@
         <translation>应用</translation>
     </message>
     <message>
-        <source>These settings are saved with this conversation.</source>
-        <translation>这些设置随此对话一起保存。</translation>
+        <source>These settings are saved with this conversation. Defaults come from the model %1.</source>
+        <translation>这些设置随此对话一起保存。默认值来自模型 %1。</translation>
     </message>
     <message>
-        <source>Defaults come from the model %1.</source>
-        <translation>默认值来自模型 %1。</translation>
-    </message>
-    <message>
-        <source>Defaults come from the model.</source>
-        <translation>默认值来自模型。</translation>
+        <source>These settings are saved with this conversation. Defaults come from the model.</source>
+        <translation>这些设置随此对话一起保存。默认值来自模型。</translation>
     </message>
     <message>
         <source>System prompt</source>

@@ -1,0 +1,68 @@
+"""The application around the window: a reply that cannot start, theme, restoring the last
+session, and fonts."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+from desktop.engine import ChatEngine
+from desktop.ui import theme
+from desktop.ui.app import Application
+from desktop.ui.chat_settings import ChatSettings
+
+
+def test_a_reply_that_cannot_start_is_reported_and_the_chat_goes_on(qtbot, window, send):
+    ends = []
+    window.controller.replyEnded.connect(ends.append)
+    window.apply_chat_settings(ChatSettings(overrides={"max_new_tokens": 8190}))
+    end = send(window, "Please summarise this. " * 40)
+    assert end.outcome == "failed" and "context" in end.error
+    assert window.banner.isVisible() and "context" in window.banner.label.text()
+    qtbot.wait(200)
+    assert len(ends) == 1  # exactly one end per reply
+    assert not window.controller.generating and not window.composer.stop_button.isVisible()
+    window.apply_chat_settings(ChatSettings(overrides={"temperature": 0.0,
+                                                       "max_new_tokens": 8}))
+    assert send(window, "Hello").outcome == "finished"
+
+
+def test_the_theme_can_be_forced_and_is_remembered(qtbot, app):
+    app.set_theme("dark")
+    window_colour = QApplication.palette().color(QPalette.ColorRole.Window)
+    assert window_colour == QColor(theme.DARK.window)
+    assert app.window.colors is theme.DARK and app.prefs.theme == "dark"
+    app.set_theme("light")
+    assert QApplication.palette().color(QPalette.ColorRole.Window) == QColor(theme.LIGHT.window)
+    assert theme.resolve("system") in (theme.LIGHT, theme.DARK)
+
+
+def test_the_last_conversation_and_window_layout_come_back(qtbot, qapp, tmp_path, model):
+    folder = tmp_path / "data"
+    first = Application(folder, engine=ChatEngine(model))
+    window = first.start()
+    chat = first.store.create_conversation("Come back to me")
+    first.store.add_message(chat.id, "user", "remember this")
+    window.refresh_conversations()
+    window.open_conversation(chat.id)
+    window.resize(720, 540)  # inside the offscreen screen (800 x 600)
+    window.splitter.setSizes([300, 420])
+    sizes = window.splitter.sizes()
+    window.close()
+    second = Application(folder, engine=ChatEngine(model))
+    try:
+        again = second.start()
+        assert again.current_id == chat.id
+        assert again.view.widgets()[0].message.text == "remember this"
+        assert again.size().width() == 720 and again.size().height() == 540
+        assert again.splitter.sizes() == sizes
+    finally:
+        second.window.close()
+
+
+def test_chinese_text_gets_a_cjk_font_when_one_is_installed(qapp):
+    family = theme.cjk_family()
+    theme.apply_fonts(qapp)
+    if family is not None:
+        assert family in qapp.font().families()
+        assert family in theme.monospace_font().families()
