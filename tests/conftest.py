@@ -44,6 +44,16 @@ def tiny_llama_hf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_gguf(tiny_llama_hf: Path) -> Path:
+    """The tiny Llama as a GGUF file (f32 tensors, tokenizer and chat template in the header;
+    bos <|im_start|>, eos <|im_end|>)."""
+    from tiny_models import build_llama_gguf, cached, generator_key
+
+    folder = cached("tiny-llama-gguf", generator_key(), build_llama_gguf(tiny_llama_hf))
+    return folder / "tiny-llama.gguf"
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2_model(tiny_gpt2_hf: Path) -> Path:
     """The tiny GPT-2 exported by the export pipeline, fp32: a model folder."""
     from tiny_models import cached, export_key, export_tiny

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "models" / ".cache"
@@ -153,5 +154,92 @@ def export_tiny(source: Path, recipe: str) -> Callable[[Path], None]:
         export_model(
             ExportSettings(source=str(source), recipe=recipe, name="model", out_dir=folder)
         )
+
+    return build
+
+
+GGUF_NAMES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+}
+
+
+def _llama_cpp_permute(weight: Any, heads: int) -> Any:
+    """llama.cpp's converter stores Q and K rows interleaved for its rotary kernel."""
+    return (
+        weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def build_llama_gguf(source: Path) -> Callable[[Path], None]:
+    """A builder writing the tiny Llama at ``source`` as ``tiny-llama.gguf`` (f32 tensors),
+    the way llama.cpp's converter lays one out: tokenizer, chat template and ids in the
+    header (bos ``<|im_start|>``, eos ``<|im_end|>``, as in SmolLM2's GGUF)."""
+
+    def build(folder: Path) -> None:
+        import json
+
+        import gguf
+        from safetensors.numpy import load_file
+
+        config = json.loads((source / "config.json").read_text())
+        tokenizer = json.loads((source / "tokenizer.json").read_text())
+        weights = load_file(str(source / "model.safetensors"))
+        heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+        folder.mkdir(parents=True)
+        writer = gguf.GGUFWriter(str(folder / "tiny-llama.gguf"), "llama")
+        writer.add_name("tiny llama")
+        writer.add_context_length(config["max_position_embeddings"])
+        writer.add_embedding_length(config["hidden_size"])
+        writer.add_block_count(config["num_hidden_layers"])
+        writer.add_feed_forward_length(config["intermediate_size"])
+        writer.add_head_count(heads)
+        writer.add_head_count_kv(kv_heads)
+        writer.add_rope_dimension_count(config["hidden_size"] // heads)
+        writer.add_rope_freq_base(float(config["rope_theta"]))
+        writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+        writer.add_vocab_size(config["vocab_size"])
+        vocab = sorted(tokenizer["model"]["vocab"].items(), key=lambda item: item[1])
+        specials = {token["content"] for token in tokenizer["added_tokens"]}
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("default")
+        writer.add_token_list([token for token, _ in vocab])
+        writer.add_token_types([
+            gguf.TokenType.CONTROL if token in specials else gguf.TokenType.NORMAL
+            for token, _ in vocab
+        ])
+        writer.add_token_merges([
+            " ".join(merge) if isinstance(merge, list) else merge
+            for merge in tokenizer["model"]["merges"]
+        ])
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_pad_token_id(2)
+        writer.add_unk_token_id(0)
+        writer.add_add_bos_token(False)
+        writer.add_chat_template(CHAT_TEMPLATE)
+        writer.add_tensor("token_embd.weight", weights["model.embed_tokens.weight"])
+        for layer in range(config["num_hidden_layers"]):
+            for hf_name, gguf_name in GGUF_NAMES.items():
+                weight = weights[f"model.layers.{layer}.{hf_name}.weight"]
+                if gguf_name == "attn_q":
+                    weight = _llama_cpp_permute(weight, heads)
+                elif gguf_name == "attn_k":
+                    weight = _llama_cpp_permute(weight, kv_heads)
+                writer.add_tensor(f"blk.{layer}.{gguf_name}.weight", weight)
+        writer.add_tensor("output_norm.weight", weights["model.norm.weight"])
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
 
     return build

@@ -1,0 +1,51 @@
+"""A GGUF source end to end: the tiny Llama written as llama.cpp lays out a GGUF file, loaded
+through transformers' GGUF loader, exported, and checked against the PyTorch original."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoModelForCausalLM
+
+from export.files import sha256_file
+from export.onnx_files import forward, make_session
+from export.pipeline import ExportSettings, export_model
+from export.verify import verify_folder
+
+TEXT = "The keeper wrote the weather into the ledger, 每天晚上 🙂 def f(x): return x"
+
+
+def test_gguf_export_matches_the_original(
+    tiny_llama_gguf: Path, tiny_llama_hf: Path, tmp_path: Path
+) -> None:
+    result = export_model(
+        ExportSettings(source=str(tiny_llama_gguf), recipe="fp32", out_dir=tmp_path)
+    )
+    folder = result.path
+    assert folder.name == "tiny-llama-fp32"
+    assert verify_folder(folder) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "gguf"
+    assert manifest["source"]["sha256"] == sha256_file(tiny_llama_gguf)
+    # the converted tokenizer carried a BOS template and byte fallback: rewritten
+    assert manifest["tokenizer"]["canonicalised"] is True
+    assert manifest["stop_token_ids"] == [2]
+    assert manifest["special_tokens"]["bos_token_id"] == 1
+    assert manifest["special_tokens"]["eos_token_id"] == 2
+    assert (folder / "chat_template.jinja").read_text().startswith("{% for message")
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    original = Tokenizer.from_file(str(tiny_llama_hf / "tokenizer.json"))
+    ids = tokenizer.encode(TEXT).ids
+    assert ids == original.encode(TEXT).ids
+    assert tokenizer.decode(ids) == TEXT
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_hf, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        expected = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+    logits, _ = forward(make_session(folder / "onnx" / "model.onnx"), np.array(ids))
+    np.testing.assert_allclose(logits[0], expected, atol=1e-4, rtol=0)
