@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from desktop.store import CANCELLED, COMPLETE, ChatStore
 from desktop.ui.chat_settings import ChatSettings
 from desktop.ui.chat_view import PAGE
+from desktop.ui.settings_dialog import SettingsDialog
 
 
 def test_send_streams_a_reply_titles_the_chat_and_saves_it(qtbot, window, send):
@@ -229,3 +231,45 @@ def test_a_notice_says_when_old_messages_will_not_fit(qtbot, window):
                                   window.view.messages, "", window.chat_settings())
     assert plan.dropped
     assert window.status.notice_label.text().startswith(f"{len(plan.dropped)} older messages")
+
+
+def accept_next_dialog(button) -> dict:
+    """Press ``button`` on the next modal dialog; what it showed."""
+    seen: dict = {}
+
+    def press() -> None:
+        dialog = QApplication.activeModalWidget()
+        seen["dialog"] = dialog
+        seen["text"] = dialog.text() if isinstance(dialog, QMessageBox) else ""
+        if isinstance(dialog, QMessageBox):
+            dialog.button(button).click()
+        else:
+            dialog.reject()
+
+    QTimer.singleShot(0, press)
+    return seen
+
+
+def test_deleting_a_message_asks_first_and_removes_what_follows(qtbot, window, send):
+    send(window, "First question")
+    send(window, "Second question")
+    second = window.view.widgets()[2]
+    assert second.message.text == "Second question"
+    seen = accept_next_dialog(QMessageBox.StandardButton.No)
+    second.delete_button.click()
+    assert "everything after it" in seen["text"]
+    assert len(window.store.messages(window.current_id)) == 4
+    accept_next_dialog(QMessageBox.StandardButton.Yes)
+    second.delete_button.click()
+    remaining = window.store.messages(window.current_id)
+    assert [m.role for m in remaining] == ["user", "assistant"]
+    assert remaining[0].text == "First question"
+    assert len(window.view.widgets()) == 2
+
+
+def test_ctrl_comma_opens_the_settings(qtbot, window):
+    window.show()
+    qtbot.waitExposed(window)
+    seen = accept_next_dialog(QMessageBox.StandardButton.Cancel)
+    qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    assert isinstance(seen["dialog"], SettingsDialog)
