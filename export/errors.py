@@ -7,6 +7,7 @@ without a traceback (unless ``--debug``) and exits non-zero. Anything else is a 
 from __future__ import annotations
 
 import errno
+import os
 
 
 class ExportError(Exception):
@@ -25,5 +26,9 @@ DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """True for the errors a full disk or an exhausted quota raises while writing."""
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+    """True for the errors a full disk or an exhausted quota raises while writing, including
+    those native code (torch, protobuf, onnxruntime) reports as a RuntimeError with the
+    system's message."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    return any(os.strerror(code) in str(exc) for code in DISK_FULL_ERRNOS)

@@ -109,12 +109,13 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
     try:
         with quiet_libraries(settings.debug), staging_dir(out_dir, name) as partial:
             return _export(settings, source, gguf, name, target, partial, progress)
-    except OSError as exc:
+    except Exception as exc:
         if is_disk_full(exc):
             raise ExportError(
-                f"The disk is full (while writing {exc.filename or out_dir}): free some space "
-                f"on the disk of {out_dir} (an export needs about 10 times the size of the "
-                "model) and export again; nothing was kept."
+                f"The disk is full (while writing {getattr(exc, 'filename', None) or out_dir}): "
+                f"free space on the disk of {out_dir} and export again (an export needs about "
+                "three times the model's fp32 size, 1.5 GB for the default model); nothing "
+                "was kept."
             ) from exc
         raise
 

@@ -186,7 +186,7 @@ def test_disk_full_while_publishing(
 
     monkeypatch.setattr(export.pipeline, "publish", full_disk)
     code, err = run(capsys, str(tiny_gpt2_hf), "--quant", "fp32", "--out", str(out))
-    assert_one_line_error(code, err, "The disk is full", "free some space")
+    assert_one_line_error(code, err, "The disk is full", "free space on the disk")
     assert_nothing_left(out)
 
 
@@ -256,3 +256,20 @@ def test_progress_json_reports_the_error(
     assert code == 2
     (record,) = [json.loads(line) for line in captured.out.splitlines()]
     assert record["error"].startswith("No such model folder or file")
+
+
+def test_disk_full_reported_by_native_code(
+    capsys: pytest.CaptureFixture[str],
+    out: Path,
+    tiny_gpt2_hf: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch and protobuf report a full disk as a RuntimeError carrying the system message."""
+
+    def full_disk(hf_dir: Path, out_dir: Path) -> Path:
+        raise RuntimeError(f"[enforce fail] write failed: {os.strerror(errno.ENOSPC)}")
+
+    monkeypatch.setattr(export.pipeline, "export_onnx", full_disk)
+    code, err = run(capsys, str(tiny_gpt2_hf), "--out", str(out))
+    assert_one_line_error(code, err, "The disk is full")
+    assert_nothing_left(out)
