@@ -232,7 +232,7 @@ class ChatView(QScrollArea):
         bar = self.verticalScrollBar()
         self._stick = value >= bar.maximum() - _BOTTOM_SLACK
         if value == bar.minimum() and self._first > 0 and bar.maximum() > 0:
-            QTimer.singleShot(0, self.show_earlier)
+            QTimer.singleShot(0, self, self.show_earlier)
 
     @Slot()
     def _on_earlier_clicked(self) -> None:

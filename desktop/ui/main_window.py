@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.engine import ChatEngine, list_models, resolve_model
+from desktop.engine import ChatEngine, InstalledModel, list_models, resolve_model
 from desktop.errors import ContextOverflowError, UserError
 from desktop.paths import DEFAULT_MODEL_NAME
 from desktop.store import Conversation, NotFoundError
@@ -71,6 +71,8 @@ class MainWindow(QMainWindow):
         self._conversation: Conversation | None = None
         self._draft = ChatSettings()
         self._replaced = False
+        self._conversations: list[Conversation] = []
+        self._models: list[InstalledModel] = []
         self.setWindowTitle("OnnxChat")
         self.resize(1180, 780)
         self._build()
@@ -241,7 +243,11 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def refresh_conversations(self) -> None:
-        self._conversations = self.store.list_conversations()
+        try:
+            self._conversations = self.store.list_conversations()
+        except UserError as exc:
+            self.banner.show_message(str(exc), error=True)
+            return
         self.sidebar.set_conversations(self._conversations, self.current_id)
 
     @Slot()
@@ -473,7 +479,10 @@ class MainWindow(QMainWindow):
             self.banner.show_message(arg(self.tr("The reply failed: %1"), end.error or ""),
                                      error=True)
         if end.conversation_id == self.current_id:
-            self._conversation = self.store.get_conversation(end.conversation_id)
+            try:
+                self._conversation = self.store.get_conversation(end.conversation_id)
+            except UserError as exc:
+                self.banner.show_message(str(exc), error=True)
             self._reload_view()
         self.refresh_conversations()
 
