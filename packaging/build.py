@@ -63,13 +63,13 @@ def fingerprint(cuda: bool = False) -> str:
     return digest.hexdigest()
 
 
-def record_path(dist: Path = DIST) -> Path:
-    return dist / f"{layout.bundle_name()}.build.json"
+def record_path(dist: Path = DIST, cuda: bool = False) -> Path:
+    return dist / f"{layout.bundle_name(cuda)}.build.json"
 
 
 def fresh_build(dist: Path = DIST, cuda: bool = False) -> dict | None:
     """The build record if ``dist`` holds a complete build of the current inputs, else None."""
-    record = record_path(dist)
+    record = record_path(dist, cuda)
     if not record.is_file():
         return None
     info = json.loads(record.read_text(encoding="utf-8"))
@@ -103,7 +103,7 @@ def run_pyinstaller(icons: Path, dist: Path, work: Path, cuda: bool) -> Path:
         raise BuildError(f"PyInstaller failed (exit {result.returncode}); see its output above")
     if sys.platform == "darwin":
         return dist / "OnnxChat.app"
-    return dist / layout.bundle_name()
+    return dist / layout.bundle_name(cuda)
 
 
 def add_desktop_integration(folder: Path, icons: Path) -> None:
@@ -241,19 +241,19 @@ def smoke_test(executable: Path, contents: Path) -> dict[str, float]:
 # ---------------------------------------------------------------------------- archive
 
 
-def write_archive(folder: Path) -> Path:
+def write_archive(folder: Path, name: str) -> Path:
     """``<name>.tar.gz`` (``.zip`` on Windows) of the folder, and ``<archive>.sha256``."""
     if sys.platform == "win32":
-        archive = folder.with_name(folder.name + ".zip")
+        archive = folder.with_name(name + ".zip")
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             for path in sorted(folder.rglob("*")):
                 zf.write(path, path.relative_to(folder.parent))
     else:
-        archive = folder.with_name(layout.bundle_name() + ".tar.gz")
+        archive = folder.with_name(name + ".tar.gz")
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
             # macOS: the .app inside a folder named like the archive, as on Linux.
-            name = folder.name if folder.suffix != ".app" else f"{archive.name[:-7]}/{folder.name}"
-            tar.add(folder, arcname=name)
+            top = folder.name if folder.suffix != ".app" else f"{name}/{folder.name}"
+            tar.add(folder, arcname=top)
     digest = hashlib.sha256()
     with archive.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -306,9 +306,9 @@ def build(cuda: bool = False, smoke: bool = True, dist: Path = DIST, work: Path 
                   f"so not bundled: {', '.join(missing)} (install them here and rebuild)")
 
     times = smoke_test(executable, contents) if smoke else {}
-    archive = write_archive(folder)
+    archive = write_archive(folder, layout.bundle_name(cuda))
     record = {
-        "name": layout.bundle_name(),
+        "name": layout.bundle_name(cuda),
         "version": layout.version(),
         "platform": layout.platform_tag(),
         "folder": folder.name,
@@ -325,7 +325,7 @@ def build(cuda: bool = False, smoke: bool = True, dist: Path = DIST, work: Path 
         "unresolved_libraries": missing,
         "smoke_s": times,
     }
-    record_path(dist).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    record_path(dist, cuda).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
 
 

@@ -96,8 +96,10 @@ def platform_tag() -> str:
     return f"{system}-{machine}"
 
 
-def bundle_name() -> str:
-    return f"{APP}-{version()}-{platform_tag()}"
+def bundle_name(cuda: bool = False) -> str:
+    """``onnxchat-<version>-<platform>``, with ``-cuda`` for a build that ships the CUDA
+    provider, so the two never overwrite each other."""
+    return f"{APP}-{version()}-{platform_tag()}" + ("-cuda" if cuda else "")
 
 
 def app_languages() -> list[str]:

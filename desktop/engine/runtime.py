@@ -64,7 +64,8 @@ def cuda_failure_reason(native_log: str) -> str:
         # The packaged app leaves the 284 MB provider out (see packaging/README.md).
         return ("CUDA unavailable: this packaged build leaves out onnxruntime's CUDA provider "
                 "— install onnxchat with pip to use the GPU")
-    missing = re.search(r"(lib[\w.+-]+?\.so[\w.]*)[^\n]*cannot open shared object file", native_log)
+    # The library named right before the error, not the provider that failed to load it.
+    missing = re.search(r"(lib[\w.+-]+?\.so[\w.]*): cannot open shared object file", native_log)
     if missing:
         return (
             f"CUDA unavailable: {missing.group(1)} not found — install the CUDA and cuDNN "
