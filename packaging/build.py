@@ -213,7 +213,11 @@ def smoke_test(executable: Path, contents: Path) -> dict[str, float]:
 
         def check(label: str, args: list[str]) -> str:
             start = time.perf_counter()
-            result = run_frozen(executable, args, home)
+            try:
+                result = run_frozen(executable, args, home)
+            except subprocess.TimeoutExpired:
+                raise BuildError(f"the frozen `onnxchat {' '.join(args)}` did not finish in "
+                                 f"{SMOKE_TIMEOUT_S} s") from None
             times[label] = round(time.perf_counter() - start, 2)
             if result.returncode != 0:
                 raise BuildError(f"the frozen `onnxchat {' '.join(args)}` exited "
