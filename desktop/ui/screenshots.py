@@ -22,7 +22,7 @@ CHAT = [
 ]
 STREAMING_PROMPT = "Give me three tips for learning a new language, as a numbered list with " \
                    "**bold** keywords."
-CHINESE_PROMPT = "你好！请介绍一下太阳系。"
+CHINESE_PROMPT = "你好！"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +144,7 @@ class Shots:
         window.resize(*SIZE)
         window.new_chat()
         window.apply_chat_settings(ChatSettings(overrides={"temperature": 0.0,
-                                                           "max_new_tokens": 60}))
+                                                           "max_new_tokens": 80}))
         self._send(app, CHINESE_PROMPT)
         self.save(window, "07-chinese")
         settings = SettingsDialog(window.chat_settings(), app.controller.model_defaults(),
