@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"] if argv[:1] != ["export"] else argv
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if argv == ["--version"]:  # answer before importing the engine (numpy, onnxruntime)
+        print(f"onnxchat {__version__}")
+        return 0
     try:
         # The export step has its own parser; hand it everything after the word.
         if argv and argv[0] == "export":

@@ -23,6 +23,8 @@ from desktop.errors import ModelError
 
 DEVICES = ("auto", "cuda", "cpu")
 ort.set_default_logger_severity(3)  # errors only; and those are captured, see below
+if hasattr(ort, "disable_telemetry_events"):
+    ort.disable_telemetry_events()  # an offline app sends nothing, not even onnxruntime's events
 
 
 @dataclass(frozen=True)
