@@ -20,7 +20,6 @@ from desktop.ui.main_window import MainWindow
 from desktop.ui.prefs import Preferences
 
 REPO = Path(__file__).resolve().parents[2]
-os.environ["ONNXCHAT_MODELS_DIR"] = str(REPO / "models")
 
 #: Messages of Qt's offscreen platform itself, not of the app: it cannot resize real windows.
 PLATFORM_NOISE = ("This plugin does not support propagateSizeHints()",)
@@ -34,6 +33,13 @@ def long_reply() -> ChatSettings:
     does not end early)."""
     return ChatSettings(overrides={"temperature": 0.0, "max_new_tokens": 200,
                                    "repetition_penalty": 1.0})
+
+
+@pytest.fixture(autouse=True)
+def models_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The window lists the repository's models (where `make model` puts the default)."""
+    monkeypatch.setenv("ONNXCHAT_MODELS_DIR", str(REPO / "models"))
+    return REPO / "models"
 
 
 @pytest.fixture(autouse=True)
