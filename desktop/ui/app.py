@@ -8,6 +8,7 @@ window around the same controller, even while a reply streams.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -124,12 +125,22 @@ class Application(QObject):
         self.translations.clear()
 
 
+def _check_display() -> None:
+    """Qt aborts the process when it cannot reach a display; say so in one line instead."""
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY "
+                        "is set); use `onnxchat chat` in a terminal, or run the window inside a "
+                        "desktop session")
+
+
 def main(args: argparse.Namespace) -> int:
     """Open the window (or run the self-test with ``--self-test``); the exit status."""
     if getattr(args, "self_test", False):
         from desktop.ui.selftest import run
 
         return run(args)
+    _check_display()
     qapp = qt_application()
     try:
         app = Application(data_dir(getattr(args, "data_dir", None)))

@@ -29,3 +29,15 @@ def test_self_test_reports_a_missing_model(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("onnxchat self-test failed:")
     assert "nothing" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_a_display_the_window_says_so_in_one_line(tmp_path):
+    if not sys.platform.startswith("linux"):
+        return
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, "-m", "desktop", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("onnxchat: error: no display")
+    assert len(result.stderr.strip().splitlines()) == 1
