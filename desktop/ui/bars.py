@@ -169,13 +169,7 @@ class ModelBar(QWidget):
 
 
 class Banner(QFrame):
-    """A one-line notice above the chat (errors, "chat deleted — Undo"), with optional action.
-
-    Signals:
-        actionTriggered(): the action button was pressed.
-    """
-
-    actionTriggered = Signal()
+    """A one-line notice above the chat (errors, "chat deleted — Undo"), with optional action."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -230,7 +224,6 @@ class Banner(QFrame):
         self.dismiss()
         if action is not None:
             action()
-        self.actionTriggered.emit()
 
 
 class StatusBar(QStatusBar):

@@ -32,7 +32,6 @@ class Translations:
     """The translators installed in the application; :meth:`use` swaps them."""
 
     def __init__(self) -> None:
-        self.language = "en"
         self._installed: list[QTranslator] = []
 
     def use(self, language: str) -> bool:
@@ -40,7 +39,6 @@ class Translations:
         (the window then shows the English source text)."""
         self.clear()
         app = QCoreApplication.instance()
-        self.language = language
         found = False
         qt_dir = QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath)
         for name, folder in ((f"{CATALOGUE}_{language}", I18N_DIR), (f"qtbase_{language}", qt_dir)):

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument, QTextOption
 from PySide6.QtWidgets import (
     QFrame,
@@ -207,13 +207,7 @@ class CodeBlock(QFrame):
 
 
 class MarkdownView(QWidget):
-    """A message's content: prose and code segments stacked, updated in place.
-
-    Signals:
-        heightChanged(): the content grew or shrank (the chat view may keep to the bottom).
-    """
-
-    heightChanged = Signal()
+    """A message's content: prose and code segments stacked, updated in place."""
 
     def __init__(self, colors: Colors, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -249,7 +243,6 @@ class MarkdownView(QWidget):
             widget.deleteLater()
         del self._widgets[len(segments):]
         del self._segments[len(segments):]
-        self.heightChanged.emit()
 
     def _make(self, kind: str) -> QWidget:
         if kind == "code":
@@ -268,6 +261,3 @@ class MarkdownView(QWidget):
 
     def code_blocks(self) -> list[CodeBlock]:
         return [w for w in self._widgets if isinstance(w, CodeBlock)]
-
-    def sizeHint(self) -> QSize:
-        return self._layout.sizeHint()

@@ -50,14 +50,12 @@ class MessageWidget(QWidget):
         regenerateRequested(str): reply id to answer again.
         deleteRequested(str): message id (and everything after it) to delete.
         branchRequested(str): id of the alternative message to show instead.
-        heightChanged(): the bubble's content changed size.
     """
 
     editSubmitted = Signal(str, str)
     regenerateRequested = Signal(str)
     deleteRequested = Signal(str)
     branchRequested = Signal(str)
-    heightChanged = Signal()
 
     def __init__(self, message: Message, colors: Colors, branches: Branches = Branches(),
                  model_name: str = "", parent: QWidget | None = None) -> None:
@@ -179,10 +177,6 @@ class MessageWidget(QWidget):
 
     # --- content ------------------------------------------------------------------------
 
-    @property
-    def text(self) -> str:
-        return self.message.text
-
     def set_message(self, message: Message) -> None:
         """Show ``message`` (same id, maybe new text or state)."""
         self.message = message
@@ -207,7 +201,6 @@ class MessageWidget(QWidget):
         elif isinstance(self.content, FittedBrowser) and self.content.toPlainText() != text:
             self.content.setPlainText(text)
         self._fit_bubble()
-        self.heightChanged.emit()
 
     def _update_meta(self) -> None:
         state = self.message.state
@@ -289,7 +282,6 @@ class MessageWidget(QWidget):
         self._edit_buttons.show()
         self.editor.setFocus()
         self._fit_bubble()
-        self.heightChanged.emit()
 
     @Slot()
     def _on_cancel_edit_clicked(self) -> None:
@@ -298,7 +290,6 @@ class MessageWidget(QWidget):
         self.content.show()
         self.action_bar.show()
         self._fit_bubble()
-        self.heightChanged.emit()
 
     @Slot()
     def _on_save_edit_clicked(self) -> None:
