@@ -4,7 +4,8 @@ Byte-level BPE splits one Chinese character or emoji over several tokens; decodi
 sequence yields U+FFFD. We decode a short window of recent tokens, emit only the text that
 is new since the last emission, and hold back anything that ends in U+FFFD until the bytes
 that complete it arrive (the incremental scheme vLLM and text-generation-inference use).
-The concatenation of all pieces plus :meth:`StreamingDetokenizer.flush` equals the full decode.
+The concatenation of all pieces plus :meth:`StreamingDetokenizer.flush` equals the full decode,
+less a character left incomplete at the very end.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class StreamingDetokenizer:
         return piece
 
     def flush(self) -> str:
-        """Return whatever is still held back (called once, when the reply ends)."""
+        """Return whatever is still held back (called once, when the reply ends).
+
+        A reply cut off by the token limit can end inside a character; those dangling bytes
+        decode to U+FFFD and are dropped, so no piece ever shows a broken character.
+        """
         # Every emitted piece was cut at a complete-character boundary of this same decode,
         # so the emitted text is a prefix of the full decode.
-        rest = self._decode(self._ids)[len(self._emitted) :]
+        rest = self._decode(self._ids)[len(self._emitted) :].rstrip(REPLACEMENT)
         self._emitted += rest
         self._prefix_offset = self._read_offset = len(self._ids)
         return rest
