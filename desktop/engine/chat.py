@@ -96,7 +96,7 @@ class ChatEngine:
     def plan(self, messages: Sequence[Message], reserve: int) -> ContextPlan:
         """What the model would see for ``messages`` with ``reserve`` tokens kept for the reply."""
         return plan_context(messages, self.render, self.model.encode,
-                            self.model.context_length, reserve)
+                            self.model.context_length, reserve, self.model.max_chars_per_token)
 
     def reply(self, messages: Sequence[Message], settings: SamplingSettings) -> ReplyStream:
         """Prepare the reply to ``messages`` (the last one is the user's)."""

@@ -43,15 +43,27 @@ def plan_context(
     encode: Callable[[str], list[int]],
     context_length: int,
     reserve: int,
+    max_chars_per_token: int | None = None,
 ) -> ContextPlan:
     """Fit ``messages`` into ``context_length - reserve`` tokens by dropping the oldest turns.
 
     ``messages`` may start with a system message; the last one is the user's new message.
+    With ``max_chars_per_token`` (the longest token's length), a message that cannot fit even
+    at that best case is refused before tokenizing it — a 1 MB paste costs nothing.
     """
     if not messages:
         raise ValueError("no messages to plan")
     reserve = max(1, min(reserve, context_length - 1))
     budget = context_length - reserve
+    if max_chars_per_token:
+        for message, what in ((messages[-1], "your message"), (messages[0], "the system prompt")):
+            chars = len(message.get("content", ""))
+            if chars > budget * max_chars_per_token:
+                raise ContextOverflowError(
+                    f"{what} is {chars:,} characters, more than the model's context of "
+                    f"{context_length:,} tokens can hold with {reserve:,} reserved for the "
+                    "reply; shorten it"
+                )
     has_system = messages[0].get("role") == "system"
     head = [0] if has_system else []
     body = list(range(len(head), len(messages) - 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,12 @@ class Model:
         """Positions available: the model's own limit, or the fused layout's KV buffer bound."""
         bound = getattr(self.decoder, "max_length", None)
         return min(self.manifest.context_length, bound or self.manifest.context_length)
+
+    @functools.cached_property
+    def max_chars_per_token(self) -> int:
+        """The longest token's length: no text of n characters is fewer than n / this tokens
+        (byte-level tokens spell bytes, and a character is at least one byte)."""
+        return max((len(token) for token in self.tokenizer.get_vocab()), default=1)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of already-rendered prompt text (special tokens in it are recognised)."""

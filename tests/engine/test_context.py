@@ -79,3 +79,17 @@ def test_plan_always_fits_or_raises(turns, words, context, reserve):
     # Dropped messages are a prefix of the history: the newest turns are what stays.
     assert plan.dropped == list(range(1, 1 + len(plan.dropped)))
     assert len(plan.messages) == 2 + len(kept_middle)
+
+
+def test_a_huge_paste_is_refused_before_tokenizing():
+    calls = []
+
+    def counting_encode(text):
+        calls.append(len(text))
+        return encode(text)
+
+    msgs = [{"role": "user", "content": "x" * 1_000_000}]
+    with pytest.raises(ContextOverflowError, match="1,000,000 characters"):
+        plan_context(msgs, render, counting_encode, context_length=8192, reserve=512,
+                     max_chars_per_token=16)
+    assert calls == []

@@ -11,6 +11,7 @@ import pytest
 
 from desktop.engine import ChatEngine, SamplingSettings, load_model
 from desktop.engine.detok import REPLACEMENT
+from desktop.errors import ContextOverflowError
 
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0, max_new_tokens=24)
 BRIEF_PROMPT = "你好，我是人工智能助手。请问你有什么需要帮助的吗？"
@@ -151,3 +152,8 @@ def test_stop_string_cuts_the_reply(engine):
                  GREEDY.with_changes(max_new_tokens=40, stop_strings=(",",)))
     assert cut.stats.stop_reason == "stop_string"
     assert cut.text == full.text.split(",")[0]
+
+
+def test_a_one_megabyte_message_is_refused_with_what_fits(engine):
+    with pytest.raises(ContextOverflowError, match="1,000,000 characters, more than the model"):
+        engine.reply([{"role": "user", "content": "長い" * 500_000}], GREEDY)
