@@ -30,6 +30,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 MS_DOMAIN = "com.microsoft"
 OPSET = 17
+# Model metadata a fused graph carries, so whoever writes the manifest reads it off the graph.
+LAYOUT_KEY = "onnxchat.layout"
+MAX_LENGTH_KEY = "onnxchat.max_length"
+SHARE_BUFFER_KEY = "onnxchat.past_present_share_buffer"
 
 
 @dataclass(frozen=True)
@@ -337,6 +341,7 @@ class _GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
         self._names: set[str] = set()
+        self._block_sums: dict[tuple[str, int], str] = {}
 
     def const(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
@@ -385,11 +390,16 @@ class _GraphBuilder:
         return self.node("Add", [y, offset], f"{name}/offset/Add")[0]
 
     def block_sums(self, x: str, k: int, block: int, name: str) -> str:
-        """(…, K) → (…, K/block): the input summed over each quantization block."""
+        """(…, K) → (…, K/block): the input summed over each quantization block, computed
+        once per input however many projections read it."""
+        if (x, block) in self._block_sums:
+            return self._block_sums[(x, block)]
         shape = self.const(f"{name}.block_shape", np.array([0, 0, k // block, block], np.int64))
         blocks = self.node("Reshape", [x, shape], f"{name}/offset/Reshape")[0]
         axes = self.const(f"{name}.block_axes", np.array([-1], np.int64))
-        return self.node("ReduceSum", [blocks, axes], f"{name}/offset/ReduceSum", keepdims=0)[0]
+        sums = self.node("ReduceSum", [blocks, axes], f"{name}/offset/ReduceSum", keepdims=0)[0]
+        self._block_sums[(x, block)] = sums
+        return sums
 
 
 @dataclass(frozen=True)
@@ -400,12 +410,15 @@ class FusedOptions:
     levels are ``MatMulNBits``'s: 0 computes in fp32 (exact), 4 quantizes activations to int8
     per block (like llama.cpp's own dot products) and is the fast path; 8-bit weights have no
     fast fp32 kernel on CPU (a 576×49152 LM head takes ~70× longer at level 0), so they get
-    their own setting.
+    their own setting. ``fuse_gate_up`` runs the MLP's gate and up projections as one
+    ``MatMulNBits`` (and one block-sum offset) followed by a ``Split``: fewer, larger kernels,
+    measured ~5 % less CPU per decoded token on the default model.
     """
 
     max_length: int
     accuracy_level: int = 4
     accuracy_level_8bit: int = 4
+    fuse_gate_up: bool = True
 
     def accuracy_level_for(self, bits: int) -> int:
         return self.accuracy_level_8bit if bits == 8 else self.accuracy_level
@@ -503,8 +516,14 @@ def build_fused_model(
             epsilon=eps,
         )
         x, residual = outs[0], outs[3]
-        gate = g.linear(layer.gate_proj, x, f"model.layers.{i}.mlp.gate_proj", options)
-        up = g.linear(layer.up_proj, x, f"model.layers.{i}.mlp.up_proj", options)
+        if options.fuse_gate_up:
+            gate_up = concat_outputs([layer.gate_proj, layer.up_proj])
+            both = g.linear(gate_up, x, f"model.layers.{i}.mlp.gate_up_proj", options)
+            inter = g.const(f"{base}/mlp/split", np.array([shape.intermediate_size] * 2, np.int64))
+            gate, up = g.node("Split", [both, inter], f"{base}/mlp/Split", n_outputs=2, axis=-1)
+        else:
+            gate = g.linear(layer.gate_proj, x, f"model.layers.{i}.mlp.gate_proj", options)
+            up = g.linear(layer.up_proj, x, f"model.layers.{i}.mlp.up_proj", options)
         sig = g.node("Sigmoid", [gate], f"{base}/mlp/Sigmoid")[0]
         silu = g.node("Mul", [gate, sig], f"{base}/mlp/SiLU")[0]
         act = g.node("Mul", [silu, up], f"{base}/mlp/Mul")[0]
@@ -563,6 +582,14 @@ def build_fused_model(
         producer_name="onnxchat",
     )
     model.ir_version = 8
+    helper.set_model_props(
+        model,
+        {
+            LAYOUT_KEY: "fused",
+            MAX_LENGTH_KEY: str(options.max_length),
+            SHARE_BUFFER_KEY: "true",
+        },
+    )
     return model
 
 

@@ -139,6 +139,10 @@ def genai_runs(io: OnnxIO) -> bool:
 
 def targets(io: OnnxIO, has_external_data: bool) -> list[str]:
     """Runtimes that load the folder unchanged; tests/runtimes checks each of them."""
+    if io.layout == "fused":
+        # contrib ops, a shared KV buffer and last-position logits: built for OnnxChat's
+        # engine and onnxruntime-genai (whose own builder makes the same kind of graph)
+        return ["onnxchat", "genai"] if genai_runs(io) else ["onnxchat"]
     found = ["onnxchat", "optimum"]
     if genai_runs(io):
         found.append("genai")
@@ -249,6 +253,9 @@ def build_manifest(
             "past_key_prefix": PAST_PREFIX,
             "present_key_prefix": PRESENT_PREFIX,
             "uses_position_ids": io.uses_position_ids,
+            "layout": io.layout,
+            "past_present_share_buffer": io.past_present_share_buffer,
+            "max_length": io.max_length,
         },
         "tokenizer": {"file": "tokenizer.json", "canonicalised": tokens.canonicalised},
         "chat_template": {"file": "chat_template.jinja"} if tokens.chat_template else None,

@@ -35,6 +35,10 @@ class OnnxIO:
     outputs: list[str]
     # dims of the first cache input ([batch, kv_heads, length, head_dim]); names if symbolic
     cache_shape: list[int | str]
+    # "fused" for graphs built by export/fuse.py (models/README.md, "Fused layout")
+    layout: str = "optimum"
+    max_length: int | None = None
+    past_present_share_buffer: bool = False
 
     @property
     def uses_position_ids(self) -> bool:
@@ -44,7 +48,9 @@ class OnnxIO:
 def read_io(model_path: Path) -> OnnxIO:
     import onnx
 
-    graph = onnx.load(str(model_path), load_external_data=False).graph
+    model = onnx.load(str(model_path), load_external_data=False)
+    graph = model.graph
+    props = {prop.key: prop.value for prop in model.metadata_props}
     initializers = {init.name for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     cache_shape: list[int | str] = []
@@ -59,6 +65,9 @@ def read_io(model_path: Path) -> OnnxIO:
         inputs=[i.name for i in inputs],
         outputs=[o.name for o in graph.output],
         cache_shape=cache_shape,
+        layout=props.get("onnxchat.layout", "optimum"),
+        max_length=int(props["onnxchat.max_length"]) if "onnxchat.max_length" in props else None,
+        past_present_share_buffer=props.get("onnxchat.past_present_share_buffer") == "true",
     )
 
 
@@ -113,8 +122,18 @@ def forward(
     past: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One decoder call for a batch of one: returns logits ``[1, T, vocab]`` and the new
-    cache, keyed by the *input* names (``past_key_values.N.key``) so it can be fed back."""
+    cache, keyed by the *input* names (``past_key_values.N.key``) so it can be fed back.
+
+    A fused graph returns the last position's logits only; it is then fed one token at a time
+    so every position still gets its logits (and the gate scores the decode path itself)."""
     ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)
+    logits_meta = next(o for o in session.get_outputs() if o.name == "logits")
+    if ids.shape[1] > 1 and logits_meta.shape[1] == 1:
+        steps = []
+        for index in range(ids.shape[1]):
+            logits, past = forward(session, ids[:, index : index + 1], past)
+            steps.append(logits)
+        return np.concatenate(steps, axis=1), past
     past = past if past is not None else empty_past(session)
     past_length = next(iter(past.values())).shape[2] if past else 0
     total = past_length + ids.shape[1]

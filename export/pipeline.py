@@ -237,7 +237,16 @@ def _write_folder(
 
     io = read_io(model_dir / "onnx" / MODEL_FILE)
     arch = architecture(config, io.cache_shape)
-    write_json(model_dir / "genai_config.json", genai_config(arch, io, context, tokens, sampling))
+    genai = genai_config(
+        arch,
+        io,
+        context,
+        tokens,
+        sampling,
+        shared_buffer=io.past_present_share_buffer,
+        max_length=io.max_length,
+    )
+    write_json(model_dir / "genai_config.json", genai)
     (model_dir / "validation_report.md").write_text(
         report_markdown(name, quantization, result), encoding="utf-8"
     )

@@ -98,6 +98,85 @@ class WeightOnlyRecipe(Recipe):
         return {"quantized_matmuls": count, **rewrites}
 
 
+def _fused_shape(recipe: str, context: RecipeContext) -> Any:
+    """The decoder shape from the fp32 folder's config, or a one-line refusal."""
+    from export.errors import ExportError
+    from export.files import read_json
+    from export.fuse import DecoderShape
+
+    try:
+        return DecoderShape.from_config(read_json(context.hf_dir / "config.json"))
+    except (ValueError, KeyError) as exc:
+        raise ExportError(f"The {recipe} recipe cannot rebuild this model: {exc}.") from None
+
+
+@dataclass(frozen=True)
+class FusedRecipe(Recipe):
+    """The decoder rebuilt as one fused graph (``export/fuse.py``, models/README.md "Fused
+    layout"): GroupQueryAttention writing a shared KV buffer, fused RMSNorm, ``MatMulNBits``
+    for every projection and the LM head, logits of the last position only. Decode on CPU is
+    bound by per-op overhead in the plain export, so this is several times faster at the
+    same weights; they come from the fp32 export, quantized symmetrically per block."""
+
+    method: str = "fused MatMulNBits"
+    bits: int = 8
+    block_size: int = 32
+    symmetric: bool = True
+    accuracy_level: int = 4
+
+    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
+        from export.fuse import (
+            FusedOptions,
+            build_fused_model,
+            quantize_weights,
+            weights_from_optimum,
+        )
+
+        shape = _fused_shape(self.name, context)
+        weights = weights_from_optimum(fp32_model, shape)
+        quantize_weights(weights, self.bits, self.block_size)
+        options = FusedOptions(
+            max_length=shape.context_length,
+            accuracy_level=self.accuracy_level,
+            accuracy_level_8bit=self.accuracy_level,
+        )
+        save_model(build_fused_model(shape, weights, options), out_model)
+        return {"layout": "fused", "max_length": shape.context_length}
+
+
+@dataclass(frozen=True)
+class GgufBlocksRecipe(Recipe):
+    """The GGUF file's own quantized blocks in the fused graph (``export/gguf_blocks.py``):
+    Q4_0/Q4_1/Q8_0 weights are kept bit for bit instead of being re-quantized, which on the
+    default model costs 30 % perplexity at 4 bits. Only for GGUF sources."""
+
+    method: str = "GGUF blocks as MatMulNBits (fused layout)"
+    accuracy_level: int = 4
+
+    def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
+        from export.errors import ExportError
+        from export.fuse import FusedOptions, build_fused_model
+        from export.gguf_blocks import weights_from_gguf
+
+        if not context.source_is_gguf:
+            raise ExportError(
+                f"The {self.name} recipe keeps a GGUF file's own blocks, but the source is not "
+                "a GGUF file: use --quant int8-fused instead."
+            )
+        shape = _fused_shape(self.name, context)
+        try:
+            weights = weights_from_gguf(context.source_path, shape)
+        except ValueError as exc:
+            raise ExportError(f"Cannot carry the GGUF blocks over: {exc}.") from None
+        options = FusedOptions(
+            max_length=shape.context_length,
+            accuracy_level=self.accuracy_level,
+            accuracy_level_8bit=4,
+        )
+        save_model(build_fused_model(shape, weights, options), out_model)
+        return {"layout": "fused", "max_length": shape.context_length}
+
+
 RECIPES: dict[str, Recipe] = {
     "int8": WeightOnlyRecipe(
         name="int8",
@@ -110,5 +189,13 @@ RECIPES: dict[str, Recipe] = {
         bits=4,
     ),
     "fp32": NoQuantization(name="fp32", description="no quantization: the fp32 export"),
+    "int8-fused": FusedRecipe(
+        name="int8-fused",
+        description="8-bit MatMulNBits in the fused decoder graph (fast decode)",
+    ),
+    "q4-gguf": GgufBlocksRecipe(
+        name="q4-gguf",
+        description="the GGUF's own 4-bit blocks in the fused decoder graph (lossless, fast)",
+    ),
 }
 DEFAULT_RECIPE = "int8"

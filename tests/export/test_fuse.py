@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from export.errors import ExportError
 from export.fuse import (
     DecoderShape,
     DenseLinear,
@@ -25,6 +26,8 @@ from export.fuse import (
     save_model,
     weights_from_optimum,
 )
+from export.onnx_files import forward, read_io
+from export.recipes import RECIPES, RecipeContext
 
 TINY = {
     "vocab_size": 320,
@@ -183,7 +186,7 @@ def test_int8_fused_tracks_fp32(tiny_export: tuple[Path, dict], tmp_path: Path) 
     path = tmp_path / "model.onnx"
     save_model(build_fused_model(shape, weights, FusedOptions(max_length=128)), path)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("MatMulNBits") == 5 * shape.num_layers + 1  # qkv, o, gate, up, down; head
+    assert ops.count("MatMulNBits") == 4 * shape.num_layers + 1  # qkv, o, gate+up, down; head
     assert "MatMul" not in ops
     _, want = greedy(OptimumDecoder(session(model_path), shape), PROMPT, [], 24)
     _, got = greedy(SharedBufferDecoder(session(path), shape, 128), PROMPT, [], 24)
@@ -236,3 +239,29 @@ def test_shared_buffer_rewinds_by_shortening_the_mask(
     decoder.length = len(PROMPT) - 1
     again, _ = greedy(decoder, PROMPT[-1:], [], 10)
     assert again == first
+
+
+def test_gate_scores_every_position_of_a_fused_graph(
+    tiny_export: tuple[Path, dict], fp32_fused: Path
+) -> None:
+    """The validation gate's forward() feeds a last-position-logits graph token by token."""
+    ids = np.array(PROMPT, np.int64)
+    want, _ = forward(session(tiny_export[0]), ids)
+    got, past = forward(session(fp32_fused), ids)
+    assert got.shape == want.shape == (1, len(PROMPT), 320)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert past["past_key_values.0.key"].shape[2] == len(PROMPT)
+
+
+def test_fused_recipes_in_the_registry(tiny_export: tuple[Path, dict], tmp_path: Path) -> None:
+    model_path, _ = tiny_export
+    context = RecipeContext(model_path, False, model_path.parent.parent / "hf")
+    out = tmp_path / "onnx" / "model.onnx"
+    facts = RECIPES["int8-fused"].apply(model_path, out, context)
+    assert facts == {"layout": "fused", "max_length": TINY["max_position_embeddings"]}
+    io = read_io(out)
+    assert io.layout == "fused" and io.past_present_share_buffer
+    assert io.max_length == TINY["max_position_embeddings"]
+    assert not io.uses_position_ids
+    with pytest.raises(ExportError, match="not a GGUF file"):
+        RECIPES["q4-gguf"].apply(model_path, tmp_path / "q4.onnx", context)

@@ -162,7 +162,7 @@ def test_q4_1_graph_has_block_offsets_and_no_float_zero_points(tmp_path: Path) -
     nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
     assert all(len(n.input) == 3 for n in nbits)  # implicit zero point: the fast kernel
     offsets = [n for n in model.graph.node if n.name.endswith("/offset/MatMul")]
-    assert len(offsets) == 5 * SHAPE.num_layers  # qkv, o, gate, up, down; head is Q8_0
+    assert len(offsets) == 4 * SHAPE.num_layers  # qkv, o, gate+up, down; head is Q8_0
 
 
 def test_unpermute_inverts_llama_cpp_permutation() -> None:
