@@ -175,6 +175,11 @@ class ChatController(QObject):
         """Store the user's message (creating the conversation, titled from it, if needed)
         and start the reply; returns the conversation id."""
         self._check_idle()
+        # Refuse a message that can never fit before anything is stored (a 1 MB paste, say):
+        # the ContextOverflowError says what fits, and the draft stays in the input box.
+        existing = self.store.get_conversation(conversation_id) if conversation_id else None
+        self.plan(existing, self.store.messages(conversation_id) if conversation_id else [],
+                  text, self.chat_settings(existing) if existing else draft or ChatSettings())
         if conversation_id is None:
             draft = draft or ChatSettings()
             conversation = self.store.create_conversation(

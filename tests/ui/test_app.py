@@ -12,15 +12,17 @@ from desktop.ui.app import Application
 from desktop.ui.chat_settings import ChatSettings
 
 
-def test_a_reply_that_cannot_start_is_reported_and_the_chat_goes_on(qtbot, window, send):
+def test_a_message_that_cannot_fit_is_refused_before_it_is_stored(qtbot, window, send):
     ends = []
     window.controller.replyEnded.connect(ends.append)
     window.apply_chat_settings(ChatSettings(overrides={"max_new_tokens": 8190}))
-    end = send(window, "Please summarise this. " * 40)
-    assert end.outcome == "failed" and "context" in end.error
+    window.composer.input.setPlainText("Please summarise this. " * 40)
+    window.composer.send_button.click()
     assert window.banner.isVisible() and "context" in window.banner.label.text()
     qtbot.wait(200)
-    assert len(ends) == 1  # exactly one end per reply
+    assert ends == []  # no reply was started
+    assert window.store.list_conversations() == []
+    assert "Please summarise" in window.composer.text  # the draft is kept to shorten it
     assert not window.controller.generating and not window.composer.stop_button.isVisible()
     window.apply_chat_settings(ChatSettings(overrides={"temperature": 0.0,
                                                        "max_new_tokens": 8}))

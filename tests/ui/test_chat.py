@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from desktop.store import CANCELLED, COMPLETE, ChatStore
@@ -273,3 +274,34 @@ def test_ctrl_comma_opens_the_settings(qtbot, window):
     seen = accept_next_dialog(QMessageBox.StandardButton.Cancel)
     qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
     assert isinstance(seen["dialog"], SettingsDialog)
+
+
+def test_a_one_megabyte_paste_keeps_the_window_responsive_and_is_refused(qtbot, window):
+    lateness: list[float] = []
+    expected = [0.0]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        lateness.append(now - expected[0])
+        expected[0] = now + 0.010
+
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(tick)
+    # 1 MB of a log file, pasted from the clipboard the way a user does it.
+    lines = "".join(f"2026-11-28 12:{n % 60:02d} INFO worker {n}: request handled in 12 ms\n"
+                    for n in range(17_000))
+    QGuiApplication.clipboard().setText(lines)
+    window.composer.input.setFocus()
+    window.composer.input.paste()
+    assert len(window.composer.text) > 1_000_000
+    expected[0] = time.perf_counter() + 0.010
+    timer.start(10)
+    qtbot.wait(1500)  # the context meter re-plans the draft in this time
+    timer.stop()
+    assert max(lateness) < 0.100, f"the event loop stalled for {max(lateness) * 1000:.0f} ms"
+    assert "more than the model's context" in window.status.notice_label.text()
+    window.composer.send_button.click()
+    assert not window.controller.generating
+    assert window.store.list_conversations() == []  # nothing half-stored
+    assert "characters, more than the model's context" in window.banner.label.text()
