@@ -138,11 +138,12 @@ def genai_runs(io: OnnxIO) -> bool:
 
 
 def targets(io: OnnxIO, has_external_data: bool) -> list[str]:
-    """Runtimes that load the folder unchanged; tests/runtimes checks each of them."""
-    if io.layout == "fused":
-        # contrib ops, a shared KV buffer and last-position logits: built for OnnxChat's
-        # engine and onnxruntime-genai (whose own builder makes the same kind of graph)
-        return ["onnxchat", "genai"] if genai_runs(io) else ["onnxchat"]
+    """Runtimes that load the folder unchanged; tests/runtimes checks each of them on both
+    layouts. The fused graph runs in Optimum and transformers.js (Node) too: its contrib ops
+    are in the CPU builds of onnxruntime they use, GroupQueryAttention also takes separate
+    past and present buffers (the cache then grows per call, as in the Optimum layout), and
+    generation reads only the last position's logits; Optimum warns that there is no
+    ``position_ids`` input."""
     found = ["onnxchat", "optimum"]
     if genai_runs(io):
         found.append("genai")
