@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 NEW_TOKENS = 32
 # A comparison over fewer tokens than this would prove little; pick another prompt then.
 MIN_COMPARED = 16
+MIN_DISTINCT = 8
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
 MESSAGES = [{"role": "user", "content": "Write a short poem about the sea."}]
 # Scripts, accents, emoji (with a skin-tone modifier), code, odd whitespace: the places where
@@ -41,6 +42,21 @@ TEXTS = [
     "  leading spaces, trailing spaces   ",
 ]
 NODE_DIR = Path(__file__).resolve().parent / "node"
+# Exports of tiny models that give varied greedy output, one per layout and weight format.
+TINY_EXPORTS = {
+    "gpt2-fp32": ("tiny_gpt2_hf", "fp32"),  # GPT-2: no grouped KV heads, genai "decoder" type
+    "gpt2-int8": ("tiny_gpt2_hf", "int8"),  # MatMulNBits, Gemm and tied-head rewrites
+    "llama-int8": ("tiny_llama_hf", "int8"),  # position_ids, grouped KV heads
+    "llama-fused": ("tiny_llama_hf", "int8-fused"),  # fused layout, shared KV buffer
+}
+# Every runtime test runs on each of these; "default" is the default model folder.
+CASES = [*TINY_EXPORTS, pytest.param("default", marks=pytest.mark.slow)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test here that takes ``case`` runs on each of :data:`CASES`."""
+    if "case" in metafunc.fixturenames:
+        metafunc.parametrize("case", CASES)
 
 
 @dataclass(frozen=True)
@@ -93,19 +109,91 @@ def onnxchat_reference(folder: Path) -> Reference:
         f"{folder}: OnnxChat stops after {len(reference.tokens)} tokens; "
         "the comparison needs a prompt with a longer answer"
     )
+    assert len(set(reference.tokens)) >= MIN_DISTINCT, (
+        f"{folder}: OnnxChat's answer repeats {sorted(set(reference.tokens))}; a comparison "
+        "of such output would not notice a broken cache"
+    )
     return reference
 
 
 @pytest.fixture(scope="session")
-def reference(request: pytest.FixtureRequest) -> Callable[[str], Reference]:
-    """``reference("tiny_gpt2_model")``: the model folder fixture of that name and OnnxChat's
-    greedy answer on it, computed once per session."""
+def reference(request: pytest.FixtureRequest, tiny_export) -> Callable[[str], Reference]:
+    """``reference(case)``: OnnxChat's greedy answer on the model folder of a :data:`CASES`
+    entry, computed once per session."""
     done: dict[str, Reference] = {}
 
-    def get(folder_fixture: str) -> Reference:
-        if folder_fixture not in done:
-            done[folder_fixture] = onnxchat_reference(request.getfixturevalue(folder_fixture))
-        return done[folder_fixture]
+    def get(case: str) -> Reference:
+        if case not in done:
+            folder = (request.getfixturevalue("default_model") if case == "default"
+                      else tiny_export(case))
+            done[case] = onnxchat_reference(folder)
+        return done[case]
+
+    return get
+
+
+def _redrawn(source: Path) -> Callable[[Path], None]:
+    """A builder copying the tiny Hugging Face folder ``source`` with its weights drawn again
+    (standard deviation 0.2, biases 0.1, norm scales from [0.5, 1.5] as in trained models).
+
+    With the fixtures' own initialisation (0.02, norm scales all one) a tied-embedding model
+    repeats its last input token forever; a runtime with a broken cache or wrong positions
+    would pass a comparison of such output."""
+
+    def build(folder: Path) -> None:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        shutil.copytree(source, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+        config = AutoConfig.from_pretrained(source)
+        config.initializer_range = 0.2
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.ndim == 1 and name.endswith("bias"):
+                    param.normal_(0.0, 0.1)
+                elif param.ndim == 1:
+                    param.uniform_(0.5, 1.5)
+        model.save_pretrained(folder)
+
+    return build
+
+
+def _export(source: Path, recipe: str) -> Callable[[Path], None]:
+    """A builder exporting ``source`` with ``recipe``. ``force``: random weights have many
+    near-tied logits, so the int8 gate's top-1 agreement lands near 0.92 on them; the runtimes
+    are compared on whatever graph they are given, and quality is the export tests' business."""
+
+    def build(folder: Path) -> None:
+        from export.pipeline import ExportSettings, export_model
+
+        folder.mkdir(parents=True)
+        export_model(ExportSettings(source=str(source), recipe=recipe, name="model",
+                                    out_dir=folder, force=True))
+
+    return build
+
+
+def _this_file_key(*parts: str) -> str:
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for part in parts:
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def tiny_export(request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """``tiny_export("llama-fused")``: a model folder from :data:`TINY_EXPORTS`, built
+    once and cached under ``models/.cache/`` (about 10 s each on two cores)."""
+    from tiny_models import cached, export_key, generator_key
+
+    def get(name: str) -> Path:
+        hf_fixture, recipe = TINY_EXPORTS[name]
+        hf = cached(f"runtimes-{hf_fixture.replace('_', '-')}", _this_file_key(generator_key()),
+                    _redrawn(request.getfixturevalue(hf_fixture)))
+        key = _this_file_key(generator_key(), export_key())
+        return cached(f"runtimes-{name}", key, _export(hf, recipe)) / "model"
 
     return get
 

@@ -14,12 +14,6 @@ import json
 import pytest
 from tokenizers import Tokenizer
 
-FOLDERS = [
-    "tiny_gpt2_model",
-    "tiny_llama_model",
-    pytest.param("default_model", marks=pytest.mark.slow),
-]
-
 
 @pytest.fixture(scope="module")
 def og():
@@ -47,9 +41,8 @@ def genai_greedy(og, folder, prompt_ids: list[int], new_tokens: int) -> list[int
     return [int(t) for t in generator.get_sequence(0)][len(prompt_ids):]
 
 
-@pytest.mark.parametrize("folder_fixture", FOLDERS)
-def test_genai_config_describes_the_graph(folder_fixture, reference):
-    ref = reference(folder_fixture)
+def test_genai_config_describes_the_graph(case, reference):
+    ref = reference(case)
     manifest = ref.manifest
     config = json.loads((ref.folder / "genai_config.json").read_text(encoding="utf-8"))
     model, decoder = config["model"], config["model"]["decoder"]
@@ -77,9 +70,8 @@ def test_genai_config_describes_the_graph(folder_fixture, reference):
     assert ("position_ids" in names) is onnx["uses_position_ids"]
 
 
-@pytest.mark.parametrize("folder_fixture", FOLDERS)
-def test_genai_tokenizer_agrees_with_tokenizers(folder_fixture, reference, texts, og):
-    ref = reference(folder_fixture)
+def test_genai_tokenizer_agrees_with_tokenizers(case, reference, texts, og):
+    ref = reference(case)
     tokenizer = og.Tokenizer(og.Model(str(ref.folder)))
     plain = Tokenizer.from_file(str(ref.folder / "tokenizer.json"))
     assert [int(t) for t in tokenizer.encode(ref.prompt_text)] == ref.prompt_ids
@@ -90,9 +82,8 @@ def test_genai_tokenizer_agrees_with_tokenizers(folder_fixture, reference, texts
         assert tokenizer.decode(got) == text
 
 
-@pytest.mark.parametrize("folder_fixture", FOLDERS)
-def test_genai_greedy_equals_onnxchat(folder_fixture, reference, og):
-    ref = reference(folder_fixture)
+def test_genai_greedy_equals_onnxchat(case, reference, og):
+    ref = reference(case)
     assert "genai" in ref.manifest["targets"]
     got = genai_greedy(og, ref.folder, ref.prompt_ids, len(ref.tokens))
     assert ref.cut(got) == ref.tokens

@@ -3,14 +3,6 @@ is and answer greedily with the same tokens as OnnxChat."""
 
 from __future__ import annotations
 
-import pytest
-
-FOLDERS = [
-    "tiny_gpt2_model",
-    "tiny_llama_model",
-    pytest.param("default_model", marks=pytest.mark.slow),
-]
-
 
 def optimum_greedy(folder, prompt_ids: list[int], new_tokens: int) -> list[int]:
     """The loading snippet of models/README.md ("Optimum")."""
@@ -35,19 +27,17 @@ def optimum_greedy(folder, prompt_ids: list[int], new_tokens: int) -> list[int]:
     return output[0, len(prompt_ids):].tolist()
 
 
-@pytest.mark.parametrize("folder_fixture", FOLDERS)
-def test_optimum_greedy_equals_onnxchat(folder_fixture, reference):
-    ref = reference(folder_fixture)
+def test_optimum_greedy_equals_onnxchat(case, reference):
+    ref = reference(case)
     assert "optimum" in ref.manifest["targets"]
     got = optimum_greedy(ref.folder, ref.prompt_ids, len(ref.tokens))
     assert ref.cut(got) == ref.tokens
 
 
-@pytest.mark.parametrize("folder_fixture", FOLDERS)
-def test_transformers_tokenizer_encodes_the_prompt_like_onnxchat(folder_fixture, reference):
+def test_transformers_tokenizer_encodes_the_prompt_like_onnxchat(case, reference):
     from transformers import AutoTokenizer
 
-    ref = reference(folder_fixture)
+    ref = reference(case)
     tokenizer = AutoTokenizer.from_pretrained(ref.folder)
     # The call people write, special tokens on by default: nothing may be added.
     assert tokenizer(ref.prompt_text).input_ids == ref.prompt_ids

@@ -15,18 +15,12 @@ from tokenizers import Tokenizer
 
 pytestmark = pytest.mark.node
 
-FOLDERS = [
-    "tiny_gpt2_model",
-    "tiny_llama_model",
-    pytest.param("default_model", marks=pytest.mark.slow),
-]
 
 
-@pytest.mark.parametrize("folder_fixture", FOLDERS)
 def test_transformers_js_greedy_and_tokenizer_equal_onnxchat(
-    folder_fixture, reference, texts, node_script, tmp_path
+    case, reference, texts, node_script, tmp_path
 ):
-    ref = reference(folder_fixture)
+    ref = reference(case)
     assert "transformers.js" in ref.manifest["targets"]
     request = tmp_path / "request.json"
     request.write_text(
