@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 NEW_TOKENS = 32
 # A comparison over fewer tokens than this would prove little; pick another prompt then.
 MIN_COMPARED = 16
+# An answer that repeats a token or two would not show a broken cache or wrong positions.
 MIN_DISTINCT = 8
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
 MESSAGES = [{"role": "user", "content": "Write a short poem about the sea."}]
