@@ -17,7 +17,7 @@ from types import FrameType
 
 from export.errors import ExportError
 from export.progress import Progress
-from export.recipes import DEFAULT_RECIPE, RECIPES
+from export.recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPES
 
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
@@ -37,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--quant",
-        choices=list(RECIPES),
-        default=DEFAULT_RECIPE,
-        help=f"quantization recipe (default {DEFAULT_RECIPE}): "
+        choices=[AUTO_RECIPE, *RECIPES],
+        default=AUTO_RECIPE,
+        help=f"quantization recipe (default {AUTO_RECIPE}: q4-gguf for a GGUF file whose blocks "
+        f"map exactly, else {DEFAULT_RECIPE}): "
         + "; ".join(f"{name}: {recipe.description}" for name, recipe in RECIPES.items()),
     )
     parser.add_argument("--name", help="model folder name (default: from the source)")

@@ -97,6 +97,23 @@ def block_linear(tensor) -> Linear:
     )
 
 
+def can_carry_blocks(path: Path) -> bool:
+    """Whether every weight of the GGUF file is of a block type the fused graph carries exactly
+    (so the ``q4-gguf`` recipe applies), and its architecture is one the fused graph builds."""
+    import gguf
+
+    from export.fuse import FUSABLE_MODEL_TYPES
+
+    reader = _reader(path)
+    field = reader.fields.get("general.architecture")
+    architecture = bytes(field.parts[field.data[0]]).decode("utf-8") if field else None
+    carried = {gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q4_1,
+               gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.F16,
+               gguf.GGMLQuantizationType.F32}
+    return architecture in FUSABLE_MODEL_TYPES and all(
+        t.tensor_type in carried for t in reader.tensors)
+
+
 def unpermute_rows(lin: Linear, n_heads: int) -> Linear:
     """Undo llama.cpp's rotary row permutation of a Q or K projection (output features)."""
     n = lin.shape[1]

@@ -25,7 +25,7 @@ from export.manifest import (
 from export.onnx_export import export_onnx, quiet_libraries
 from export.onnx_files import MODEL_FILE, read_io
 from export.progress import Progress
-from export.recipes import DEFAULT_RECIPE, RECIPES, RecipeContext
+from export.recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPES, RecipeContext, choose_recipe
 from export.sources import (
     GgufInfo,
     Source,
@@ -59,8 +59,8 @@ def default_out_dir() -> Path:
 @dataclass
 class ExportSettings:
     source: str
-    recipe: str = DEFAULT_RECIPE
-    name: str | None = None  # default: derived from the source (plus the recipe if not int8)
+    recipe: str = AUTO_RECIPE
+    name: str | None = None  # default: derived from the source (plus the recipe if asked for)
     out_dir: Path = field(default_factory=default_out_dir)
     overwrite: bool = False
     force: bool = False  # keep a model that failed the validation gate, marked as such
@@ -83,18 +83,17 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
     gate or a full disk; nothing is left under the target name unless it succeeded.
     """
     progress = progress or Progress()
-    recipe = RECIPES.get(settings.recipe)
-    if recipe is None:
+    if settings.recipe != AUTO_RECIPE and settings.recipe not in RECIPES:
         raise ExportError(
             f"Unknown quantization recipe {settings.recipe!r}: use one of "
-            f"{', '.join(RECIPES)}."
+            f"{', '.join([AUTO_RECIPE, *RECIPES])}."
         )
     source = resolve_source(settings.source)
     name = settings.name
     if name is None:
         name = source.default_name()
-        if recipe.name != DEFAULT_RECIPE:
-            name = f"{name}-{recipe.name}"
+        if settings.recipe not in (AUTO_RECIPE, DEFAULT_RECIPE):
+            name = f"{name}-{settings.recipe}"
     name = check_name(name)
     out_dir = Path(settings.out_dir).expanduser()
     target = out_dir / name
@@ -155,7 +154,7 @@ def _export(
 ) -> ExportResult:
     from tokenizers import Tokenizer
 
-    recipe = RECIPES[settings.recipe]
+    recipe = choose_recipe(settings.recipe, source.path, source.is_gguf)
     gate = settings.gate
     hf_dir = partial / "hf"
     model_dir = partial / "model"

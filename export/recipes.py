@@ -198,4 +198,21 @@ RECIPES: dict[str, Recipe] = {
         description="the GGUF's own 4-bit blocks in the fused decoder graph (lossless, fast)",
     ),
 }
+#: What ``--quant`` means when not given: the best recipe for the source (see choose_recipe).
+AUTO_RECIPE = "auto"
+#: The recipe for sources whose own blocks cannot be carried: near-lossless and portable.
 DEFAULT_RECIPE = "int8"
+
+
+def choose_recipe(requested: str, source_path: Path, source_is_gguf: bool) -> Recipe:
+    """``auto`` keeps a GGUF file's own 4-bit blocks in the fused graph when every tensor maps
+    exactly (the fastest and most faithful route, measured in models/README.md); any other
+    source gets the int8 weight-only recipe. A named recipe is taken as asked."""
+    if requested != AUTO_RECIPE:
+        return RECIPES[requested]
+    if source_is_gguf:
+        from export.gguf_blocks import can_carry_blocks
+
+        if can_carry_blocks(source_path):
+            return RECIPES["q4-gguf"]
+    return RECIPES[DEFAULT_RECIPE]

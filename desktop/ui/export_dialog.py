@@ -43,7 +43,8 @@ from desktop.paths import DEFAULT_MODEL_NAME, bundle_root, model_dirs
 from desktop.ui.i18n import arg
 
 INSTALL_COMMAND = "pip install 'onnxchat[export]'"
-RECIPES = ("int8", "int4", "fp32")  # the export CLI's --quant choices; int8 is its default
+#: The export CLI's --quant choices; auto (its default) picks q4-gguf or int8 for the source.
+RECIPES = ("auto", "int8", "q4-gguf", "int8-fused", "int4", "fp32")
 _NAME = re.compile(r"[^a-z0-9._-]+")
 _STOP_GRACE_MS = 10_000
 
@@ -170,7 +171,10 @@ class ExportDialog(QDialog):
         self.recipe_box = QComboBox(self)
         self.recipe_box.setAccessibleName(self.tr("Quantization"))
         descriptions = {
-            "int8": self.tr("int8 — 8-bit weights, near-lossless (recommended)"),
+            "auto": self.tr("auto — the best recipe for the source (recommended)"),
+            "int8": self.tr("int8 — 8-bit weights, near-lossless, loads in every runtime"),
+            "q4-gguf": self.tr("q4-gguf — a GGUF file's own 4-bit weights, fused graph, fastest"),
+            "int8-fused": self.tr("int8-fused — 8-bit weights in the fused graph, fast"),
             "int4": self.tr("int4 — 4-bit weights, smaller and faster, some quality loss"),
             "fp32": self.tr("fp32 — no quantization, largest"),
         }

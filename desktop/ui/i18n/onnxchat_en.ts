@@ -172,8 +172,20 @@
         <translation>Quantization</translation>
     </message>
     <message>
-        <source>int8 — 8-bit weights, near-lossless (recommended)</source>
-        <translation>int8 — 8-bit weights, near-lossless (recommended)</translation>
+        <source>auto — the best recipe for the source (recommended)</source>
+        <translation>auto — the best recipe for the source (recommended)</translation>
+    </message>
+    <message>
+        <source>int8 — 8-bit weights, near-lossless, loads in every runtime</source>
+        <translation>int8 — 8-bit weights, near-lossless, loads in every runtime</translation>
+    </message>
+    <message>
+        <source>q4-gguf — a GGUF file&apos;s own 4-bit weights, fused graph, fastest</source>
+        <translation>q4-gguf — a GGUF file&apos;s own 4-bit weights, fused graph, fastest</translation>
+    </message>
+    <message>
+        <source>int8-fused — 8-bit weights in the fused graph, fast</source>
+        <translation>int8-fused — 8-bit weights in the fused graph, fast</translation>
     </message>
     <message>
         <source>int4 — 4-bit weights, smaller and faster, some quality loss</source>

@@ -171,8 +171,20 @@
         <translation>量化</translation>
     </message>
     <message>
-        <source>int8 — 8-bit weights, near-lossless (recommended)</source>
-        <translation>int8 — 8 位权重，几乎无损（推荐）</translation>
+        <source>auto — the best recipe for the source (recommended)</source>
+        <translation>auto — 按来源自动选择最佳方案（推荐）</translation>
+    </message>
+    <message>
+        <source>int8 — 8-bit weights, near-lossless, loads in every runtime</source>
+        <translation>int8 — 8 位权重，几乎无损，各运行时均可加载</translation>
+    </message>
+    <message>
+        <source>q4-gguf — a GGUF file&apos;s own 4-bit weights, fused graph, fastest</source>
+        <translation>q4-gguf — 沿用 GGUF 文件自带的 4 位权重，融合计算图，速度最快</translation>
+    </message>
+    <message>
+        <source>int8-fused — 8-bit weights in the fused graph, fast</source>
+        <translation>int8-fused — 融合计算图中的 8 位权重，速度快</translation>
     </message>
     <message>
         <source>int4 — 4-bit weights, smaller and faster, some quality loss</source>
