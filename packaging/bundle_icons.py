@@ -23,10 +23,13 @@ def render_png(svg: Path, size: int) -> bytes:
     """One square PNG of ``svg`` at ``size`` pixels, antialiased, transparent outside."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtGui import QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
+    from PySide6.QtWidgets import QApplication
 
-    _app = QGuiApplication.instance() or QGuiApplication([])
+    # A QApplication, not a bare QGuiApplication: whoever shares the process (the test suite)
+    # may create widgets afterwards, and Qt allows one application object per process.
+    _app = QApplication.instance() or QApplication([])
     renderer = QSvgRenderer(str(svg))
     if not renderer.isValid():
         raise SystemExit(f"{svg} is not a valid SVG file; fix the icon source")

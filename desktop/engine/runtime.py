@@ -144,6 +144,44 @@ def _load_error_line(path: Path, error: Exception) -> str:
     return f"{path} could not be loaded by ONNX Runtime: {first[:200]}; re-export the model"
 
 
+@dataclass(frozen=True)
+class DecoderIO:
+    """The names and shapes a decoder session exposes, checked to be a causal LM with a cache."""
+
+    inputs: tuple[str, ...]
+    past_names: list[str]
+    present_names: list[str]
+    kv_heads: int
+    head_dim: int
+    kv_dtype: type
+    vocab_size: int | None
+
+    @classmethod
+    def read(cls, session: ort.InferenceSession) -> DecoderIO:
+        inputs = {i.name: i for i in session.get_inputs()}
+        outputs = {o.name: o for o in session.get_outputs()}
+        past = sorted((n for n in inputs if n.startswith("past_key_values.")), key=_layer_key)
+        if "input_ids" not in inputs or "logits" not in outputs or not past:
+            raise ModelError(
+                "the ONNX model is not a causal language model with a KV cache "
+                f"(inputs: {', '.join(inputs)}); export it with `onnxchat export`"
+            )
+        present = [n.replace("past_key_values.", "present.", 1) for n in past]
+        missing = [n for n in present if n not in outputs]
+        if missing:
+            raise ModelError(
+                f"the ONNX model has past inputs but no {missing[0]} output; re-export it"
+            )
+        first = inputs[past[0]]
+        if not all(isinstance(first.shape[d], int) for d in (1, 3)):
+            raise ModelError("the ONNX model's KV cache has no fixed head count or head size; "
+                             "re-export it")
+        vocab = outputs["logits"].shape[-1]
+        return cls(tuple(inputs), past, present, int(first.shape[1]), int(first.shape[3]),
+                   np.float16 if "float16" in first.type else np.float32,
+                   vocab if isinstance(vocab, int) else None)
+
+
 class KVDecoder:
     """Runs the decoder one chunk at a time and keeps the KV cache between calls.
 
@@ -154,31 +192,12 @@ class KVDecoder:
 
     def __init__(self, session: ort.InferenceSession, device: str = "cpu") -> None:
         self.session = session
-        inputs = {i.name: i for i in session.get_inputs()}
-        outputs = [o.name for o in session.get_outputs()]
-        self.past_names = sorted(
-            (n for n in inputs if n.startswith("past_key_values.")), key=_layer_key
-        )
-        if "input_ids" not in inputs or "logits" not in outputs or not self.past_names:
-            raise ModelError(
-                "the ONNX model is not a causal language model with a KV cache "
-                f"(inputs: {', '.join(inputs)}); export it with `onnxchat export`"
-            )
-        self.present_names = [
-            n.replace("past_key_values.", "present.", 1) for n in self.past_names
-        ]
-        missing = [n for n in self.present_names if n not in outputs]
-        if missing:
-            raise ModelError(
-                f"the ONNX model has past inputs but no {missing[0]} output; re-export it"
-            )
-        first = inputs[self.past_names[0]]
-        self.kv_heads, self.head_dim = int(first.shape[1]), int(first.shape[3])
-        self.kv_dtype = np.float16 if "float16" in first.type else np.float32
-        self.uses_position_ids = "position_ids" in inputs
-        self.uses_attention_mask = "attention_mask" in inputs
-        logits_shape = next(o.shape for o in session.get_outputs() if o.name == "logits")
-        self.vocab_size = logits_shape[-1] if isinstance(logits_shape[-1], int) else None
+        io = DecoderIO.read(session)
+        self.past_names, self.present_names = io.past_names, io.present_names
+        self.kv_heads, self.head_dim, self.vocab_size = io.kv_heads, io.head_dim, io.vocab_size
+        self.kv_dtype = io.kv_dtype
+        self.uses_position_ids = "position_ids" in io.inputs
+        self.uses_attention_mask = "attention_mask" in io.inputs
         self.device = device
         self._ort_device = "cuda" if device == "cuda" else "cpu"
         self._binding = session.io_binding()
@@ -247,17 +266,12 @@ class SharedKVDecoder:
     def __init__(self, session: ort.InferenceSession, device: str, max_length: int,
                  initial_capacity: int = 512) -> None:
         self.session = session
-        inputs = {i.name: i for i in session.get_inputs()}
-        self.past_names = sorted(
-            (n for n in inputs if n.startswith("past_key_values.")), key=_layer_key
-        )
-        self.present_names = [
-            n.replace("past_key_values.", "present.", 1) for n in self.past_names
-        ]
-        first = inputs[self.past_names[0]]
-        self.kv_heads, self.head_dim = int(first.shape[1]), int(first.shape[3])
-        logits_shape = next(o.shape for o in session.get_outputs() if o.name == "logits")
-        self.vocab_size = int(logits_shape[-1])
+        io = DecoderIO.read(session)
+        if io.vocab_size is None or "attention_mask" not in io.inputs:
+            raise ModelError("the ONNX model does not have the fused layout its manifest "
+                             "claims (fixed vocabulary, attention_mask); re-export it")
+        self.past_names, self.present_names = io.past_names, io.present_names
+        self.kv_heads, self.head_dim, self.vocab_size = io.kv_heads, io.head_dim, io.vocab_size
         self.device = device
         self.max_length = max_length
         self._ort_device = "cuda" if device == "cuda" else "cpu"

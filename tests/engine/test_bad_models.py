@@ -96,6 +96,10 @@ def _fake_decoder(path: Path, vocab: int, with_cache: bool) -> None:
     inits = [helper.make_tensor("table", TensorProto.FLOAT, [vocab, vocab],
                                 [0.0] * (vocab * vocab))]
     if with_cache:
+        inputs.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
+                                                    ["b", "t"]))
+        nodes.append(helper.make_node("Identity", ["attention_mask"], ["mask_out"]))
+        outputs.append(helper.make_tensor_value_info("mask_out", TensorProto.INT64, ["b", "t"]))
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(
                 f"past_key_values.0.{kind}", TensorProto.FLOAT, ["b", 1, "p", 4]))

@@ -78,8 +78,9 @@ def test_stop_tokens_and_special_ids(manifest: dict, default_model: Path) -> Non
     genai = json.loads((default_model / "genai_config.json").read_text())
     assert genai["model"]["eos_token_id"] == [2]
     assert genai["model"]["type"] == "llama"
-    assert "position_ids" in genai["model"]["decoder"]["inputs"]
-    assert genai["search"]["past_present_share_buffer"] is False
+    # The fused layout: positions come from the mask; genai shares the KV buffer like we do.
+    assert "position_ids" not in genai["model"]["decoder"]["inputs"]
+    assert genai["search"]["past_present_share_buffer"] is True
     assert "genai" in manifest["targets"]
 
 
