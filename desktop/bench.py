@@ -186,6 +186,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated: llama-cpp,transformers (the bench extra)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--plot", help="draw decode/prefill speed against length into FILE.png")
+    parser.add_argument("--history", action="store_true",
+                        help="also time opening a 10,000-message conversation from the store")
     parser.set_defaults(func=run)
 
 
@@ -234,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
         row["onnxchat_prefill_ratio"] = round(base["prefill_tok_s"] / row["prefill_tok_s"], 2)
     if args.plot:
         report["plot"] = _plot(args.plot, runners, model, args.new_tokens)
+    if args.history:
+        from desktop.store.bench import bench_open_conversation
+
+        report["history"] = bench_open_conversation()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -255,6 +261,10 @@ def _print_table(report: dict[str, Any]) -> None:
     print(f"time to first token: turn 1 {ours['ttft_turn1_ms']} ms, turn 10 "
           f"{ours['ttft_turn10_ms']} ms (×{ours['ttft_ratio_10_to_1']}); peak RSS "
           f"{ours['peak_rss_mb']} MB for a {ours['model_size_mb']} MB model")
+    if "history" in report:
+        h = report["history"]
+        print(f"opening a {h['n_messages']:,}-message conversation: median "
+              f"{h['median_s'] * 1000:.0f} ms over {h['repeats']} runs")
 
 
 def _plot(path: str, runners: dict[str, Callable[[list[int], int], tuple[float, float]]],

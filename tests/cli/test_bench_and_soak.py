@@ -1,0 +1,50 @@
+"""The benchmark and the soak run end to end and report (figures are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def onnxchat(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "desktop", *args], capture_output=True,
+                           text=True, timeout=timeout, check=False)
+
+
+def test_bench_reports_every_figure_as_json(default_model):
+    result = onnxchat("bench", "--model", str(default_model), "--device", "cpu", "--runs", "1",
+                      "--prompt-tokens", "16", "--new-tokens", "4", "--json", "--history")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["workload"]["prompt_tokens"] == 16
+    ours = report["results"][0]
+    for key in ("load_s", "prefill_tok_s", "decode_tok_s", "ttft_turn1_ms", "ttft_turn10_ms",
+                "peak_rss_mb", "model_size_mb"):
+        assert ours[key] > 0, key
+    assert report["history"]["n_messages"] == 10_000
+
+
+def test_bench_table_for_people(default_model):
+    result = onnxchat("bench", "--model", str(default_model), "--device", "cpu", "--runs", "1",
+                      "--prompt-tokens", "8", "--new-tokens", "2")
+    assert result.returncode == 0, result.stderr
+    assert "decode tok/s" in result.stdout and "time to first token" in result.stdout
+
+
+def test_bench_refuses_an_unknown_comparator_in_one_line(default_model):
+    result = onnxchat("bench", "--model", str(default_model), "--compare", "vllm")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("onnxchat: error: unknown comparator 'vllm'; use: "
+                                     "llama-cpp, transformers")
+
+
+def test_soak_runs_and_reports_memory(default_model):
+    result = onnxchat("soak", "--model", str(default_model), "--device", "cpu", "--turns", "3",
+                      "--replies", "2", "--long-reply", "16", "--switches", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["overflow_turns"]["turns"] == 3
+    assert report["repeated_replies"]["rss_end_mb"] > 0
+    assert report["model_switches"]["switches"] == 2
+    assert report["long_reply"]["generated"] <= 16
