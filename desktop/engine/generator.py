@@ -16,12 +16,17 @@ from desktop.engine.settings import SamplingSettings
 
 
 class Generator:
-    """Holds the tokens in the KV cache and the logits for the next position."""
+    """Holds the tokens in the KV cache and the logits for the next position.
+
+    The model's decoder holds one cache, so the newest generator of a model owns it: creating
+    one starts from an empty cache.
+    """
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self.tokens: list[int] = []
         self._logits: np.ndarray | None = None
+        model.decoder.reset()
 
     def append_tokens(self, ids: Sequence[int]) -> None:
         """Run the model over ``ids`` after the cached tokens (prefill, or one decode step)."""

@@ -77,3 +77,13 @@ def test_default_model_fp32_export_matches_transformers_for_32_tokens(default_fp
     expected = out[0, len(prompt):].tolist()
     assert len(expected) >= 32, "the prompt should produce a reply of at least 32 tokens"
     assert engine_greedy(default_fp32, prompt, len(expected)) == expected
+
+
+def test_a_new_generator_starts_from_an_empty_cache(tiny_gpt2_model):
+    model = load_model(tiny_gpt2_model, device="cpu", threads=1)
+    first = Generator(model)
+    first.append_tokens([5, 17, 42])
+    second = Generator(model)
+    second.append_tokens([5, 17, 42])
+    assert model.decoder.length == 3
+    assert np.array_equal(first.logits, second.logits)
