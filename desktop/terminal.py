@@ -78,12 +78,12 @@ def _stats_line(stream: ReplyStream) -> str:
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
         read_line: Callable[[str], str] = input) -> int:
     model = load_model(resolve_model(args.model), device=args.device, threads=args.threads)
-    if model.device.reason:
-        err.write(f"{model.device.reason}; running on CPU\n")
     settings = settings_from_args(args, model.manifest.sampling_defaults)
     engine = ChatEngine(model)
     system = [{"role": "system", "content": args.system}] if args.system else []
     if args.prompt is not None:
+        if model.device.reason:  # the interactive chat says it in its greeting instead
+            err.write(f"{model.device.reason}; running on CPU\n")
         stream = engine.reply([*system, {"role": "user", "content": args.prompt}], settings)
         _stream(stream, out)
         out.write("\n")
