@@ -35,16 +35,13 @@ class Manifest:
     quantization: dict[str, Any]
     validation: dict[str, Any]
     files: dict[str, dict[str, Any]]
+    #: Hash of manifest.json as read: identifies this exact export in each reply's record.
+    sha256: str
     raw: dict[str, Any] = field(repr=False)
 
     @property
     def recipe(self) -> str:
         return str(self.quantization.get("recipe", "unknown"))
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the manifest file itself: identifies this exact export in chat records."""
-        return hashlib.sha256((self.folder / MANIFEST).read_bytes()).hexdigest()
 
     @property
     def size_bytes(self) -> int:
@@ -73,8 +70,9 @@ def read_manifest(folder: str | Path) -> Manifest:
             f"{folder} has no manifest.json, so it is not an OnnxChat model folder; "
             "create one with `onnxchat export`"
         )
+    content = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path} is not valid JSON ({exc}); re-export the model") from None
     if not isinstance(data, dict):
@@ -109,6 +107,7 @@ def read_manifest(folder: str | Path) -> Manifest:
         quantization=dict(data.get("quantization") or {}),
         validation=dict(data.get("validation") or {}),
         files=dict(data.get("files") or {}),
+        sha256=hashlib.sha256(content).hexdigest(),
         raw=data,
     )
     for rel in (manifest.onnx_file, manifest.tokenizer_file):
