@@ -14,7 +14,8 @@ from pathlib import Path
 
 from bundle_layout import ICON_SIZES, PACKAGING
 
-SVG = PACKAGING / "icons" / "onnxchat.svg"
+# One icon for the window (a package resource) and the desktop integration built from it.
+SVG = PACKAGING.parent / "desktop" / "ui" / "resources" / "onnxchat.svg"
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)  # 256 is the largest an ICO entry can describe
 ICNS_TYPES = {16: b"icp4", 32: b"icp5", 64: b"icp6", 128: b"ic07", 256: b"ic08", 512: b"ic09"}
 
