@@ -115,8 +115,8 @@ class FusedRecipe(Recipe):
     """The decoder rebuilt as one fused graph (``export/fuse.py``, models/README.md "Fused
     layout"): GroupQueryAttention writing a shared KV buffer, fused RMSNorm, ``MatMulNBits``
     for every projection and the LM head, logits of the last position only. Decode on CPU is
-    bound by per-op overhead in the plain export, so this is several times faster at the
-    same weights; they come from the fp32 export, quantized symmetrically per block."""
+    bound by per-op overhead and cache copies in the plain export, which this removes at the
+    same weights (they come from the fp32 export, quantized symmetrically per block)."""
 
     method: str = "fused MatMulNBits"
     bits: int = 8
