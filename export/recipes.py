@@ -195,7 +195,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "q4-gguf": GgufBlocksRecipe(
         name="q4-gguf",
-        description="the GGUF's own 4-bit blocks in the fused decoder graph (lossless, fast)",
+        description="the GGUF's own 4-bit blocks in the fused decoder graph "
+        "(the source's exact weights, fast)",
     ),
 }
 #: What ``--quant`` means when not given: the best recipe for the source (see choose_recipe).
