@@ -14,6 +14,11 @@ from desktop.engine.runtime import DeviceInfo, KVDecoder, SharedKVDecoder, creat
 from desktop.engine.template import ChatTemplate
 from desktop.errors import ModelError
 
+#: ONNX Runtime's CUDA GroupQueryAttention has fp16/bf16 kernels only, so the fp32 fused graph
+#: would run its attention on the CPU with the shared KV buffer copied across every step.
+FUSED_FP32_ON_CUDA = ("CUDA not used: this model's fused fp32 graph has no CUDA attention kernel "
+                      "in ONNX Runtime (fp16 only); export it with --quant int8 for the GPU")
+
 
 @dataclass
 class Model:
@@ -81,8 +86,10 @@ def load_model(
         bos_token=_special_token_text(tokenizer, specials.get("bos_token_id")),
         eos_token=_special_token_text(tokenizer, specials.get("eos_token_id")),
     )
-    session, device_info = create_session(manifest.folder / manifest.onnx_file, device, threads)
     layout = manifest.raw["onnx"]
+    session, device_info = create_session(
+        manifest.folder / manifest.onnx_file, device, threads,
+        cuda_unsupported=FUSED_FP32_ON_CUDA if layout.get("past_present_share_buffer") else None)
     decoder: KVDecoder | SharedKVDecoder
     if layout.get("past_present_share_buffer"):
         decoder = SharedKVDecoder(session, device_info.used,

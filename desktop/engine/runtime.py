@@ -88,10 +88,12 @@ def default_threads() -> int:
 
 
 def create_session(
-    path: Path, device: str = "auto", threads: int | None = None
+    path: Path, device: str = "auto", threads: int | None = None,
+    cuda_unsupported: str | None = None,
 ) -> tuple[ort.InferenceSession, DeviceInfo]:
     """Open ``path`` on the requested device. ``auto`` takes CUDA only when the CUDA provider
-    really creates the session; otherwise CPU with the reason."""
+    really creates the session; otherwise CPU with the reason. ``cuda_unsupported`` says why
+    this model must not run on CUDA at all (then ``auto`` means CPU, and ``cuda`` is refused)."""
     if device not in DEVICES:
         raise ModelError(f"device '{device}' is unknown; use one of: {', '.join(DEVICES)}")
     if threads is not None and not 1 <= threads <= 256:
@@ -102,8 +104,10 @@ def create_session(
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
 
-    want_cuda = device in ("auto", "cuda")
-    reason = None
+    if cuda_unsupported and device == "cuda":
+        raise ModelError(f"{cuda_unsupported}; use --device auto or --device cpu")
+    want_cuda = device in ("auto", "cuda") and not cuda_unsupported
+    reason = cuda_unsupported if device == "auto" else None
     providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
     if want_cuda:
         if "CUDAExecutionProvider" in ort.get_available_providers():

@@ -15,8 +15,9 @@ from desktop.errors import ModelError
 
 
 @pytest.fixture(scope="module")
-def auto_model(default_model):
-    return load_model(default_model, device="auto", threads=1)
+def auto_model(tiny_gpt2_model):
+    """A model in the plain layout, which CUDA may run: `auto` really tries it."""
+    return load_model(tiny_gpt2_model, device="auto", threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +37,18 @@ def test_auto_reports_why_cuda_is_not_used(auto_model, cuda_works):
         assert ".so" in info.reason or ".dll" in info.reason
 
 
-def test_explicit_cuda_without_cuda_is_a_clear_error(default_model, cuda_works):
+def test_explicit_cuda_without_cuda_is_a_clear_error(tiny_gpt2_model, cuda_works):
     if cuda_works:
         pytest.skip("a working CUDA device is present")
     with pytest.raises(ModelError, match="--device auto or --device cpu"):
+        load_model(tiny_gpt2_model, device="cuda", threads=1)
+
+
+def test_the_fused_fp32_layout_stays_on_the_cpu_with_the_reason(default_model):
+    model = load_model(default_model, device="auto", threads=1)
+    assert model.device.used == "cpu"
+    assert model.device.reason.startswith("CUDA not used: this model's fused fp32 graph")
+    with pytest.raises(ModelError, match=r"fp16 only.*--device auto or --device cpu"):
         load_model(default_model, device="cuda", threads=1)
 
 
@@ -48,11 +57,11 @@ def test_unknown_device_is_refused(default_model):
         load_model(default_model, device="tpu")
 
 
-def test_native_error_lines_do_not_leak(default_model, cuda_works):
+def test_native_error_lines_do_not_leak(tiny_gpt2_model, cuda_works):
     if cuda_works:
         pytest.skip("a working CUDA device is present")
     result = subprocess.run(
-        [sys.executable, "-m", "desktop", "chat", "--model", str(default_model), "--prompt",
+        [sys.executable, "-m", "desktop", "chat", "--model", str(tiny_gpt2_model), "--prompt",
          "Hi", "--max-new-tokens", "2", "--temperature", "0"],
         capture_output=True, text=True, check=False, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -67,3 +76,7 @@ def test_reason_parsing():
            " No such file or directory\n")
     assert "libcublasLt.so.13 not found" in cuda_failure_reason(log)
     assert "cudnn64_9.dll" in cuda_failure_reason("LoadLibrary failed for cudnn64_9.dll")
+
+
+def test_asking_for_the_cpu_gives_no_reason(default_model):
+    assert load_model(default_model, device="cpu", threads=1).device.reason is None
