@@ -389,6 +389,13 @@ class _GraphBuilder:
         offset = self.node("MatMul", [sums, c], f"{name}/offset/MatMul")[0]
         return self.node("Add", [y, offset], f"{name}/offset/Add")[0]
 
+    def skip_norm(self, x: str, residual: str, weight: str, name: str,
+                  eps: float) -> tuple[str, str]:
+        """RMSNorm of ``x + residual``; returns (normed, the new residual sum)."""
+        outs = self.node("SkipSimplifiedLayerNormalization", [x, residual, weight], name,
+                         n_outputs=4, domain=MS_DOMAIN, epsilon=eps)
+        return outs[0], outs[3]
+
     def block_sums(self, x: str, k: int, block: int, name: str) -> str:
         """(…, K) → (…, K/block): the input summed over each quantization block, computed
         once per input however many projections read it."""
@@ -469,15 +476,7 @@ def build_fused_model(
                 epsilon=eps,
             )[0]
         else:
-            outs = g.node(
-                "SkipSimplifiedLayerNormalization",
-                [pending, residual, norm_w],
-                f"{base}/input_layernorm",
-                n_outputs=4,
-                domain=MS_DOMAIN,
-                epsilon=eps,
-            )
-            x, residual = outs[0], outs[3]
+            x, residual = g.skip_norm(pending, residual, norm_w, f"{base}/input_layernorm", eps)
         qkv = g.linear(layer.qkv, x, f"model.layers.{i}.self_attn.qkv_proj", options)
         attn = g.node(
             "GroupQueryAttention",
@@ -507,15 +506,8 @@ def build_fused_model(
         attn_out = g.linear(layer.o_proj, attn[0], f"model.layers.{i}.self_attn.o_proj", options)
 
         mlp_w = g.const(f"model.layers.{i}.post_attention_layernorm.weight", layer.mlp_norm)
-        outs = g.node(
-            "SkipSimplifiedLayerNormalization",
-            [attn_out, residual, mlp_w],
-            f"{base}/post_attention_layernorm",
-            n_outputs=4,
-            domain=MS_DOMAIN,
-            epsilon=eps,
-        )
-        x, residual = outs[0], outs[3]
+        x, residual = g.skip_norm(attn_out, residual, mlp_w, f"{base}/post_attention_layernorm",
+                                  eps)
         if options.fuse_gate_up:
             gate_up = concat_outputs([layer.gate_proj, layer.up_proj])
             both = g.linear(gate_up, x, f"model.layers.{i}.mlp.gate_up_proj", options)
