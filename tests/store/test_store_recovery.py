@@ -35,13 +35,15 @@ def test_garbage_file_is_moved_aside(data_dir: Path) -> None:
         assert len(moved) == 1
         assert moved[0].name.startswith("chats.sqlite3.corrupt-2")  # a timestamp
         assert moved[0].read_bytes() == garbage
-        assert str(moved[0]) in store.recovery_notice
+        notice = store.take_notice()
+        assert str(moved[0]) in notice and "\n" not in notice
+        assert store.take_notice() is None  # told once
         # The fresh store works.
         chat = store.create_conversation()
         store.add_message(chat.id, "user", "fresh start")
         assert [m.text for m in store.messages(chat.id)] == ["fresh start"]
     with ChatStore.open(data_dir) as store:
-        assert store.recovery_notice is None
+        assert store.take_notice() is None
 
 
 def test_truncated_database_is_moved_aside(data_dir: Path) -> None:
@@ -52,7 +54,7 @@ def test_truncated_database_is_moved_aside(data_dir: Path) -> None:
     truncated = path.read_bytes()
 
     with ChatStore.open(data_dir) as store:
-        assert store.recovery_notice is not None
+        assert store.take_notice() is not None
         assert store.list_conversations() == []
     (moved,) = data_dir.glob("chats.sqlite3.corrupt-????????-??????")
     assert moved.read_bytes() == truncated
@@ -62,7 +64,7 @@ def test_empty_file_becomes_a_fresh_store(data_dir: Path) -> None:
     data_dir.mkdir()
     (data_dir / "chats.sqlite3").write_bytes(b"")
     with ChatStore.open(data_dir) as store:
-        assert store.recovery_notice is None
+        assert store.take_notice() is None
         store.create_conversation()
 
 
@@ -85,7 +87,7 @@ def test_locked_by_another_process(data_dir: Path) -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "locked\n"
-        with ChatStore.open(data_dir, busy_timeout_s=0.2, recover=False) as store:
+        with ChatStore.open(data_dir, busy_timeout_s=0.2) as store:
             assert len(store.messages(chat_id)) == 1  # WAL: reading still works
             with pytest.raises(StoreError, match="another program is using it"):
                 store.add_message(chat_id, "user", "blocked")
