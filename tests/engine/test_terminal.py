@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 
@@ -165,3 +166,18 @@ def _repro(default_model):
 
     return Repro(model="smollm2-135m-instruct", manifest_sha256=read_manifest(default_model)
                  .sha256, device="cpu", sampling={}, seed=1, prompt_tokens=10)
+
+
+def test_a_damaged_history_is_told_once(default_model, tmp_path):
+    with ChatStore.open(tmp_path) as store:
+        conversation = store.create_conversation("Lost")
+        for index in range(200):
+            store.add_message(conversation.id, "user", f"message {index} " + "lorem " * 60)
+    path = tmp_path / "chats.sqlite3"
+    os.truncate(path, path.stat().st_size // 2)
+    code, _, err = chat(default_model, tmp_path, [])
+    (moved,) = tmp_path.glob("chats.sqlite3.corrupt-????????-??????")
+    assert code == 0
+    assert err == (f"onnxchat: The chat history file was damaged; it was moved to {moved} and "
+                   "a new, empty history was started.\n")
+    assert chat(default_model, tmp_path, [])[2] == ""  # told once

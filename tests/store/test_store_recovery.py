@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from desktop.errors import StoreError
-from desktop.store import ChatStore
+from desktop.store import ChatStore, Repro
 
 
 def _fill(data_dir: Path, count: int = 200) -> str:
@@ -74,8 +74,9 @@ def test_folder_that_cannot_be_created(tmp_path: Path) -> None:
         ChatStore.open(tmp_path / "a-file" / "data")
 
 
-def test_locked_by_another_process(data_dir: Path) -> None:
-    chat_id = _fill(data_dir, count=1)
+@contextlib.contextmanager
+def _held_by_another_process(data_dir: Path) -> Iterator[Callable[[], None]]:
+    """Another process holds the write lock until the yielded ``release()`` is called."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sqlite3, sys\n"
@@ -85,21 +86,48 @@ def test_locked_by_another_process(data_dir: Path) -> None:
          "sys.stdin.read()\n",
          str(data_dir / "chats.sqlite3")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def release() -> None:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
     try:
         assert holder.stdout.readline() == "locked\n"
-        with ChatStore.open(data_dir, busy_timeout_s=0.2) as store:
-            assert len(store.messages(chat_id)) == 1  # WAL: reading still works
-            with pytest.raises(StoreError, match="another program is using it"):
-                store.add_message(chat_id, "user", "blocked")
-            holder.stdin.close()
-            holder.wait(timeout=30)
-            store.add_message(chat_id, "user", "after the lock")
-            assert [m.text for m in store.messages(chat_id)][-1] == "after the lock"
+        yield release
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
         holder.stdout.close()
+
+
+def test_locked_by_another_process(data_dir: Path) -> None:
+    chat_id = _fill(data_dir, count=1)
+    with ChatStore.open(data_dir, busy_timeout_s=0.2) as store, \
+            _held_by_another_process(data_dir) as release:
+        assert len(store.messages(chat_id)) == 1  # WAL: reading still works
+        with pytest.raises(StoreError, match="another program is using it"):
+            store.add_message(chat_id, "user", "blocked")
+        release()
+        store.add_message(chat_id, "user", "after the lock")
+        assert [m.text for m in store.messages(chat_id)][-1] == "after the lock"
+
+
+def test_a_streaming_reply_does_not_wait_for_another_process(data_dir: Path,
+                                                             repro: Repro) -> None:
+    # Decoding must not stall behind another process's write (an import, say): the commit
+    # is skipped, and made with the next piece once the file is free.
+    chat_id = _fill(data_dir, count=1)
+    clock = [0.0]
+    with ChatStore.open(data_dir, busy_timeout_s=60) as store:
+        writer = store.begin_reply(chat_id, repro, clock=lambda: clock[0])
+        with _held_by_another_process(data_dir) as release:
+            clock[0] += 1
+            assert writer.append("held up") is False  # at once: not after 60 s, no error
+            release()
+            clock[0] += 1
+            assert writer.append(", then saved") is True
+        assert store.get_message(writer.message_id).text == "held up, then saved"
 
 
 @pytest.fixture
