@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,21 @@ def test_a_damaged_file_moved_aside_is_told_once(data_dir: Path, tmp_path: Path,
     assert capsys.readouterr().err == "No conversations yet.\n"
     with ChatStore.open(data_dir) as store:
         assert store.take_notice() is None
+
+
+def test_an_import_with_a_bad_setting_is_refused_in_one_line(tmp_path: Path) -> None:
+    document = {"format": "onnxchat-history", "format_version": 1, "conversations": [{
+        "id": "c1", "title": "Weather", "created": "2025-01-31T12:00:00.000000Z",
+        "updated": "2025-01-31T12:00:00.000000Z", "model": None, "system_prompt": "",
+        "sampling": {"temperature": "hot"}, "active_leaf_id": None, "messages": []}]}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(document))
+    result = subprocess.run([sys.executable, "-m", "desktop", "history", "--data-dir",
+                             str(tmp_path / "data"), "import", str(bad)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        'onnxchat: error: Cannot import the history file: conversations[0] ("Weather")'
+        ".sampling: temperature must be a number, got 'hot'; nothing was imported.\n")
+    with ChatStore.open(tmp_path / "data") as store:
+        assert store.list_conversations() == []
