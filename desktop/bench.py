@@ -237,14 +237,47 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         report["plot"] = _plot(args.plot, runners, model, args.new_tokens)
     if args.history:
-        from desktop.store.bench import bench_open_conversation
+        from desktop.store.bench import bench_open_conversation, bench_reply_commits
 
         report["history"] = bench_open_conversation()
+        report["history"]["reply_commits"] = bench_reply_commits()
+        report["history"]["recording"] = recording_cost(model, args.new_tokens, args.runs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_table(report)
     return 0
+
+
+def recording_cost(model: Model, new_tokens: int, runs: int) -> dict[str, Any]:
+    """Decode speed of the same greedy reply kept in a store as it streams (as the window and
+    the terminal keep it) and not kept, interleaved run by run; medians and their ratio."""
+    import tempfile
+
+    from desktop.recording import RecordedReply
+    from desktop.store import ChatStore
+
+    engine = ChatEngine(model)
+    messages = [{"role": "user", "content": "Tell me a long story about a lighthouse."}]
+    settings = GREEDY.with_changes(max_new_tokens=new_tokens)
+    speeds: dict[str, list[float]] = {"kept": [], "not_kept": []}
+    with tempfile.TemporaryDirectory(prefix="onnxchat-bench-") as folder:
+        store = ChatStore.open(folder)
+        try:
+            chat = store.create_conversation("Benchmark")
+            for _ in range(runs):
+                for kept in (True, False):
+                    engine.reset()  # the same prefill every time
+                    stream = engine.reply(messages, settings)
+                    for _piece in RecordedReply(store, chat.id, stream) if kept else stream:
+                        pass
+                    speeds["kept" if kept else "not_kept"].append(
+                        stream.stats.decode_tokens_per_s)
+        finally:
+            store.close()
+    kept, plain = (statistics.median(speeds[k]) for k in ("kept", "not_kept"))
+    return {"new_tokens": new_tokens, "runs": runs, "decode_tok_s_kept": round(kept, 1),
+            "decode_tok_s_not_kept": round(plain, 1), "ratio": round(kept / plain, 3)}
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -265,6 +298,14 @@ def _print_table(report: dict[str, Any]) -> None:
         h = report["history"]
         print(f"opening a {h['n_messages']:,}-message conversation: median "
               f"{h['median_s'] * 1000:.0f} ms over {h['repeats']} runs")
+        c = h["reply_commits"]
+        costs = ", ".join(f"{row['commit_ms']:.3f} ms at {row['reply_chars']:,} chars "
+                          f"({row['share_of_generation']:.2%})" for row in c["lengths"])
+        print(f"committing a streaming reply (every {c['commit_interval_s']} s, WAL, "
+              f"synchronous=NORMAL): {costs} of generation time")
+        r = h["recording"]
+        print(f"decode while the reply is kept in the history: {r['decode_tok_s_kept']} tok/s "
+              f"against {r['decode_tok_s_not_kept']} not kept (×{r['ratio']})")
 
 
 def _plot(path: str, runners: dict[str, Callable[[list[int], int], tuple[float, float]]],

@@ -1,7 +1,8 @@
 """``onnxchat history``: list, search, export and import the chat history from a terminal.
 
-A thin layer over :mod:`desktop.store`. It opens the store with ``recover=False`` so that
-running it beside an open window never marks the reply that window is writing as interrupted.
+A thin layer over :mod:`desktop.store`; safe to run beside open windows and terminal chats
+(their replies in progress are left alone). Like every front end it tells the user, once, on
+standard error, when a damaged history file was moved aside.
 """
 
 from __future__ import annotations
@@ -129,4 +130,12 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def _open(args: argparse.Namespace) -> ChatStore:
-    return ChatStore.open(data_dir(getattr(args, "data_dir", None)), recover=False)
+    store = ChatStore.open(data_dir(getattr(args, "data_dir", None)))
+    try:
+        notice = store.take_notice()
+    except BaseException:
+        store.close()
+        raise
+    if notice:
+        print(f"onnxchat: {notice}", file=sys.stderr)
+    return store

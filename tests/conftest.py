@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,20 @@ def default_model() -> Path:
     if not (DEFAULT_MODEL / "manifest.json").is_file():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run `make model` (or `make test`) first")
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep every test, and every process a test starts, out of the user's own data folder:
+    the terminal chat keeps its chats in the history by default."""
+    folder = tmp_path_factory.mktemp("user-data")
+    previous = os.environ.get("ONNXCHAT_DATA_DIR")
+    os.environ["ONNXCHAT_DATA_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["ONNXCHAT_DATA_DIR"]
+    else:
+        os.environ["ONNXCHAT_DATA_DIR"] = previous
 
 
 # Tiny models, built once and cached under models/.cache/ (see tests/tiny_models.py).

@@ -70,6 +70,11 @@ class ReplyStream:
             context_length=plan.context_length,
         )
 
+    @property
+    def model(self) -> Model:
+        """The model that writes this reply."""
+        return self._engine.model
+
     def cancel(self) -> None:
         """Stop after the current token. Safe to call from another thread, any number of times."""
         self._cancel.set()

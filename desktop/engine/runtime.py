@@ -7,6 +7,7 @@ because GPT-2 and Llama exports differ (``position_ids``, head counts, grouped K
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -36,9 +37,33 @@ class DeviceInfo:
     reason: str | None
     providers: tuple[str, ...]
 
+    @property
+    def worth_telling(self) -> bool:
+        """Whether the reason is worth a line to the user: an NVIDIA GPU is there but not
+        used, or CUDA was asked for. On a machine without one, "CUDA not used" is noise."""
+        return self.reason is not None and (self.requested == "cuda" or nvidia_gpu_present())
+
     def describe(self) -> str:
         text = "CUDA" if self.used == "cuda" else "CPU"
-        return f"{text} ({self.reason})" if self.reason else text
+        return f"{text} ({self.reason})" if self.worth_telling else text
+
+
+@functools.cache
+def nvidia_gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU, decided offline in microseconds from what the
+    driver installs (no CUDA library is loaded): its device files or /proc entries on Linux,
+    its library in WSL, its ``nvcuda.dll`` on Windows. macOS has no CUDA."""
+    if sys.platform == "win32":
+        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
+        return (system / "nvcuda.dll").is_file()
+    if sys.platform.startswith("linux"):
+        gpus = Path("/proc/driver/nvidia/gpus")
+        with contextlib.suppress(OSError):
+            if gpus.is_dir() and any(gpus.iterdir()):
+                return True
+        return (any(Path("/dev").glob("nvidia[0-9]*"))
+                or Path("/usr/lib/wsl/lib/libcuda.so.1").exists())
+    return False
 
 
 @contextlib.contextmanager

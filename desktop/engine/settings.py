@@ -8,6 +8,7 @@ and valid range instead of surfacing as a numpy error halfway through a reply.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -24,6 +25,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "max_new_tokens": (1, 1_000_000, True),
     "seed": (0, 2**63 - 1, True),
 }
+#: Settings that take whole numbers only.
+WHOLE = ("top_k", "repetition_window", "max_new_tokens", "seed")
 
 
 @dataclass(frozen=True)
@@ -47,18 +50,16 @@ class SamplingSettings:
             if value is None and name == "seed":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SettingsError(f"{name} must be a number, got {value!r}")
+                raise SettingsError(f"{name} must be a number, got {shown(value)}")
             if isinstance(value, float) and not math.isfinite(value):
-                raise SettingsError(f"{name} must be a finite number, got {value!r}")
-            if name in ("top_k", "max_new_tokens", "repetition_window", "seed") and (
-                int(value) != value
-            ):
-                raise SettingsError(f"{name} must be a whole number, got {value!r}")
+                raise SettingsError(f"{name} must be a finite number, got {shown(value)}")
+            if name in WHOLE and int(value) != value:
+                raise SettingsError(f"{name} must be a whole number, got {shown(value)}")
             too_low = value < low or (value == low and not low_ok)
             if too_low or value > high:
                 bracket = "[" if low_ok else "("
                 raise SettingsError(
-                    f"{name} = {value!r} is out of range: valid is {bracket}{low}, {high}]"
+                    f"{name} = {shown(value)} is out of range: valid is {bracket}{low}, {high}]"
                 )
         if self.min_p >= 1.0:
             raise SettingsError(f"min_p = {self.min_p!r} is out of range: valid is [0.0, 1.0)")
@@ -86,6 +87,37 @@ class SamplingSettings:
 
     def with_changes(self, **changes: Any) -> SamplingSettings:
         return replace(self, **changes)
+
+
+def check_stored(values: Mapping[str, Any]) -> None:
+    """Refuse stored settings the settings dialog would refuse, naming the first bad one.
+
+    ``values`` holds some or all of the settings by name: what a conversation changed from
+    the model's defaults, or what a reply recorded it used. Used for history files, so that
+    a bad value is refused on import rather than when the next message is sent. Stricter
+    than :meth:`SamplingSettings.validated` on types, like the dialog: whole numbers must be
+    integers (not ``40.0``), ``stop_strings`` a list of strings, unknown names are refused.
+    Raises :class:`SettingsError`.
+    """
+    known = {f.name for f in fields(SamplingSettings)}
+    for name, value in values.items():
+        if name not in known:
+            raise SettingsError(f"{shown(name)} is not a sampling setting")
+        if name in WHOLE and value is not None and (isinstance(value, bool)
+                                                    or not isinstance(value, int)):
+            raise SettingsError(f"{name} must be a whole number, got {shown(value)}")
+    stops = values.get("stop_strings", [])
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise SettingsError("stop_strings must be a list of strings")
+    SamplingSettings.from_dict(dict(values)).validated()
+
+
+def shown(value: Any) -> str:
+    """A value for a one-line message: a huge number or a long text is not printed whole."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"a {len(str(abs(value)))}-digit number"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 PRESETS: dict[str, SamplingSettings] = {

@@ -5,11 +5,17 @@ Opening
     ``desktop.paths.data_dir(override)``), creating it, or migrating an older file after
     backing it up beside itself (``chats.sqlite3.v1-backup-<time>``). A file written by a
     newer OnnxChat is refused with :class:`StoreError` and left untouched. A damaged file is
-    moved aside (``chats.sqlite3.corrupt-<time>``), a fresh store is used, and
-    ``store.recovery_notice`` says where the old file went (``None`` normally) so the window
-    can tell the user. Replies a crash left ``streaming`` become ``interrupted``
-    (``recover=False`` skips that: for tools that run beside the window). ``store.close()``,
-    or use ``with``.
+    moved aside (``chats.sqlite3.corrupt-<time>``) and a fresh store is used; the new file
+    keeps a notice saying where the old one went until a front end takes it with
+    ``store.take_notice()`` (``None`` normally) and shows it: every front end calls it once
+    at start, so the user is told once, by whichever starts first. Replies left
+    ``streaming`` by a store that is gone (crashed, killed) become ``interrupted``.
+    ``store.close()``, or use ``with``.
+
+    Any number of processes may open the same folder at once: opening is serialised by a
+    lock file (``chats.sqlite3.lock``), and each open store holds a lease (a locked file in
+    ``chats.sqlite3.writers/``) that tells other processes its replies are still being
+    written; see :mod:`desktop.store.locks`.
 
 Conversations
     ``create_conversation(title="New chat", *, model=None, system_prompt="", sampling=None)``,
@@ -27,9 +33,12 @@ Messages: a tree per conversation
       commits: call it for the user's message before generation starts.
     - ``begin_reply(conversation_id, repro, *, replacing=None) -> ReplyWriter`` creates the
       assistant reply (state ``streaming``, committed). On the generating thread call
-      ``writer.append(piece)`` per piece (it commits the text so far about once a second),
-      then one of ``writer.finish(ReplyStats(...), stop_reason)``, ``writer.cancel()`` or
-      ``writer.fail(error_text)``. :class:`Repro` records model name, manifest sha256,
+      ``writer.append(piece)`` per piece (it commits the text so far every
+      ``COMMIT_INTERVAL_S``, a tenth of a second), then one of
+      ``writer.finish(ReplyStats(...), stop_reason)``, ``writer.cancel()`` or
+      ``writer.fail(reason)`` (the reply failed: the text so far is kept, state ``error``,
+      ``message.error`` the reason). :mod:`desktop.recording` does all this for an engine
+      reply stream. :class:`Repro` records model name, manifest sha256,
       device, sampling settings, seed, prompt token count, context length and the messages
       dropped to fit it; ``stop_reason`` is added at the end. :class:`ReplyStats` holds
       ``completion_tokens``, ``first_token_s``, ``total_s`` (and ``tokens_per_s``).
@@ -43,7 +52,8 @@ Messages: a tree per conversation
 
 Search and files
     ``search(query, *, limit=50, marks=("[", "]")) -> list[SearchHit]`` searches all message
-    text; any typed text is safe (search syntax is taken literally).
+    text; any typed text is safe (search syntax is taken literally). A reply is searchable
+    once it stops streaming.
     ``export_markdown(ids=None) -> str``, ``export_json(ids=None) -> bytes`` (all
     conversations when ``ids`` is None) and ``import_json(data: bytes) -> ImportReport``; see
     :mod:`desktop.store.exchange` for the file format and the import rules (ids kept,
@@ -72,11 +82,12 @@ from desktop.store.records import (
     Repro,
     SearchHit,
 )
-from desktop.store.reply import ReplyWriter
+from desktop.store.reply import COMMIT_INTERVAL_S, ReplyWriter
 from desktop.store.schema import SCHEMA_VERSION
 
 __all__ = [
     "CANCELLED",
+    "COMMIT_INTERVAL_S",
     "COMPLETE",
     "DB_FILENAME",
     "ERROR",

@@ -13,7 +13,8 @@ from typing import Any
 
 from desktop.errors import UserError
 from desktop.store import exchange
-from desktop.store.db import ThreadConnections, store_errors, transaction
+from desktop.store.db import ThreadConnections, is_busy, store_errors, transaction
+from desktop.store.locks import WriterLease
 from desktop.store.opening import prepare
 from desktop.store.records import (
     COMPLETE,
@@ -29,7 +30,7 @@ from desktop.store.records import (
     now_text,
     time_from_db,
 )
-from desktop.store.reply import ReplyWriter
+from desktop.store.reply import COMMIT_INTERVAL_S, ReplyWriter
 from desktop.store.rows import (
     CONVERSATION_SELECT,
     MESSAGE_SELECT,
@@ -85,29 +86,46 @@ class ChatStore:
     Safe to use from several threads at once: each thread gets its own connection.
     """
 
-    def __init__(self, path: Path, busy_timeout_s: float, recovery_notice: str | None) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float, lease: WriterLease) -> None:
         """Use :meth:`open`, which checks and migrates the file first."""
         self.path = path
-        #: Set when a damaged file was moved aside at open; says where it went.
-        self.recovery_notice = recovery_notice
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._lease = lease
         self._connections = ThreadConnections(path, busy_timeout_s)
 
     @classmethod
-    def open(cls, data_dir: str | os.PathLike[str], *, busy_timeout_s: float = 5.0,
-             recover: bool = True) -> ChatStore:
+    def open(cls, data_dir: str | os.PathLike[str], *,
+             busy_timeout_s: float = 5.0) -> ChatStore:
         """Open (creating, migrating or recovering as needed) the store in ``data_dir``.
 
-        ``recover`` marks replies left ``streaming`` by a crash as ``interrupted``. Only the
-        app's window passes ``True``: a tool opened beside a running window (``onnxchat
-        history``) must not mark the reply that window is writing.
+        Replies left ``streaming`` by a store that is gone (its process crashed or was
+        killed) become ``interrupted``; those another running process is still writing are
+        left alone, so any number of windows, terminals and tools may open the same folder.
         """
         path = Path(data_dir) / DB_FILENAME
-        notice = prepare(path, busy_timeout_s, recover)
-        return cls(path, busy_timeout_s, notice)
+        lease = prepare(path, busy_timeout_s)
+        return cls(path, busy_timeout_s, lease)
 
     def close(self) -> None:
-        """Close all connections; the store is unusable afterwards."""
+        """Close all connections and give up the writer lease; the store is unusable
+        afterwards. A reply still ``streaming`` is marked interrupted by the next open."""
         self._connections.close()
+        self._lease.release()
+
+    def take_notice(self) -> str | None:
+        """The pending notice for the user, removed as it is returned: show it.
+
+        Set when a damaged history file was moved aside; it says where the old file went.
+        Each notice is handed out once, to the first front end that asks, whichever process
+        that is.
+        """
+        with self._errors("read the chat history"):
+            if self._conn().execute("SELECT 1 FROM notices LIMIT 1").fetchone() is None:
+                return None
+        with self._write("read the chat history") as conn:
+            rows = conn.execute("SELECT text FROM notices ORDER BY id").fetchall()
+            conn.execute("DELETE FROM notices")
+        return " ".join(row[0] for row in rows) or None
 
     def __enter__(self) -> ChatStore:
         return self
@@ -209,7 +227,7 @@ class ChatStore:
                                 original.role, text, COMPLETE, None)
 
     def begin_reply(self, conversation_id: str, repro: Repro, *, replacing: str | None = None,
-                    commit_interval_s: float = 1.0,
+                    commit_interval_s: float = COMMIT_INTERVAL_S,
                     clock: Callable[[], float] = time.monotonic) -> ReplyWriter:
         """Create an empty assistant reply in state ``streaming`` (committed) and return its writer.
 
@@ -227,6 +245,8 @@ class ChatStore:
                 parent = old.parent_id
             message = self._insert(conn, conversation_id, parent, "assistant", "", STREAMING,
                                    replace(repro, stop_reason=None))
+            conn.execute("INSERT INTO reply_writers (message_id, writer) VALUES (?, ?)",
+                         (message.id, self._lease.writer_id))
         return ReplyWriter(self, message.id, conversation_id, repro,
                            commit_interval_s=commit_interval_s, clock=clock)
 
@@ -331,9 +351,24 @@ class ChatStore:
 
     # --- used by ReplyWriter ------------------------------------------------------------------
 
-    def _save_reply_text(self, message_id: str, text: str) -> None:
+    def _save_reply_text(self, message_id: str, text: str) -> bool:
+        """Commit the text so far; ``False`` when another process holds the write lock.
+
+        This does not wait for the lock: decoding must not stall behind another process's
+        write (an import, say), and the next piece of the reply tries again.
+        """
+        conn = self._conn()
         with self._errors("save the reply"):
-            self._conn().execute("UPDATE messages SET text = ? WHERE id = ?", (text, message_id))
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("UPDATE messages SET text = ? WHERE id = ?", (text, message_id))
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    return False
+                raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        return True
 
     def _end_reply(self, message_id: str, conversation_id: str, text: str, state: str,
                    stats: ReplyStats | None, repro: Repro, error: str | None) -> None:
@@ -343,6 +378,7 @@ class ChatStore:
                 "WHERE id = ?",
                 (text, state, None if stats is None else dump_json(stats.to_dict()),
                  dump_json(repro.to_dict()), error, message_id))
+            conn.execute("DELETE FROM reply_writers WHERE message_id = ?", (message_id,))
             conn.execute("UPDATE conversations SET updated = ? WHERE id = ?",
                          (now_text(), conversation_id))
 

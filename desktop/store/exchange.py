@@ -12,7 +12,10 @@ Ids are kept on import: they are random, so the same id means the same conversat
 conversation whose id is already in the store is skipped, keeping the store's copy; importing
 a file twice therefore adds nothing the second time. Everything else in the file is checked
 before anything is written, and the writing is one transaction: a file is imported whole or
-not at all.
+not at all. Sampling settings, a conversation's and those a reply records, are checked with
+the rules of the settings dialog (:func:`desktop.engine.settings.check_stored`), seeds
+included, so a bad value is refused here, naming the conversation and the setting, rather
+than failing the next message.
 """
 
 from __future__ import annotations
@@ -191,18 +194,22 @@ def _conversation(where: str, item: Any,
     cid = _id(f"{where}.id", item["id"])
     title = _str(f"{where}.title", item["title"])
     check_title(f"{where}.title", title)
+    named = f"{where} ({_quoted(title)})"
     model = _optional_str(f"{where}.model", item["model"])
     if model is not None:
         check_title(f"{where}.model", model)
     system_prompt = _str(f"{where}.system_prompt", item["system_prompt"])
     if not isinstance(item["sampling"], dict):
         raise ValueError(f"{where}.sampling must be an object")
+    _check_sampling(f"{named}.sampling", item["sampling"])
     if not isinstance(item["messages"], list):
         raise ValueError(f"{where}.messages must be a list")
     messages: list[Message] = []
     ids_here: set[str] = set()
     for index, raw in enumerate(item["messages"]):
         message = _message(f"{where}.messages[{index}]", raw, cid, ids_here)
+        if message.repro is not None:
+            _check_repro(f"{named}.messages[{index}].repro", message.repro)
         if message.id in seen_messages:
             raise ValueError(f"{where}.messages[{index}].id {message.id!r} appears twice "
                              "in the file")
@@ -272,6 +279,32 @@ def insert(conn: sqlite3.Connection,
                      (conversation.active_leaf_id, conversation.id))
         report.imported.append(conversation.id)
     return report
+
+
+def _check_sampling(where: str, values: dict[str, Any]) -> None:
+    # Imported here: the engine package loads ONNX Runtime, which only an import needs.
+    from desktop.engine.settings import check_stored
+
+    try:
+        check_stored(values)
+    except UserError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def _check_repro(where: str, repro: Repro) -> None:
+    from desktop.engine.settings import RANGES, shown
+
+    _check_sampling(f"{where}.sampling", dict(repro.sampling))
+    low, high, _ = RANGES["seed"]
+    if repro.seed is not None and not low <= repro.seed <= high:
+        raise ValueError(f"{where}.seed = {shown(repro.seed)} is out of range: valid is "
+                         f"[{low}, {high}]")
+
+
+def _quoted(title: str) -> str:
+    """A conversation's title in a message: quoted, on one line, shortened."""
+    line = " ".join(title.split())
+    return f'"{line}"' if len(line) <= 40 else f'"{line[:39]}…"'
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -1,8 +1,16 @@
 """Bringing the database file into a usable state before the store hands out connections.
 
+Several OnnxChat processes may start at once on one data folder (two windows, a window and
+terminal chats, ``onnxchat history``). Each takes the opening lock (``chats.sqlite3.lock``)
+for the steps below, so only one at a time checks, moves aside, creates or migrates the file;
+the migration also re-reads the version under SQLite's write lock, for a process that does
+not know the opening lock.
+
 In order: refuse a file from a newer OnnxChat without touching it; move a damaged file aside
-and start afresh (the app must open even when its history cannot); back the file up, then
-migrate it; mark replies cut off by a crash as interrupted.
+and start afresh (the app must open even when its history cannot), leaving a notice in the
+new file for whichever front end starts next; back the file up, then migrate it; mark
+replies cut off by a crash as interrupted, those whose writer is gone only; take this
+store's writer lease.
 """
 
 from __future__ import annotations
@@ -14,15 +22,31 @@ from datetime import datetime
 from pathlib import Path
 
 from desktop.errors import StoreError
-from desktop.store.db import connect, is_damage, store_errors, to_store_error
+from desktop.store import locks
+from desktop.store.db import connect, is_damage, store_errors, to_store_error, transaction
 from desktop.store.records import INTERRUPTED, STREAMING
 from desktop.store.schema import SCHEMA_VERSION, migrate, user_version
 
+#: How long a process waits for another one to finish opening (which may include migrating
+#: or checking a large history) before giving up with a message.
+OPENING_TIMEOUT_S = 60.0
 
-def prepare(path: Path, busy_timeout_s: float, recover: bool) -> str | None:
-    """Make ``path`` a healthy database of the current schema.
 
-    Returns a notice for the user when a damaged file was moved aside, else ``None``.
+def lock_path(path: Path) -> Path:
+    """The opening lock beside the database file ``path``."""
+    return path.with_name(path.name + ".lock")
+
+
+def writers_folder(path: Path) -> Path:
+    """The folder of writer leases beside the database file ``path``."""
+    return path.with_name(path.name + ".writers")
+
+
+def prepare(path: Path, busy_timeout_s: float) -> locks.WriterLease:
+    """Make ``path`` a healthy database of the current schema; returns this store's lease.
+
+    A damaged file moved aside leaves its notice in the new file (``notices``), to be shown
+    by whichever front end takes it first.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,28 +55,56 @@ def prepare(path: Path, busy_timeout_s: float, recover: bool) -> str | None:
             f"Cannot create the chat history folder {path.parent}: {exc.strerror}. "
             "Choose a writable folder with --data-dir or ONNXCHAT_DATA_DIR."
         ) from exc
-    notice = None
-    _refuse_newer(path, _header_version(path))
-    if path.exists() and not _healthy(path, busy_timeout_s):
-        moved = _move_aside(path)
-        notice = (f"The chat history file was damaged; it was moved to {moved} and a new, "
-                  "empty history was started.")
-    with store_errors("open the chat history", path):
-        conn = connect(path, busy_timeout_s)
-        try:
-            version = user_version(conn)
-            _refuse_newer(path, version)
-            if 0 < version < SCHEMA_VERSION:
-                _backup(conn, path, version)  # before anything is written to the file
-            conn.execute("PRAGMA journal_mode = WAL")
-            if version < SCHEMA_VERSION:
-                migrate(conn, version)
-            if recover:
-                conn.execute("UPDATE messages SET state = ? WHERE state = ?",
-                             (INTERRUPTED, STREAMING))
-        finally:
-            conn.close()
-    return notice
+    _refuse_newer(path, _header_version(path))  # before a lock file appears beside it
+    with locks.hold(lock_path(path), OPENING_TIMEOUT_S, "open the chat history"):
+        notice = None
+        if path.exists() and not _healthy(path, busy_timeout_s):
+            moved = _move_aside(path)
+            notice = (f"The chat history file was damaged; it was moved to {moved} and a new, "
+                      "empty history was started.")
+        with store_errors("open the chat history", path):
+            conn = connect(path, busy_timeout_s)
+            try:
+                _bring_up_to_date(conn, path, notice)
+                _recover(conn, writers_folder(path))
+            finally:
+                conn.close()
+        locks.sweep(writers_folder(path))
+        return locks.WriterLease(writers_folder(path))
+
+
+def _bring_up_to_date(conn: sqlite3.Connection, path: Path, notice: str | None) -> None:
+    version = user_version(conn)
+    _refuse_newer(path, version)
+    if 0 < version < SCHEMA_VERSION:
+        _backup(conn, path, version)  # before anything is written to the file
+    conn.execute("PRAGMA journal_mode = WAL")
+    if version < SCHEMA_VERSION or notice:
+        with transaction(conn):
+            _refuse_newer(path, migrate(conn))
+            if notice:
+                conn.execute("DELETE FROM notices")
+                conn.execute("INSERT INTO notices (text) VALUES (?)", (notice,))
+
+
+def _recover(conn: sqlite3.Connection, writers: Path) -> None:
+    """Mark ``interrupted`` the replies left ``streaming`` by a store that is gone.
+
+    A reply whose writer still holds its lease is being written right now by another
+    window or terminal and is left alone. Nothing is written when nothing needs it.
+    """
+    rows = conn.execute(
+        "SELECT m.id, w.writer FROM messages m LEFT JOIN reply_writers w ON w.message_id = m.id "
+        "WHERE m.state = ?", (STREAMING,)).fetchall()
+    gone = [mid for mid, writer in rows if writer is None or locks.writer_gone(writers, writer)]
+    if not gone:
+        return
+    with transaction(conn):
+        for message_id in gone:
+            # Re-checked under the write lock: the writer may have ended it meanwhile.
+            conn.execute("UPDATE messages SET state = ? WHERE id = ? AND state = ?",
+                         (INTERRUPTED, message_id, STREAMING))
+            conn.execute("DELETE FROM reply_writers WHERE message_id = ?", (message_id,))
 
 
 def _healthy(path: Path, busy_timeout_s: float) -> bool:

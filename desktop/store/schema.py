@@ -8,6 +8,12 @@ are never edited: a change to the schema is a new step.
 Version 1: conversations and the message tree.
 Version 2: full-text search over message text (FTS5, kept in sync by triggers), and the
 reproducibility record and error text of replies.
+Version 3: several processes at once. ``reply_writers`` names the open store writing each
+reply still ``streaming`` (see :mod:`desktop.store.locks`), so that only replies whose writer
+is gone are marked interrupted; ``notices`` holds a message for the next front end to start
+(a damaged file was moved aside). A reply is indexed for search once it stops streaming
+rather than at every commit while it grows: re-indexing the whole text each time would make
+frequent commits cost more the longer the reply.
 
 ``messages.seq`` is the local insertion order: it orders siblings (timestamps can tie) and is
 the row the search index points at. It is storage, not data, and is not exported.
@@ -20,8 +26,6 @@ CASCADE`` on ``parent_id``: SQLite runs cascades as nested triggers, which stop 
 from __future__ import annotations
 
 import sqlite3
-
-from desktop.store.db import transaction
 
 V1 = """
 CREATE TABLE conversations (
@@ -69,7 +73,35 @@ END;
 INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
 """
 
-MIGRATIONS: dict[int, str] = {1: V1, 2: V2}
+V3 = """
+CREATE TABLE reply_writers (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    writer TEXT NOT NULL
+);
+CREATE TABLE notices (
+    id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL
+);
+INSERT INTO messages_fts(messages_fts, rowid, text)
+    SELECT 'delete', seq, text FROM messages WHERE state = 'streaming';
+DROP TRIGGER messages_fts_insert;
+DROP TRIGGER messages_fts_delete;
+DROP TRIGGER messages_fts_update;
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.state != 'streaming' BEGIN
+    INSERT INTO messages_fts(rowid, text) VALUES (new.seq, new.text);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.state != 'streaming' BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, state ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, text)
+        SELECT 'delete', old.seq, old.text WHERE old.state != 'streaming';
+    INSERT INTO messages_fts(rowid, text)
+        SELECT new.seq, new.text WHERE new.state != 'streaming';
+END;
+"""
+
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -77,17 +109,23 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection, from_version: int) -> None:
-    """Run the steps after ``from_version`` in one transaction (all or nothing).
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file to :data:`SCHEMA_VERSION`; returns the version it had.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``); ``executescript`` would
-    commit on its own, so each step's statements run one by one inside the transaction.
+    Call it inside a write transaction (``BEGIN IMMEDIATE``): the version is read under the
+    write lock, so a second process that read the old version before the first one migrated
+    finds the work done instead of creating the tables again, and the steps commit together
+    or not at all. ``executescript`` would commit on its own, so each step's statements run
+    one by one.
     """
-    with transaction(conn):
-        for version in range(from_version + 1, SCHEMA_VERSION + 1):
-            for statement in _statements(MIGRATIONS[version]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
+    if not conn.in_transaction:
+        raise RuntimeError("migrate() must run inside a write transaction")
+    from_version = user_version(conn)
+    for version in range(from_version + 1, SCHEMA_VERSION + 1):
+        for statement in _statements(MIGRATIONS[version]):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+    return from_version
 
 
 def _statements(script: str) -> list[str]:

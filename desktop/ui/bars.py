@@ -265,8 +265,9 @@ class StatusBar(QStatusBar):
                                  else self.tr("No model loaded"))
 
     def set_device(self, device: DeviceInfo | None) -> None:
-        """What really runs the model and, when CUDA is not used, why (elided, full as tip)."""
-        reason = device.reason if device else None
+        """What really runs the model and, when an unused GPU is there, why (elided, full as
+        tip)."""
+        reason = device.reason if device and device.worth_telling else None
         self.device_label.setText(
             arg(self.tr("Device: %1"), "CUDA" if device.used == "cuda" else "CPU")
             if device else "")

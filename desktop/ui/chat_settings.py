@@ -35,9 +35,3 @@ def overrides_from(settings: SamplingSettings, model_defaults: Mapping[str, Any]
     base = SamplingSettings.from_dict(dict(model_defaults))
     return {name: getattr(settings, name) for name in EDITABLE
             if getattr(settings, name) != getattr(base, name)}
-
-
-def title_from(text: str, limit: int = 40) -> str:
-    """A conversation title from its first message: the first line, shortened."""
-    line = " ".join(text.strip().splitlines()[0].split()) if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

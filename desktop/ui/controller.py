@@ -19,15 +19,14 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from desktop.engine import ChatEngine, ContextPlan
 from desktop.engine import ReplyStats as EngineStats
-from desktop.store import CANCELLED, COMPLETE, INTERRUPTED, ChatStore, Conversation, Message
-from desktop.ui.chat_settings import ChatSettings, title_from
+from desktop.recording import engine_messages, title_from
+from desktop.store import ChatStore, Conversation, Message
+from desktop.ui.chat_settings import ChatSettings
 from desktop.ui.worker import EngineWorker, LoadRequest, ReplyJob, ReplyStart
 
 log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL_MS = 50
-#: Replies in these states still carry text the model should see on the next turn.
-_SHOWN_TO_MODEL = (COMPLETE, CANCELLED, INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -40,17 +39,6 @@ class ReplyEnd:
     text: str
     stats: EngineStats | None = None
     error: str | None = None
-
-
-def engine_messages(system_prompt: str, branch: Sequence[Message]) -> list[dict[str, str]]:
-    """The branch on screen as the engine's message list (empty or failed replies left out)."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    for message in branch:
-        if message.role == "assistant" and (message.state not in _SHOWN_TO_MODEL
-                                            or not message.text):
-            continue
-        messages.append({"role": message.role, "content": message.text})
-    return messages
 
 
 class ChatController(QObject):

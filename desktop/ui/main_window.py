@@ -201,8 +201,9 @@ class MainWindow(QMainWindow):
             self.open_conversation(last)
         else:
             self.new_chat()
-        if self.store.recovery_notice:
-            self.banner.show_message(self.store.recovery_notice, error=True)
+        notice = self.store.take_notice()  # once, whichever front end starts first
+        if notice:
+            self.banner.show_message(notice, error=True)
         self.refresh_models()
         self._on_generating_changed(self.controller.generating)
         if self.controller.engine is not None:

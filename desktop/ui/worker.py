@@ -18,10 +18,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.engine import ChatEngine, SamplingSettings, load_model
-from desktop.engine import ReplyStats as EngineStats
 from desktop.engine.chat import STOP_CANCELLED, ReplyStream
 from desktop.errors import UserError
-from desktop.store import ChatStore, ReplyStats, ReplyWriter, Repro
+from desktop.recording import RecordedReply
+from desktop.store import ChatStore
 
 log = logging.getLogger(__name__)
 
@@ -145,40 +145,16 @@ class EngineWorker(QObject):
                 self.cancelled.emit(job.job_id)
                 return
             self._stream, self._stream_job = stream, job.job_id
-        model = engine.model
+        recorded = RecordedReply(self._store, job.conversation_id, stream,
+                                 replacing=job.replacing)
         plan = stream.plan
-        repro = Repro(model=model.name, manifest_sha256=model.manifest.sha256,
-                      device=model.device.used, sampling=stream.settings.to_dict(),
-                      seed=stream.seed, prompt_tokens=len(plan.prompt_ids),
-                      context_length=plan.context_length, dropped_messages=tuple(plan.dropped))
-        writer = self._store.begin_reply(job.conversation_id, repro, replacing=job.replacing)
-        self.replyStarted.emit(ReplyStart(job.job_id, job.conversation_id, writer.message_id,
+        self.replyStarted.emit(ReplyStart(job.job_id, job.conversation_id, recorded.message_id,
                                           len(plan.prompt_ids), plan.reserve,
                                           plan.context_length, tuple(plan.dropped)))
-        try:
-            for text in stream:
-                writer.append(text)
-                self.piece.emit(job.job_id, text)
-        except Exception as exc:
-            self._fail_writer(writer, exc)
-            raise
+        for text in recorded:  # stores the reply as it streams, and how it ended
+            self.piece.emit(job.job_id, text)
         stats = stream.stats
         if stats.stop_reason == STOP_CANCELLED:
-            writer.cancel()
             self.cancelled.emit(job.job_id)
         else:
-            writer.finish(_store_stats(stats), stats.stop_reason)
             self.finished.emit(job.job_id, stats)
-
-    @staticmethod
-    def _fail_writer(writer: ReplyWriter, exc: Exception) -> None:
-        """Keep the text so far with the error; a store that cannot even do that is logged."""
-        try:
-            writer.fail(str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
-        except Exception:
-            log.exception("the failed reply %s could not be saved", writer.message_id)
-
-
-def _store_stats(stats: EngineStats) -> ReplyStats:
-    return ReplyStats(completion_tokens=stats.new_tokens,
-                      first_token_s=stats.time_to_first_token_s, total_s=stats.total_s)

@@ -23,6 +23,11 @@ def test_bench_reports_every_figure_as_json(default_model):
                 "peak_rss_mb", "model_size_mb"):
         assert ours[key] > 0, key
     assert report["history"]["n_messages"] == 10_000
+    commits = report["history"]["reply_commits"]
+    assert commits["commit_interval_s"] <= 0.2
+    assert [row["reply_chars"] for row in commits["lengths"]] == [1_000, 16_000, 64_000, 256_000]
+    assert all(row["commit_ms"] > 0 for row in commits["lengths"])
+    assert report["history"]["recording"]["decode_tok_s_kept"] > 0
 
 
 def test_bench_table_for_people(default_model):

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from desktop.engine import load_model
-from desktop.engine.runtime import cuda_failure_reason
+from desktop.engine.runtime import DeviceInfo, cuda_failure_reason, nvidia_gpu_present
 from desktop.errors import ModelError
 
 
@@ -57,18 +57,53 @@ def test_unknown_device_is_refused(default_model):
         load_model(default_model, device="tpu")
 
 
+def run_one_shot(model_folder) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "desktop", "chat", "--no-history", "--model", str(model_folder),
+         "--prompt", "Hi", "--max-new-tokens", "2", "--temperature", "0"],
+        capture_output=True, text=True, check=False, timeout=300)
+
+
 def test_native_error_lines_do_not_leak(tiny_gpt2_model, cuda_works):
     if cuda_works:
         pytest.skip("a working CUDA device is present")
-    result = subprocess.run(
-        [sys.executable, "-m", "desktop", "chat", "--model", str(tiny_gpt2_model), "--prompt",
-         "Hi", "--max-new-tokens", "2", "--temperature", "0"],
-        capture_output=True, text=True, check=False, timeout=300)
+    result = run_one_shot(tiny_gpt2_model)
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("CUDA unavailable:"), result.stderr
+    if nvidia_gpu_present():  # a GPU CUDA cannot use here: worth one line
+        assert len(lines) == 1 and lines[0].startswith("CUDA unavailable:"), result.stderr
+    else:  # issue #13: nothing about CUDA on a machine without any GPU
+        assert lines == [], result.stderr
     assert "Failed to load" not in result.stdout + result.stderr
     assert "[E:onnxruntime" not in result.stdout + result.stderr
+
+
+def test_the_cuda_line_of_the_default_model_only_where_a_gpu_is(default_model):
+    # Issue #13: `--prompt` printed "CUDA not used … export it with --quant int8 for the
+    # GPU" on a machine with no GPU at all.
+    result = run_one_shot(default_model)
+    assert result.returncode == 0, result.stderr
+    if nvidia_gpu_present():
+        assert result.stderr.startswith("CUDA not used: this model's fused fp32 graph")
+        assert result.stderr.endswith("; running on CPU\n")
+    else:
+        assert "CUDA" not in result.stderr and result.stderr == ""
+
+
+def test_a_reason_is_worth_telling_only_beside_a_gpu_or_when_cuda_was_asked_for():
+    reason = "CUDA unavailable: libcublasLt.so.13 not found"
+    auto = DeviceInfo("auto", "cpu", reason, ("CPUExecutionProvider",))
+    assert auto.worth_telling is nvidia_gpu_present()
+    assert (auto.describe() == f"CPU ({reason})") is nvidia_gpu_present()
+    assert DeviceInfo("cuda", "cpu", reason, ("CPUExecutionProvider",)).worth_telling
+    assert not DeviceInfo("auto", "cpu", None, ("CPUExecutionProvider",)).worth_telling
+    assert DeviceInfo("auto", "cpu", None, ("CPUExecutionProvider",)).describe() == "CPU"
+
+
+def test_a_gpu_cuda_runs_on_is_detected(cuda_works):
+    if not cuda_works:
+        pytest.skip("no working CUDA device here")
+    assert nvidia_gpu_present()
 
 
 def test_reason_parsing():

@@ -1,11 +1,17 @@
-"""The interactive terminal chat, driven line by line as a person types."""
+"""The terminal chat, driven line by line as a person types, and the history it keeps."""
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
+import subprocess
+import sys
 
 from desktop import terminal
+from desktop.engine import ChatEngine, SamplingSettings, load_model
+from desktop.engine.manifest import read_manifest
+from desktop.store import CANCELLED, COMPLETE, ChatStore
 
 
 def scripted(lines):
@@ -19,41 +25,159 @@ def scripted(lines):
     return read_line
 
 
-def args_for(default_model, **overrides):
+def args_for(default_model, data_dir, **overrides):
     values = {"model": str(default_model), "device": "cpu", "threads": 2, "system": None,
               "prompt": None, "stats": False, "temperature": 0.0, "top_k": None, "top_p": None,
-              "min_p": None, "repetition_penalty": 1.0, "seed": None, "max_new_tokens": 8}
+              "min_p": None, "repetition_penalty": 1.0, "seed": None, "max_new_tokens": 8,
+              "resume": None, "no_history": False, "data_dir": str(data_dir)}
     return argparse.Namespace(**(values | overrides))
 
 
-def test_a_conversation_with_commands(default_model):
+def chat(default_model, data_dir, lines, **overrides):
     out, err = io.StringIO(), io.StringIO()
-    code = terminal.run(
-        args_for(default_model),
-        out, err,
-        scripted(["/system Answer in one word.", "What colour is the sky?", "/stats",
-                  "And grass?", "/reset", "/nonsense", "/help", "", "/exit"]),
-    )
-    text = out.getvalue()
+    code = terminal.run(args_for(default_model, data_dir, **overrides), out, err,
+                        scripted(lines))
+    return code, out.getvalue(), err.getvalue()
+
+
+def onnxchat(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "desktop", *args], input=stdin,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_conversation_with_commands(default_model, tmp_path):
+    code, text, err = chat(default_model, tmp_path, [
+        "/system Answer in one word.", "What colour is the sky?", "/stats", "And grass?",
+        "/new", "/nonsense", "/help", "", "/exit"])
     assert code == 0
     assert "(system prompt set)" in text
     assert text.count("Assistant: ") == 2
     assert "tok/s" in text  # /stats turned the per-reply line on for the second reply
     assert "(new conversation)" in text
     assert "unknown command /nonsense" in text
-    assert "/reset (new conversation)" in text  # the help text
-    assert err.getvalue() == ""
+    assert "/new (new conversation)" in text  # the help text
+    assert err == ""
+    with ChatStore.open(tmp_path) as store:
+        (conversation,) = store.list_conversations()
+        assert conversation.system_prompt == "Answer in one word."
+        assert [m.role for m in store.messages(conversation.id)] == ["user", "assistant"] * 2
 
 
-def test_end_of_input_quits_cleanly(default_model):
-    out = io.StringIO()
-    assert terminal.run(args_for(default_model), out, io.StringIO(), scripted([])) == 0
+def test_end_of_input_quits_cleanly(default_model, tmp_path):
+    assert chat(default_model, tmp_path, [])[0] == 0
 
 
-def test_a_message_that_cannot_fit_is_reported_and_the_chat_goes_on(default_model):
-    out, err = io.StringIO(), io.StringIO()
-    code = terminal.run(args_for(default_model), out, err,
-                        scripted(["word " * 200_000, "Hello", "/exit"]))
+def test_a_message_that_cannot_fit_is_reported_and_nothing_is_stored(default_model, tmp_path):
+    code, text, err = chat(default_model, tmp_path, ["word " * 200_000, "/exit"])
     assert code == 0
-    assert "error: your message is" in err.getvalue()
-    assert out.getvalue().count("Assistant: ") == 1
+    assert "error: your message is" in err
+    assert "Assistant: " not in text
+    with ChatStore.open(tmp_path) as store:
+        assert store.list_conversations() == []
+
+
+def test_the_terminal_chat_is_kept_in_the_history_with_its_reproducibility_record(
+        default_model, tmp_path):
+    # Issue #13: `printf 'Say hello\n/exit\n' | onnxchat chat; onnxchat history list` said
+    # "No conversations yet.".
+    data = ["--data-dir", str(tmp_path)]
+    result = onnxchat("chat", *data, "--model", str(default_model), "--device", "cpu",
+                      "--temperature", "0", "--max-new-tokens", "12", stdin="Say hello\n/exit\n")
+    assert result.returncode == 0, result.stderr
+    listed = onnxchat("history", *data, "list")
+    assert listed.returncode == 0 and "No conversations yet" not in listed.stderr
+    (line,) = listed.stdout.splitlines()
+    assert line.endswith("  Say hello")
+
+    with ChatStore.open(tmp_path) as store:
+        (conversation,) = store.list_conversations()
+        user, reply = store.messages(conversation.id)
+    assert (user.role, user.text, user.state) == ("user", "Say hello", COMPLETE)
+    assert reply.role == "assistant" and reply.state == COMPLETE and reply.text
+    assert reply.text in result.stdout
+    assert conversation.model == reply.repro.model == "smollm2-135m-instruct"
+    assert conversation.sampling == {"temperature": 0.0, "max_new_tokens": 12}
+    manifest = read_manifest(default_model)
+    assert reply.repro.manifest_sha256 == manifest.sha256
+    assert reply.repro.device == "cpu" and reply.repro.stop_reason in ("eos", "length")
+    assert reply.stats.completion_tokens > 0
+    # The record regenerates the same text.
+    engine = ChatEngine(load_model(default_model, device="cpu", threads=2))
+    settings = SamplingSettings.from_dict({**reply.repro.sampling, "seed": reply.repro.seed})
+    again = engine.reply([{"role": "user", "content": "Say hello"}], settings)
+    assert "".join(again) == reply.text
+
+
+def test_one_shot_is_kept_and_resumed_and_no_history_keeps_nothing(default_model, tmp_path):
+    data = ["--data-dir", str(tmp_path)]
+    common = ["--model", str(default_model), "--device", "cpu", "--temperature", "0",
+              "--max-new-tokens", "6"]
+    first = onnxchat("chat", *data, *common, "--prompt", "Name a colour.")
+    assert first.returncode == 0, first.stderr
+    later = onnxchat("chat", *data, *common, "--resume", "--prompt", "Another one?")
+    assert later.returncode == 0, later.stderr
+    throwaway = onnxchat("chat", *data, *common, "--no-history", "--prompt", "Forget me.")
+    assert throwaway.returncode == 0 and throwaway.stdout.strip(), throwaway.stderr
+    with ChatStore.open(tmp_path) as store:
+        (conversation,) = store.list_conversations()
+        branch = store.messages(conversation.id)
+    assert [(m.role, m.state) for m in branch] == [("user", COMPLETE), ("assistant", COMPLETE)] * 2
+    assert [m.text for m in branch[::2]] == ["Name a colour.", "Another one?"]
+    assert branch[1].text == first.stdout.strip()
+
+    clash = onnxchat("chat", *data, *common, "--no-history", "--resume", "--prompt", "x")
+    assert clash.returncode == 2
+    assert clash.stderr.strip() == ("onnxchat: error: --resume continues a chat from the "
+                                    "history; leave out --no-history.")
+    unknown = onnxchat("chat", *data, *common, "--resume", "nope", "--prompt", "x")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().startswith("onnxchat: error: No conversation 'nope'")
+
+
+def test_chats_lists_conversations_and_open_continues_one(default_model, tmp_path):
+    with ChatStore.open(tmp_path) as store:
+        old = store.create_conversation("Birds", system_prompt="Be brief.")
+        store.add_message(old.id, "user", "Tell me about puffins")
+        writer = store.begin_reply(old.id, _repro(default_model))
+        writer.append("Puffins are seabirds")
+        writer.cancel()
+        store.create_conversation("Fish")
+    code, text, err = chat(default_model, tmp_path, [
+        "/chats", "/open 2", "And their beaks?", "/open 9", "/open", "/exit"])
+    assert code == 0
+    assert "  1. Fish  (" in text and "  2. Birds  (" in text
+    assert "(continuing “Birds”, 2 messages)" in text
+    assert "Assistant: Puffins are seabirds [stopped]" in text
+    assert "error: There is no conversation 9; /chats lists them." in err
+    assert "error: /open needs a number from /chats or a conversation id." in err
+    with ChatStore.open(tmp_path) as store:
+        branch = store.messages(old.id)
+    assert [m.text for m in branch[:3]] == ["Tell me about puffins", "Puffins are seabirds",
+                                            "And their beaks?"]
+    assert branch[1].state == CANCELLED and branch[3].state == COMPLETE
+
+    code, text, err = chat(default_model, tmp_path, ["/chats"], no_history=True)
+    assert "error: The history is off in this chat (--no-history)." in err
+    assert "This chat is not kept (--no-history)." in text
+
+
+def _repro(default_model):
+    from desktop.store import Repro
+
+    return Repro(model="smollm2-135m-instruct", manifest_sha256=read_manifest(default_model)
+                 .sha256, device="cpu", sampling={}, seed=1, prompt_tokens=10)
+
+
+def test_a_damaged_history_is_told_once(default_model, tmp_path):
+    with ChatStore.open(tmp_path) as store:
+        conversation = store.create_conversation("Lost")
+        for index in range(200):
+            store.add_message(conversation.id, "user", f"message {index} " + "lorem " * 60)
+    path = tmp_path / "chats.sqlite3"
+    os.truncate(path, path.stat().st_size // 2)
+    code, _, err = chat(default_model, tmp_path, [])
+    (moved,) = tmp_path.glob("chats.sqlite3.corrupt-????????-??????")
+    assert code == 0
+    assert err == (f"onnxchat: The chat history file was damaged; it was moved to {moved} and "
+                   "a new, empty history was started.\n")
+    assert chat(default_model, tmp_path, [])[2] == ""  # told once

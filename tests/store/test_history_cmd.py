@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +105,51 @@ def test_export_replaces_a_file_whole(filled: tuple[str, str], data_dir: Path,
     assert run("history", "--data-dir", str(data_dir), "export", str(target)) == 0
     text = target.read_text()
     assert text.startswith("# ") and "old content" not in text
+
+
+def _damage(data_dir: Path) -> None:
+    """A history with a conversation, then the file cut to half its size."""
+    with ChatStore.open(data_dir) as store:
+        chat = store.create_conversation("Lost")
+        for index in range(200):
+            store.add_message(chat.id, "user", f"message {index} " + "lorem ipsum " * 30)
+    path = data_dir / "chats.sqlite3"
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def test_a_damaged_file_moved_aside_is_told_once(data_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue #13: `history export` on a truncated file exited 0 with an empty history and
+    # said nothing; the window opened afterwards did not tell either.
+    _damage(data_dir)
+    backup = tmp_path / "backup.json"
+    assert run("history", "--data-dir", str(data_dir), "export", "--format", "json",
+               str(backup)) == 0
+    (moved,) = data_dir.glob("chats.sqlite3.corrupt-????????-??????")
+    assert capsys.readouterr().err == (
+        f"onnxchat: The chat history file was damaged; it was moved to {moved} and a new, "
+        "empty history was started.\n")
+    assert json.loads(backup.read_bytes())["conversations"] == []
+    # Told once: the next start, of any front end, says nothing more.
+    assert run("history", "--data-dir", str(data_dir), "list") == 0
+    assert capsys.readouterr().err == "No conversations yet.\n"
+    with ChatStore.open(data_dir) as store:
+        assert store.take_notice() is None
+
+
+def test_an_import_with_a_bad_setting_is_refused_in_one_line(tmp_path: Path) -> None:
+    document = {"format": "onnxchat-history", "format_version": 1, "conversations": [{
+        "id": "c1", "title": "Weather", "created": "2025-01-31T12:00:00.000000Z",
+        "updated": "2025-01-31T12:00:00.000000Z", "model": None, "system_prompt": "",
+        "sampling": {"temperature": "hot"}, "active_leaf_id": None, "messages": []}]}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(document))
+    result = subprocess.run([sys.executable, "-m", "desktop", "history", "--data-dir",
+                             str(tmp_path / "data"), "import", str(bad)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        'onnxchat: error: Cannot import the history file: conversations[0] ("Weather")'
+        ".sampling: temperature must be a number, got 'hot'; nothing was imported.\n")
+    with ChatStore.open(tmp_path / "data") as store:
+        assert store.list_conversations() == []

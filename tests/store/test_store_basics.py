@@ -21,9 +21,10 @@ def test_store_imports_without_qt() -> None:
 
 def test_file_settings(store: ChatStore, data_dir: Path) -> None:
     assert store.path == data_dir / "chats.sqlite3"
-    assert store.recovery_notice is None
+    assert store.take_notice() is None
     conn = store._conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
 

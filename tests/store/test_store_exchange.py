@@ -149,6 +149,27 @@ CHANGES = {
               r"messages\[1\]\.stats: unknown field|messages\[1\]\.stats: missing"),
     "repro": (_set("conversations.0.messages.1.repro.seed", 1.5), r"repro: seed has the wrong"),
     "conversations": (_set("conversations", {}), "conversations must be a list"),
+    # Sampling settings follow the settings dialog's rules (issue #13: these imported fine
+    # and failed only when the next message was sent, or pushed the window layout off).
+    "temperature": (_set("conversations.0.sampling.temperature", "hot"),
+                    r'conversations\[0\] \("Penguins 🐧"\)\.sampling: temperature must be a '
+                    r"number, got 'hot'"),
+    "huge seed": (_set("conversations.0.sampling.seed", int("9" * 401)),
+                  r"sampling: seed = a 401-digit number is out of range: valid is "
+                  r"\[0, 9223372036854775807\]"),
+    "negative seed": (_set("conversations.0.sampling.seed", -1), "seed = -1 is out of range"),
+    "fractional top_k": (_set("conversations.0.sampling.top_k", 40.0),
+                         "top_k must be a whole number, got 40.0"),
+    "top_p": (_set("conversations.0.sampling.top_p", 0), r"top_p = 0 is out of range"),
+    "unknown setting": (_set("conversations.0.sampling.warmth", 1),
+                        "'warmth' is not a sampling setting"),
+    "repro sampling": (_set("conversations.0.messages.1.repro.sampling.min_p", 1.0),
+                       r'conversations\[0\] \("Penguins 🐧"\)\.messages\[1\]\.repro\.sampling: '
+                       r"min_p = 1.0 is out of range"),
+    "repro stop strings": (_set("conversations.0.messages.1.repro.sampling.stop_strings", "ab"),
+                           "stop_strings must be a list of strings"),
+    "repro seed": (_set("conversations.0.messages.1.repro.seed", 2**64),
+                   r"messages\[1\]\.repro\.seed = 18446744073709551616 is out of range"),
 }
 
 

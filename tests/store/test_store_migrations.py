@@ -45,7 +45,7 @@ def test_version_1_is_the_base_schema() -> None:
     # The file the v1 test builds really is version 1: no search index, no repro columns.
     assert MIGRATIONS[1] == V1
     assert "fts5" not in V1 and "repro" not in V1
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
 
 @pytest.mark.parametrize("version", range(SCHEMA_VERSION))

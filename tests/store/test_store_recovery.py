@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from desktop.errors import StoreError
-from desktop.store import ChatStore
+from desktop.store import ChatStore, Repro
 
 
 def _fill(data_dir: Path, count: int = 200) -> str:
@@ -35,13 +35,15 @@ def test_garbage_file_is_moved_aside(data_dir: Path) -> None:
         assert len(moved) == 1
         assert moved[0].name.startswith("chats.sqlite3.corrupt-2")  # a timestamp
         assert moved[0].read_bytes() == garbage
-        assert str(moved[0]) in store.recovery_notice
+        notice = store.take_notice()
+        assert str(moved[0]) in notice and "\n" not in notice
+        assert store.take_notice() is None  # told once
         # The fresh store works.
         chat = store.create_conversation()
         store.add_message(chat.id, "user", "fresh start")
         assert [m.text for m in store.messages(chat.id)] == ["fresh start"]
     with ChatStore.open(data_dir) as store:
-        assert store.recovery_notice is None
+        assert store.take_notice() is None
 
 
 def test_truncated_database_is_moved_aside(data_dir: Path) -> None:
@@ -52,7 +54,7 @@ def test_truncated_database_is_moved_aside(data_dir: Path) -> None:
     truncated = path.read_bytes()
 
     with ChatStore.open(data_dir) as store:
-        assert store.recovery_notice is not None
+        assert store.take_notice() is not None
         assert store.list_conversations() == []
     (moved,) = data_dir.glob("chats.sqlite3.corrupt-????????-??????")
     assert moved.read_bytes() == truncated
@@ -62,7 +64,7 @@ def test_empty_file_becomes_a_fresh_store(data_dir: Path) -> None:
     data_dir.mkdir()
     (data_dir / "chats.sqlite3").write_bytes(b"")
     with ChatStore.open(data_dir) as store:
-        assert store.recovery_notice is None
+        assert store.take_notice() is None
         store.create_conversation()
 
 
@@ -72,8 +74,9 @@ def test_folder_that_cannot_be_created(tmp_path: Path) -> None:
         ChatStore.open(tmp_path / "a-file" / "data")
 
 
-def test_locked_by_another_process(data_dir: Path) -> None:
-    chat_id = _fill(data_dir, count=1)
+@contextlib.contextmanager
+def _held_by_another_process(data_dir: Path) -> Iterator[Callable[[], None]]:
+    """Another process holds the write lock until the yielded ``release()`` is called."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sqlite3, sys\n"
@@ -83,21 +86,48 @@ def test_locked_by_another_process(data_dir: Path) -> None:
          "sys.stdin.read()\n",
          str(data_dir / "chats.sqlite3")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def release() -> None:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
     try:
         assert holder.stdout.readline() == "locked\n"
-        with ChatStore.open(data_dir, busy_timeout_s=0.2, recover=False) as store:
-            assert len(store.messages(chat_id)) == 1  # WAL: reading still works
-            with pytest.raises(StoreError, match="another program is using it"):
-                store.add_message(chat_id, "user", "blocked")
-            holder.stdin.close()
-            holder.wait(timeout=30)
-            store.add_message(chat_id, "user", "after the lock")
-            assert [m.text for m in store.messages(chat_id)][-1] == "after the lock"
+        yield release
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
         holder.stdout.close()
+
+
+def test_locked_by_another_process(data_dir: Path) -> None:
+    chat_id = _fill(data_dir, count=1)
+    with ChatStore.open(data_dir, busy_timeout_s=0.2) as store, \
+            _held_by_another_process(data_dir) as release:
+        assert len(store.messages(chat_id)) == 1  # WAL: reading still works
+        with pytest.raises(StoreError, match="another program is using it"):
+            store.add_message(chat_id, "user", "blocked")
+        release()
+        store.add_message(chat_id, "user", "after the lock")
+        assert [m.text for m in store.messages(chat_id)][-1] == "after the lock"
+
+
+def test_a_streaming_reply_does_not_wait_for_another_process(data_dir: Path,
+                                                             repro: Repro) -> None:
+    # Decoding must not stall behind another process's write (an import, say): the commit
+    # is skipped, and made with the next piece once the file is free.
+    chat_id = _fill(data_dir, count=1)
+    clock = [0.0]
+    with ChatStore.open(data_dir, busy_timeout_s=60) as store:
+        writer = store.begin_reply(chat_id, repro, clock=lambda: clock[0])
+        with _held_by_another_process(data_dir) as release:
+            clock[0] += 1
+            assert writer.append("held up") is False  # at once: not after 60 s, no error
+            release()
+            clock[0] += 1
+            assert writer.append(", then saved") is True
+        assert store.get_message(writer.message_id).text == "held up, then saved"
 
 
 @pytest.fixture

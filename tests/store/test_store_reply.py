@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 
 from desktop.store import (
     CANCELLED,
+    COMMIT_INTERVAL_S,
     COMPLETE,
     ERROR,
     INTERRUPTED,
@@ -39,8 +41,9 @@ def test_user_message_and_empty_reply_are_committed_first(data_dir: Path, store:
     chat = store.create_conversation()
     store.add_message(chat.id, "user", "hi")
     writer = store.begin_reply(chat.id, repro)
-    # Another store on the same file (as another process would) sees both already.
-    with ChatStore.open(data_dir, recover=False) as other:
+    # Another store on the same file (as another process would) sees both already, and
+    # leaves the reply streaming: its writer is alive.
+    with ChatStore.open(data_dir) as other:
         user, reply = other.messages(chat.id)
     assert (user.text, user.state) == ("hi", COMPLETE)
     assert (reply.id, reply.text, reply.state) == (writer.message_id, "", STREAMING)
@@ -48,9 +51,10 @@ def test_user_message_and_empty_reply_are_committed_first(data_dir: Path, store:
 
 
 def test_append_commits_at_most_once_per_interval(store: ChatStore, repro: Repro) -> None:
+    assert COMMIT_INTERVAL_S <= 0.2  # the most of a reply a kill -9 may lose
     chat = store.create_conversation()
     clock = Clock()
-    writer = store.begin_reply(chat.id, repro, clock=clock)
+    writer = store.begin_reply(chat.id, repro, clock=clock, commit_interval_s=1.0)
 
     def stored() -> str:
         return store.get_message(writer.message_id).text
@@ -137,10 +141,13 @@ def test_killed_mid_reply_leaves_an_interrupted_partial_reply(data_dir: Path) ->
         child.stdout.close()
     assert child.returncode == -signal.SIGKILL
 
-    # A tool opened with recover=False leaves it as it is ...
-    with ChatStore.open(data_dir, recover=False) as store:
-        assert store.get_message(reply_id).state == STREAMING
-    # ... the app's open marks it interrupted, keeping the text written so far.
+    conn = sqlite3.connect(data_dir / "chats.sqlite3")
+    try:
+        state, = conn.execute("SELECT state FROM messages WHERE id = ?", (reply_id,)).fetchone()
+    finally:
+        conn.close()
+    assert state == STREAMING  # as the process left it ...
+    # ... and the next open marks it interrupted, keeping the text written so far.
     with ChatStore.open(data_dir) as store:
         user, reply = store.messages(chat_id)
         assert (user.role, user.text, user.state) == ("user", "tell me a long story", COMPLETE)

@@ -33,10 +33,12 @@ def test_index_follows_edits_replies_and_deletes(store: ChatStore, repro: Repro)
     question = store.add_message(chat.id, "user", "tell me about otters")
     writer = store.begin_reply(chat.id, repro, commit_interval_s=0.0)
     writer.append("Otters hold hands ")
-    assert [h.message_id for h in store.search("hands")] == [writer.message_id]
+    assert store.get_message(writer.message_id).text == "Otters hold hands "
+    assert store.search("hands") == []  # indexed once it stops streaming, not at each commit
     writer.append("while sleeping.")
     writer.finish(_stats(), "eos")
     assert [h.message_id for h in store.search("sleeping")] == [writer.message_id]
+    assert [h.message_id for h in store.search("hands")] == [writer.message_id]
 
     edited = store.edit_message(question.id, "tell me about beavers")
     # Branches not on screen are still found.

@@ -3,10 +3,13 @@ session, and fonts."""
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop.engine import ChatEngine
+from desktop.store import ChatStore
 from desktop.ui import theme
 from desktop.ui.app import Application
 from desktop.ui.chat_settings import ChatSettings
@@ -68,3 +71,29 @@ def test_chinese_text_gets_a_cjk_font_when_one_is_installed(qapp):
     if family is not None:
         assert family in qapp.font().families()
         assert family in theme.monospace_font().families()
+
+
+def test_a_damaged_history_is_told_in_the_banner_once(qtbot, qapp, tmp_path, model):
+    folder = tmp_path / "data"
+    with ChatStore.open(folder) as store:
+        chat = store.create_conversation("Lost")
+        for index in range(200):
+            store.add_message(chat.id, "user", f"message {index} " + "lorem ipsum " * 30)
+    path = folder / "chats.sqlite3"
+    os.truncate(path, path.stat().st_size // 2)
+
+    first = Application(folder, engine=ChatEngine(model))
+    window = first.start()
+    (moved,) = folder.glob("chats.sqlite3.corrupt-????????-??????")
+    assert window.banner.isVisible()
+    assert window.banner.label.text() == (f"The chat history file was damaged; it was moved "
+                                          f"to {moved} and a new, empty history was started.")
+    window.close()
+    # The next start, the window's or another front end's, has nothing more to say.
+    second = Application(folder, engine=ChatEngine(model))
+    try:
+        assert not second.start().banner.isVisible()
+    finally:
+        second.window.close()
+    with ChatStore.open(folder) as store:
+        assert store.take_notice() is None

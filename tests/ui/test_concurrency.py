@@ -1,9 +1,11 @@
 """Concurrency a user can cause in the window: sending while a reply streams, pressing Stop
-twice, switching the model mid-reply, closing during a model load."""
+twice, switching the model mid-reply, closing during a model load, a second window."""
 
 from __future__ import annotations
 
-from desktop.store import CANCELLED
+from desktop.engine import ChatEngine
+from desktop.store import CANCELLED, STREAMING
+from desktop.ui.app import Application
 
 
 def start_long_reply(qtbot, window, long_reply, text="Write a long story about a lighthouse."):
@@ -59,3 +61,20 @@ def test_closing_during_a_model_load(qtbot, app, default_model):
     window.close()
     app.shutdown()  # waits for the engine thread: no "QThread destroyed while running"
     assert not app.controller._thread.isRunning()
+
+
+def test_a_second_window_leaves_the_first_windows_reply_streaming(qtbot, qapp, window,
+                                                                  long_reply, model, tmp_path):
+    # Issue #13: every window start marked replies still streaming as interrupted, even the
+    # one another window was writing.
+    start_long_reply(qtbot, window, long_reply)
+    reply_id = window.controller.reply_id
+    second = Application(tmp_path / "data", engine=ChatEngine(model))  # same folder
+    try:
+        assert second.store.get_message(reply_id).state == STREAMING
+    finally:
+        second.shutdown()
+    window.stop()
+    qtbot.waitUntil(lambda: not window.controller.generating, timeout=30_000)
+    reply = window.store.get_message(reply_id)
+    assert reply.state == CANCELLED and reply.text

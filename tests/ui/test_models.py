@@ -10,7 +10,10 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 import desktop.paths
+from desktop.engine.model import FUSED_FP32_ON_CUDA
+from desktop.engine.runtime import DeviceInfo, nvidia_gpu_present
 from desktop.ui.app import Application
+from desktop.ui.bars import StatusBar
 from desktop.ui.export_dialog import ExportDialog, export_available
 
 
@@ -103,3 +106,12 @@ def test_the_device_choice_reloads_the_model_and_shows_what_runs(qtbot, window):
         assert "CUDA" in window.banner.label.text()
         assert window.model_bar.device_box.currentData() == "cpu"
         assert window.prefs.device == "cpu"
+
+
+def test_the_status_bar_gives_the_cuda_reason_only_beside_a_gpu(qtbot):
+    # Issue #13: "CUDA not used …" is noise on a machine without any GPU.
+    bar = StatusBar()
+    qtbot.addWidget(bar)
+    bar.set_device(DeviceInfo("auto", "cpu", FUSED_FP32_ON_CUDA, ("CPUExecutionProvider",)))
+    assert bar.device_label.text() == "Device: CPU"
+    assert bar.device_reason_label.isVisibleTo(bar) is nvidia_gpu_present()

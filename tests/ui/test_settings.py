@@ -6,7 +6,8 @@ from __future__ import annotations
 from PySide6.QtWidgets import QDialogButtonBox
 
 from desktop.engine import SamplingSettings
-from desktop.engine.settings import RANGES
+from desktop.engine.settings import RANGES, check_stored
+from desktop.errors import SettingsError
 from desktop.ui.chat_settings import EDITABLE, ChatSettings
 from desktop.ui.settings_dialog import SettingsDialog, interval
 
@@ -95,3 +96,26 @@ def test_settings_are_stored_with_the_conversation_and_used_for_its_replies(wind
     assert window.chat_settings().system_prompt == "Answer in French."
     assert SamplingSettings.from_dict(
         {**DEFAULTS, **window.chat_settings().overrides}).temperature == 0.0
+
+
+CANDIDATES = [0, 1, -1, 0.5, 40.0, 1.0, 5.0001, 2, 8192, 1_000_001, "hot", True,
+              2**63 - 1, 2**63, int("9" * 401), None]
+
+
+def test_an_imported_setting_is_refused_exactly_when_the_dialog_refuses_it(qtbot):
+    # History import checks sampling settings with the dialog's rules (issue #13).
+    dialog = make_dialog(qtbot)
+    for name in EDITABLE:
+        for value in CANDIDATES:
+            if value is None and name != "seed":
+                continue  # only the seed may be left empty
+            dialog.fields[name].setText("" if value is None else str(value))
+            typed_ok = dialog.errors[name].isHidden()
+            try:
+                check_stored({name: value})
+            except SettingsError:
+                imported_ok = False
+            else:
+                imported_ok = True
+            assert imported_ok == typed_ok, (name, value)
+        dialog.reset_button.click()
