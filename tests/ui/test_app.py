@@ -3,6 +3,7 @@ session, and fonts."""
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -64,7 +65,8 @@ def test_the_last_conversation_and_window_layout_come_back(qtbot, qapp, tmp_path
 
 def test_chinese_text_gets_a_cjk_font_when_one_is_installed(qapp):
     family = theme.cjk_family()
+    if family is None:
+        pytest.skip("no CJK font installed (e.g. fonts-noto-cjk); nothing to fall back to")
     theme.apply_fonts(qapp)
-    if family is not None:
-        assert family in qapp.font().families()
-        assert family in theme.monospace_font().families()
+    assert family in qapp.font().families()
+    assert family in theme.monospace_font().families()
