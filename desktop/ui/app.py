@@ -24,6 +24,7 @@ from desktop.store import ChatStore
 from desktop.ui import i18n, theme
 from desktop.ui.controller import ChatController
 from desktop.ui.main_window import MainWindow
+from desktop.ui.platform_check import check_x11
 from desktop.ui.prefs import Preferences
 
 
@@ -143,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
 
         return run(args)
     _check_display()
+    check_x11()  # before Qt, which would abort the process on a missing library
     qapp = qt_application()
     try:
         app = Application(data_dir(getattr(args, "data_dir", None)))
