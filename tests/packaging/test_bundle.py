@@ -101,6 +101,22 @@ def test_bundle_ships_the_runtime_only(folder, record, layout, build_script):
     assert dangling == []
 
 
+def test_the_x11_plugin_finds_its_libraries_in_the_bundle_or_the_base_system(folder, layout):
+    """Unpack and run on a stock Ubuntu desktop: everything Qt's xcb plugin loads, directly or
+    further down, is inside the bundle or on the documented base-system list."""
+    contents = (folder / layout.CONTENTS_DIR).resolve()
+    plugin = contents / "PySide6" / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    env = dict(os.environ, LD_LIBRARY_PATH=str(contents))  # what the bootloader sets
+    loaded = layout.ldd(plugin, env)
+    outside = [f"{name} ({path or 'not found'})" for name, path in loaded
+               if not layout.BASE_SYSTEM_LIBS.match(name)
+               and (path is None or contents not in Path(path).resolve().parents)]
+    assert outside == []
+    inside = {name for name, path in loaded if path and contents in Path(path).resolve().parents}
+    assert {"libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxcb-keysyms.so.1",
+            "libxkbcommon-x11.so.0"} <= inside
+
+
 def test_frozen_app_answers_and_finds_its_bundled_model(folder, tmp_path, layout):
     version = run_frozen(folder, tmp_path, "--version")
     assert version.returncode == 0, version.stderr
