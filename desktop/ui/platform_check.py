@@ -5,6 +5,9 @@ missing (stock Ubuntu desktops lack ``libxcb-cursor0``; minimal installs lack mo
 a paragraph about platform plugins and aborts the process. This module finds that case first
 and names the missing libraries with the packages that provide them, in one line.
 
+The same goes for a ``DISPLAY`` no X server answers on (an ssh session without X
+forwarding, say), which is checked next.
+
 Only the X11 path is checked: Qt tries the Wayland plugin first in a Wayland session, and an
 explicit ``QT_QPA_PLATFORM`` such as ``offscreen`` needs no X11 libraries. The check loads the
 plugin with the dynamic loader exactly as Qt would (same search path, so the packaged app's
@@ -136,6 +139,29 @@ def missing_libraries(library: Path) -> list[str]:
     return missing
 
 
+def display_error(display: str) -> str | None:
+    """Why the X server named ``display`` cannot be reached, or None if it answers (asked with
+    libxcb, as Qt's plugin would; None too when libxcb itself is missing, which the library
+    check reports)."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return None
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    connection = xcb.xcb_connect(display.encode(), None)  # never NULL: errors are a state
+    try:
+        failed = xcb.xcb_connection_has_error(connection)
+    finally:
+        xcb.xcb_disconnect(connection)
+    if not failed:
+        return None
+    return (f"cannot reach the X display {display!r} (from DISPLAY); start OnnxChat inside a "
+            "desktop session, or use `onnxchat chat` in a terminal")
+
+
 def _stem(soname: str) -> str:
     return re.sub(r"\.so(\.\d+)*$", "", soname)
 
@@ -153,8 +179,9 @@ def install_advice(missing: list[str]) -> str:
 
 def check_x11(env: Mapping[str, str] | None = None) -> None:
     """Raise a one-line :class:`UserError` when the window would need Qt's X11 plugin and the
-    system lacks libraries it links to; otherwise return (also when there is no plugin to
-    check, which leaves the answer to Qt)."""
+    system lacks libraries it links to, or the X server in ``DISPLAY`` does not answer (Qt
+    aborts on both); otherwise return (also when there is no plugin to check, which leaves
+    the answer to Qt)."""
     env = os.environ if env is None else env
     if not xcb_will_be_used(env):
         return
@@ -167,6 +194,9 @@ def check_x11(env: Mapping[str, str] | None = None) -> None:
             f"the window cannot open on X11: Qt's xcb platform plugin needs "
             f"{', '.join(missing)}, missing on this system; {install_advice(missing)}, or use "
             "`onnxchat chat` in a terminal")
+    unreachable = display_error(env.get("DISPLAY", ""))
+    if unreachable:
+        raise UserError(f"the window cannot open on X11: {unreachable}")
 
 
 def debian_packages(missing: list[str]) -> list[str]:

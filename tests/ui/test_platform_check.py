@@ -5,8 +5,12 @@ offscreen starts are not checked."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -116,3 +120,74 @@ def test_the_setup_check_lists_nothing_for_the_plugin_the_tests_use(capsys):
     assert main(["offscreen"]) == 0 and capsys.readouterr().out == ""
     assert debian_packages(["libxcb-cursor.so.0", "libEGL.so.1", "libweird.so.1"]) == [
         "libxcb-cursor0", "libegl1"]
+
+
+def unused_display() -> str:
+    number = 97
+    while Path(f"/tmp/.X11-unix/X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists():
+        number += 1
+    return f":{number}"
+
+
+def test_a_display_no_x_server_answers_on_is_named_without_a_qt_abort(tmp_path):
+    plugin = find_plugin({})
+    if plugin is None or missing_libraries(plugin):
+        pytest.skip("Qt's xcb plugin cannot load here (see the missing-library tests)")
+    display = unused_display()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
+    result = subprocess.run([sys.executable, "-m", "desktop", "--data-dir", str(tmp_path / "d")],
+                            env=env | {"DISPLAY": display}, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"onnxchat: error: the window cannot open on X11: cannot reach the X display "
+        f"'{display}' (from DISPLAY); start OnnxChat inside a desktop session, or use "
+        "`onnxchat chat` in a terminal")
+
+
+@pytest.fixture
+def x_server() -> Iterator[str]:
+    """A real X server (Xvfb) on a free display; its name."""
+    if not (shutil.which("Xvfb") and shutil.which("xwininfo")):
+        pytest.skip("needs Xvfb and xwininfo (Debian: xvfb x11-utils; `make test` installs "
+                    "them as root)")
+    read, write = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24",
+                               "-nolisten", "tcp"], pass_fds=(write,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as ready:
+        number = ready.readline().strip()  # written once the server accepts clients
+    assert number, "Xvfb did not start"
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=60)
+
+
+def test_the_window_opens_on_a_real_x_server_and_ctrl_c_closes_it(x_server, tmp_path):
+    plugin = find_plugin({})
+    if plugin is None or missing_libraries(plugin):
+        pytest.skip("Qt's xcb plugin cannot load here (see the missing-library tests)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
+    app = subprocess.Popen([sys.executable, "-m", "desktop", "--data-dir", str(tmp_path / "d")],
+                           env=env | {"DISPLAY": x_server}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        tree = ""
+        while '"OnnxChat")' not in tree:  # the main window, by its WM_CLASS
+            assert app.poll() is None, app.communicate()[1]
+            assert time.monotonic() < deadline, "the window never appeared"
+            tree = subprocess.run(["xwininfo", "-root", "-tree", "-display", x_server],
+                                  capture_output=True, text=True, check=True).stdout
+            time.sleep(0.2)
+        app.send_signal(signal.SIGINT)  # Ctrl-C in the terminal closes the window
+        _, err = app.communicate(timeout=120)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.communicate()
+    assert app.returncode == 0, err
+    assert "Traceback" not in err and "Aborted" not in err
