@@ -78,11 +78,13 @@ def qt_platforms(env: Mapping[str, str]) -> list[str]:
 
 def xcb_will_be_used(env: Mapping[str, str]) -> bool:
     """Whether Qt reaches the X11 plugin: it comes before any plugin expected to work (Wayland
-    with a ``WAYLAND_DISPLAY``, or a non-window platform such as ``offscreen``)."""
+    in a Wayland session, whose compositor answers even without ``WAYLAND_DISPLAY``, or a
+    non-window platform such as ``offscreen``). In doubt, Qt is left to decide."""
+    wayland_session = bool(env.get("WAYLAND_DISPLAY")) or env.get("XDG_SESSION_TYPE") == "wayland"
     for name in qt_platforms(env):
         if name == "xcb":
             return True
-        if name != "wayland" or env.get("WAYLAND_DISPLAY"):
+        if name != "wayland" or wayland_session:
             return False
     return False
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,8 @@ def test_wayland_and_offscreen_starts_do_not_need_the_x11_plugin(broken_plugins)
 @pytest.mark.parametrize(("env", "expected"), [
     ({"DISPLAY": ":0"}, True),
     ({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, False),
-    ({"DISPLAY": ":0", "XDG_SESSION_TYPE": "wayland"}, True),  # no compositor: X11 fallback
+    ({"DISPLAY": ":0", "XDG_SESSION_TYPE": "wayland"}, False),  # the compositor's default
+    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland;xcb"}, True),  # no Wayland session here
     ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, False),
     ({"QT_QPA_PLATFORM": "xcb:nograb"}, True),
     ({"QT_QPA_PLATFORM": "wayland;xcb", "DISPLAY": ":0"}, True),
@@ -146,21 +148,30 @@ def test_a_display_no_x_server_answers_on_is_named_without_a_qt_abort(tmp_path):
         "`onnxchat chat` in a terminal")
 
 
+@dataclass
+class XServer:
+    display: str
+    log: Path  # the server's own messages, for failures
+
+
 @pytest.fixture
-def x_server() -> Iterator[str]:
-    """A real X server (Xvfb) on a free display; its name."""
+def x_server(tmp_path: Path) -> Iterator[XServer]:
+    """A real X server (Xvfb) on a free display."""
     if not (shutil.which("Xvfb") and shutil.which("xwininfo")):
         pytest.skip("needs Xvfb and xwininfo (Debian: xvfb x11-utils; `make test` installs "
                     "them as root)")
+    log = tmp_path / "xvfb.log"
     read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24",
-                               "-nolisten", "tcp"], pass_fds=(write,),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # -noreset: a server with no clients left resets and refuses connections meanwhile.
+    with log.open("w") as output:
+        server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-noreset", "-screen", "0",
+                                   "1280x800x24", "-nolisten", "tcp"], pass_fds=(write,),
+                                  stdout=output, stderr=subprocess.STDOUT)
     os.close(write)
     with os.fdopen(read) as ready:
         number = ready.readline().strip()  # written once the server accepts clients
-    assert number, "Xvfb did not start"
-    yield f":{number}"
+    assert number, f"Xvfb did not start: {log.read_text()}"
+    yield XServer(f":{number}", log)
     server.terminate()
     server.wait(timeout=60)
 
@@ -172,18 +183,26 @@ def test_the_window_opens_on_a_real_x_server_and_ctrl_c_closes_it(x_server, tmp_
     env = {k: v for k, v in os.environ.items()
            if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
     app = subprocess.Popen([sys.executable, "-m", "desktop", "--data-dir", str(tmp_path / "d")],
-                           env=env | {"DISPLAY": x_server}, stdout=subprocess.PIPE,
+                           env=env | {"DISPLAY": x_server.display}, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
+
+    def failure(what: str) -> str:
+        if app.poll() is None:
+            app.kill()
+        return f"{what}\napp: {app.communicate()[1]}\nXvfb: {x_server.log.read_text()}"
+
+    deadline = time.monotonic() + 120
+    tree = ""
+    while '"OnnxChat")' not in tree:  # the main window, by its WM_CLASS
+        assert app.poll() is None, failure("the app ended")
+        assert time.monotonic() < deadline, failure("the window never appeared")
+        listing = subprocess.run(["xwininfo", "-root", "-tree", "-display", x_server.display],
+                                 capture_output=True, text=True, check=False)
+        assert listing.returncode == 0, failure(f"xwininfo: {listing.stderr}")
+        tree = listing.stdout
+        time.sleep(0.2)
+    app.send_signal(signal.SIGINT)  # Ctrl-C in the terminal closes the window
     try:
-        deadline = time.monotonic() + 120
-        tree = ""
-        while '"OnnxChat")' not in tree:  # the main window, by its WM_CLASS
-            assert app.poll() is None, app.communicate()[1]
-            assert time.monotonic() < deadline, "the window never appeared"
-            tree = subprocess.run(["xwininfo", "-root", "-tree", "-display", x_server],
-                                  capture_output=True, text=True, check=True).stdout
-            time.sleep(0.2)
-        app.send_signal(signal.SIGINT)  # Ctrl-C in the terminal closes the window
         _, err = app.communicate(timeout=120)
     finally:
         if app.poll() is None:
