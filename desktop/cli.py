@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
 
@@ -19,59 +18,22 @@ from desktop.errors import UserError
 log = logging.getLogger("onnxchat")
 
 
-def _models_register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list installed models")
-    parser.add_argument("--verify", action="store_true",
-                        help="recompute every file's sha256 against the manifest")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(func=_models_run)
+#: The subcommands: name → (module, one-line help). A module is imported only when its command
+#: is the one on the command line, so ``--help``, ``history`` and ``models`` start without
+#: numpy, ONNX Runtime or Qt. Each module has ``register(subparsers)``, which adds the
+#: command's parser with ``set_defaults(func=...)``; one line here adds a command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "chat": ("desktop.terminal", "chat in the terminal"),
+    "models": ("desktop.models_cmd", "list installed models"),
+    "history": ("desktop.history_cmd", "list, search, export or import chats"),
+    "bench": ("desktop.bench", "measure speed and memory"),
+    "soak": ("desktop.soak", "long-session checks (minutes)"),
+}
 
 
-def _models_run(args: argparse.Namespace) -> int:
-    from desktop.engine import list_models, verify_files
-    from desktop.paths import model_dirs
-
-    models = list_models()
-    if not models:
-        where = ", ".join(str(d) for d in model_dirs())
-        print(f"no models installed (searched {where}); "
-              "prepare the default one with `onnxchat export default`")
-        return 0
-    rows, failed = [], False
-    for entry in models:
-        m = entry.manifest
-        row = {"name": entry.name, "path": str(entry.path), "problem": entry.problem}
-        if m is not None:
-            v = m.validation
-            row |= {"recipe": m.recipe, "size_mb": round(m.size_bytes / 1e6, 1),
-                    "perplexity_ratio": v.get("perplexity_ratio"),
-                    "top1_agreement": v.get("top1_agreement"), "passed": v.get("passed")}
-            if args.verify:
-                problems = verify_files(m)
-                row["verified"] = not problems
-                if problems:
-                    row["problem"] = "; ".join(problems)
-        failed |= bool(row["problem"])
-        rows.append(row)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            if r.get("recipe"):
-                ratio = r["perplexity_ratio"]
-                top1 = r["top1_agreement"]
-                quality = (f"ppl ×{ratio:.3f}, top-1 {top1:.1%}" if isinstance(ratio, float)
-                           and isinstance(top1, float) else "not validated")
-                status = "" if r.get("passed", True) else " (failed validation, kept with --force)"
-                verified = {True: ", files verified", False: ""}.get(r.get("verified"), "")
-                print(f"{r['name']:<28} {r['recipe']:<10} {r['size_mb']:>8.1f} MB  "
-                      f"{quality}{status}{verified}\n  {r['path']}")
-            if r["problem"]:
-                print(f"  problem: {r['problem']}")
-    return 1 if failed else 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with ``command``'s full arguments; the other commands are listed by name and
+    help only (their modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog="onnxchat",
         description="Offline chat with local language models. With no command, opens the window.",
@@ -86,21 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="start offscreen, chat once with the default model, exit 0 if it works",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from desktop import bench, soak, terminal
-
-    terminal.register(sub)
-    _models_register(sub)
-    bench.register(sub)
-    soak.register(sub)
-    try:
-        history = importlib.import_module("desktop.history_cmd")
-    except ImportError:  # pragma: no cover - part of the same distribution
-        history = None
-    if history is not None:
-        history.register(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(module).register(sub)
+        else:  # a name in the list; its arguments are parsed once it is the command
+            sub.add_parser(name, help=help_text, add_help=False)
     sub.add_parser("export", help="convert a model to a validated ONNX folder "
                    "(see `onnxchat export --help`; needs the export extra)")
     return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Find the command with the light parser, then parse everything with its own."""
+    command = build_parser().parse_known_args(argv)[0].command
+    return build_parser(command if command in COMMANDS else None).parse_args(argv)
 
 
 def _run_export(argv: list[str]) -> int:
@@ -136,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         # The export step has its own parser; hand it everything after the word.
         if argv and argv[0] == "export":
             return _run_export(argv[1:])
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parse(argv)
         if args.data_dir:
             import os
 

@@ -77,6 +77,37 @@ def fresh_build(dist: Path = DIST, cuda: bool = False) -> dict | None:
     return info if complete and info["fingerprint"] == fingerprint(cuda) else None
 
 
+def ensure_x11_libraries() -> None:
+    """Linux: the bundle carries the libraries Qt's X11 plugin needs, so this machine must have
+    them. As root on Debian or Ubuntu the missing ones are installed; otherwise one line says
+    which and how."""
+    from desktop.ui.platform_check import (
+        debian_packages,
+        install_advice,
+        missing_libraries,
+        pyside_plugin_dir,
+    )
+
+    folder = pyside_plugin_dir()
+    if folder is None:
+        raise BuildError("PySide6 is not installed: run `make setup` first")
+    plugin = folder / "platforms" / "libqxcb.so"
+    missing = missing_libraries(plugin)
+    if missing and os.geteuid() == 0 and shutil.which("apt-get") and debian_packages(missing):
+        packages = debian_packages(missing)
+        print(f"Installing {' '.join(packages)}: Qt's X11 plugin needs them and the bundle "
+              "carries them")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, check=False,
+                       stdout=subprocess.DEVNULL)
+        missing = missing_libraries(plugin)
+    if missing:
+        raise BuildError(f"the bundle must carry the libraries Qt's X11 plugin needs and this "
+                         f"machine lacks {', '.join(missing)}; {install_advice(missing)}, then "
+                         "build again")
+
+
 def check_model() -> None:
     manifest = MODEL / "manifest.json"
     if not manifest.is_file():
@@ -190,6 +221,17 @@ def unresolved_libraries(contents: Path) -> list[str]:
     return sorted(missing)
 
 
+def x11_libraries_outside(contents: Path) -> list[str]:
+    """Linux: libraries the bundled X11 plugin would take from outside the bundle (or not find)
+    although they are not on the base-system list (``BASE_SYSTEM_LIBS``)."""
+    plugin = contents / "PySide6" / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    env = dict(os.environ, LD_LIBRARY_PATH=str(contents))  # what the bootloader sets
+    inside = contents.resolve()
+    return [name for name, path in layout.ldd(plugin, env)
+            if not layout.BASE_SYSTEM_LIBS.match(name)
+            and (path is None or inside not in Path(path).resolve().parents)]
+
+
 def tree_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -278,6 +320,8 @@ def build(cuda: bool = False, smoke: bool = True, dist: Path = DIST, work: Path 
     """Build, check, smoke-test and archive; return the build record (also written as JSON)."""
     started = time.perf_counter()
     check_model()
+    if sys.platform.startswith("linux"):
+        ensure_x11_libraries()
     inputs = fingerprint(cuda)
     icons = render_icons(work / "icons")
     folder = run_pyinstaller(icons, dist, work, cuda)
@@ -305,6 +349,12 @@ def build(cuda: bool = False, smoke: bool = True, dist: Path = DIST, work: Path 
     if sys.platform.startswith("linux"):
         floor, missing = glibc_floor(folder), unresolved_libraries(contents)
         print(f"\nNeeds glibc {floor} or newer.")
+        outside = x11_libraries_outside(contents)
+        if outside:
+            raise BuildError("the bundled X11 plugin would take these from the system: "
+                             f"{', '.join(outside)}; rebuild with an empty {work} "
+                             "(PyInstaller's cache predates them) or add them to "
+                             "BASE_SYSTEM_LIBS in packaging/bundle_layout.py with a reason")
         if missing:
             print("Warning: the window needs system libraries that are not on this machine and "
                   f"so not bundled: {', '.join(missing)} (install them here and rebuild)")

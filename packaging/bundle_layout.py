@@ -54,6 +54,15 @@ GPU_RUNTIME_LIBS = re.compile(r"(^|/)(lib)?(cuda|cudart|cublas|cublasLt|cudnn|cu
 # from Debian 12 need glibc 2.36) and break GPU drivers that need a newer libstdc++.
 SYSTEM_LIBS = re.compile(r"(^|/)(libstdc\+\+|libgcc_s|libexpat)\.so[.\d]*$")
 
+# Everything the bundle assumes of a Linux desktop (packaging/README.md, "What the bundle
+# assumes of the system"): glibc, the C++ runtime above, the OpenGL/EGL dispatch libraries
+# (they load the system's GPU drivers) and libxcb itself, which those drivers link to and which
+# PyInstaller never bundles. Every other library Qt's X11 plugin needs travels in the bundle.
+BASE_SYSTEM_LIBS = re.compile(
+    r"^(linux-vdso|ld-linux-x86-64|ld-linux-aarch64|libc|libm|libpthread|libdl|librt|"
+    r"libstdc\+\+|libgcc_s|libexpat|libGL|libGLX|libGLdispatch|libEGL|libOpenGL|libxcb)"
+    r"\.so[.\d]*$")
+
 # Qt plugins the app needs, by plugin folder; every other plugin (and the Qt libraries only
 # those pulled in: Qml, Quick, VirtualKeyboard, Network, Pdf, ...) is left out.
 QT_PLUGINS: dict[str, tuple[str, ...]] = {
@@ -228,3 +237,37 @@ def drop_dangling_links(datas: list[tuple[str, str, str]], binaries: list[tuple[
         return posixpath.normpath(str(link.parent / src.replace("\\", "/")))
 
     return [e for e in datas if e[2] != "SYMLINK" or target(e[0], e[1]) in present]
+
+
+def ldd(library: Path, env: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """Linux: every library ``library`` loads, directly or further down, as (name, resolved
+    path), the path None where the dynamic loader finds nothing."""
+    import subprocess
+
+    out = subprocess.run(["ldd", str(library)], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    found: dict[str, str | None] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if not parts or "=>" not in parts:
+            continue
+        target = parts[parts.index("=>") + 1]
+        found.setdefault(parts[0], None if target == "not" else target)
+    return list(found.items())
+
+
+def x11_libraries() -> list[Path]:
+    """Linux: the system libraries Qt's X11 plugin needs beyond the base system, as found on
+    this machine (``xcb-cursor``, ``xcb-icccm``, ``xcb-keysyms``, ``xkbcommon-x11``, ...).
+
+    The spec adds them explicitly so the bundle carries them even where PyInstaller's own
+    dependency scan ran before they were installed (its cache does not notice them).
+    """
+    from desktop.ui.platform_check import pyside_plugin_dir
+
+    folder = pyside_plugin_dir()
+    assert folder is not None, "PySide6 is installed"
+    pyside = folder.parent.parent.resolve()
+    return [Path(path) for name, path in ldd(folder / "platforms" / "libqxcb.so")
+            if path and not BASE_SYSTEM_LIBS.match(name)
+            and pyside not in Path(path).resolve().parents]

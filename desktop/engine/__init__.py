@@ -10,16 +10,37 @@ Public API::
     stream.stats, stream.plan.dropped                              # after / before iterating
 
 Lower level: :class:`Generator` (append_tokens / next_token / is_stop / rewind_to).
+
+Names are imported from their modules on first use, so listing models or reading manifests
+(``onnxchat models``) does not load numpy and ONNX Runtime.
 """
 
-from desktop.engine.catalog import InstalledModel, list_models, resolve_model
-from desktop.engine.chat import ChatEngine, ReplyStats, ReplyStream
-from desktop.engine.context import ContextPlan
-from desktop.engine.generator import Generator
-from desktop.engine.manifest import Manifest, read_manifest, verify_files
-from desktop.engine.model import Model, load_model
-from desktop.engine.runtime import DeviceInfo
-from desktop.engine.settings import PRESETS, SamplingSettings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from desktop.engine.catalog import InstalledModel, list_models, resolve_model
+    from desktop.engine.chat import ChatEngine, ReplyStats, ReplyStream
+    from desktop.engine.context import ContextPlan
+    from desktop.engine.generator import Generator
+    from desktop.engine.manifest import Manifest, read_manifest, verify_files
+    from desktop.engine.model import Model, load_model
+    from desktop.engine.runtime import DeviceInfo
+    from desktop.engine.settings import PRESETS, SamplingSettings
+
+#: Public name → the module that defines it.
+_HOMES = {
+    "InstalledModel": "catalog", "list_models": "catalog", "resolve_model": "catalog",
+    "ChatEngine": "chat", "ReplyStats": "chat", "ReplyStream": "chat",
+    "ContextPlan": "context",
+    "Generator": "generator",
+    "Manifest": "manifest", "read_manifest": "manifest", "verify_files": "manifest",
+    "Model": "model", "load_model": "model",
+    "DeviceInfo": "runtime",
+    "PRESETS": "settings", "SamplingSettings": "settings",
+}
 
 __all__ = [
     "PRESETS",
@@ -39,3 +60,12 @@ __all__ = [
     "resolve_model",
     "verify_files",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

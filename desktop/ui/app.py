@@ -24,6 +24,7 @@ from desktop.store import ChatStore
 from desktop.ui import i18n, theme
 from desktop.ui.controller import ChatController
 from desktop.ui.main_window import MainWindow
+from desktop.ui.platform_check import check_x11
 from desktop.ui.prefs import Preferences
 
 
@@ -143,16 +144,20 @@ def main(args: argparse.Namespace) -> int:
 
         return run(args)
     _check_display()
+    check_x11()  # before Qt, which would abort the process on a missing library
     qapp = qt_application()
     try:
         app = Application(data_dir(getattr(args, "data_dir", None)))
     except UserError as exc:
         QMessageBox.critical(None, APP_NAME, str(exc))
         raise
+    # Ctrl-C in the terminal closes the window like the close button (saving the reply), once
+    # the event loop runs. Installed before the window is shown, so a Ctrl-C that comes as it
+    # appears is not a KeyboardInterrupt inside some slot, printed and lost. Python only runs
+    # signal handlers when the interpreter gets control, hence the timer.
+    signal.signal(signal.SIGINT, lambda *_: QTimer.singleShot(
+        0, lambda: app.window is not None and app.window.close()))
     app.start(getattr(args, "model", None))
-    # Ctrl-C in the terminal closes the window like the close button (saving the reply):
-    # Python only runs signal handlers when the interpreter gets control, hence the timer.
-    signal.signal(signal.SIGINT, lambda *_: app.window and app.window.close())
     wake = QTimer()
     wake.start(250)
     wake.timeout.connect(lambda: None)

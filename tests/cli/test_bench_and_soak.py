@@ -47,8 +47,11 @@ def test_bench_refuses_an_unknown_comparator_in_one_line(default_model):
 def test_soak_runs_and_reports_memory(default_model):
     result = onnxchat("soak", "--model", str(default_model), "--device", "cpu", "--turns", "3",
                       "--replies", "2", "--long-reply", "16", "--switches", "2")
-    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    # The memory verdicts are figures of this machine's allocator, not asserted here; the exit
+    # status must follow them.
+    verdicts = (report["repeated_replies"]["ok"], report["model_switches"]["ok"])
+    assert result.returncode == (0 if all(verdicts) else 1), result.stderr
     assert report["overflow_turns"]["turns"] == 3
     assert report["repeated_replies"]["rss_end_mb"] > 0
     assert report["model_switches"]["switches"] == 2

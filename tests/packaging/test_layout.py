@@ -164,3 +164,13 @@ def test_missing_cuda_provider_reason_fits_the_packaged_app():
                "with error: libcublasLt.so.13: cannot open shared object file: No such file or "
                "directory\n")
     assert "libcublasLt.so.13 not found" in cuda_failure_reason(present)
+
+
+def test_the_base_system_list_holds_only_what_every_desktop_has(layout):
+    base = layout.BASE_SYSTEM_LIBS
+    for name in ("libc.so.6", "libm.so.6", "libstdc++.so.6", "libGL.so.1", "libEGL.so.1",
+                 "libGLX.so.0", "libxcb.so.1", "linux-vdso.so.1", "ld-linux-x86-64.so.2"):
+        assert base.match(name), name
+    for name in ("libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxcb-keysyms.so.1",
+                 "libxkbcommon-x11.so.0", "libX11.so.6", "libfontconfig.so.1"):
+        assert not base.match(name), name

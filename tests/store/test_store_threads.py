@@ -12,10 +12,13 @@ def test_concurrent_writer_and_reader(store: ChatStore, repro: Repro) -> None:
     turns = 60
     errors: list[BaseException] = []
     done = threading.Event()
+    readers_started = [threading.Event(), threading.Event()]
     seen_lengths: list[int] = []
 
     def write() -> None:
         try:
+            for started in readers_started:  # each reader has read the empty chat once
+                assert started.wait(timeout=120)
             for turn in range(turns):
                 store.add_message(chat.id, "user", f"question {turn}")
                 writer = store.begin_reply(chat.id, repro, commit_interval_s=0.0)
@@ -27,10 +30,12 @@ def test_concurrent_writer_and_reader(store: ChatStore, repro: Repro) -> None:
         finally:
             done.set()
 
-    def read() -> None:
+    def read(started: threading.Event) -> None:
         lengths: list[int] = []
         try:
-            while not done.is_set():
+            finished = False
+            while not finished:  # a last read after the writer is done
+                finished = done.is_set()
                 branch = store.messages(chat.id)
                 # Every read is a consistent branch: user/assistant turns, in order.
                 for index, message in enumerate(branch):
@@ -42,19 +47,22 @@ def test_concurrent_writer_and_reader(store: ChatStore, repro: Repro) -> None:
                         assert message.text in ("", *_prefixes(turn))
                 assert not lengths or len(branch) >= lengths[-1]  # never goes back
                 lengths.append(len(branch))
+                started.set()
                 store.search("answer")
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            started.set()  # never leave the writer waiting
         seen_lengths.extend(lengths)
 
-    threads = [threading.Thread(target=write), threading.Thread(target=read),
-               threading.Thread(target=read)]
+    threads = [threading.Thread(target=write),
+               *(threading.Thread(target=read, args=(started,)) for started in readers_started)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
-    assert len(set(seen_lengths)) > 1  # the readers saw the chat grow
+    assert {0, 2 * turns} <= set(seen_lengths)  # the readers saw the chat grow
     branch = store.messages(chat.id)
     assert len(branch) == 2 * turns
     assert all(m.state == COMPLETE for m in branch)

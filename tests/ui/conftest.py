@@ -7,15 +7,18 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is imported anywhere
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QtMsgType, qInstallMessageHandler
+from PySide6.QtGui import QAction, QKeySequence, QShortcut, QShortcutEvent
 
 from desktop.engine import ChatEngine, Model, load_model
 from desktop.ui.app import Application
 from desktop.ui.chat_settings import ChatSettings
+from desktop.ui.controller import ChatController
 from desktop.ui.main_window import MainWindow
 from desktop.ui.prefs import Preferences
 
@@ -97,3 +100,88 @@ def send(qtbot):
         return blocker.args[0]
 
     return send_and_wait
+
+
+class HeldReply:
+    """Holds the engine thread at the first piece of the next reply once :meth:`arm` was
+    called, until that reply is stopped (Stop, Esc, closing the window), so a test acts on a
+    reply that is provably still running, however fast the CPU is and however short the
+    model's answer would be.
+
+    The hold is a slot connected directly to the worker's ``piece`` signal: it runs in the
+    engine thread after the piece was queued for the window, and returns once the worker has
+    been asked to cancel that job (or the test ends).
+    """
+
+    def __init__(self, controller: ChatController) -> None:
+        self._worker = controller._worker
+        self._armed = threading.Event()
+        #: Set (in the engine thread) when the reply is held: one piece is on its way.
+        self.reached = threading.Event()
+        self._released = threading.Event()
+        self._worker.piece.connect(self._on_piece, Qt.ConnectionType.DirectConnection)
+
+    def arm(self) -> None:
+        """Hold the reply that starts next."""
+        self._armed.set()
+
+    def _on_piece(self, job_id: int, piece: str) -> None:
+        if not self._armed.is_set() or self.reached.is_set():
+            return
+        self.reached.set()
+        while not self._released.wait(0.005):
+            with self._worker._lock:
+                if job_id in self._worker._cancelled:
+                    return
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.fixture
+def held_reply(app: Application) -> Iterator[HeldReply]:
+    """Holds a reply in the middle until it is stopped (see :class:`HeldReply`)."""
+    hold = HeldReply(app.controller)
+    yield hold
+    hold.release()  # a failed test must not leave the engine thread waiting
+
+
+@pytest.fixture
+def start_held_reply(qtbot, held_reply: HeldReply, long_reply: ChatSettings):
+    """``start_held_reply(window, text)``: send ``text`` and return once its first piece is
+    on screen, with the reply held in the middle until it is stopped."""
+
+    def start(window: MainWindow, text: str) -> None:
+        window.apply_chat_settings(long_reply)
+        window.composer.input.setPlainText(text)
+        held_reply.arm()
+        with qtbot.waitSignal(window.controller.replyProgress, timeout=120_000):
+            window.composer.send_button.click()
+        qtbot.waitUntil(held_reply.reached.is_set, timeout=120_000)
+        assert window.controller.generating
+
+    return start
+
+
+def press_shortcut(window: MainWindow, keys: str) -> QObject:
+    """Press ``keys`` the way Qt's shortcut map delivers it in the active window: a shortcut
+    event to the one action or shortcut of ``window`` bound to those keys.
+
+    Offscreen, which window is active and which widget has the keyboard focus depends on the
+    platform and on what other tests showed; the key binding is what the app decides, so it
+    is checked here and the activation step is left out. Returns the action or shortcut, for
+    checks of its context.
+    """
+    sequence = QKeySequence(keys)
+    bound: list[QObject] = [
+        item for item in [*window.findChildren(QAction), *window.findChildren(QShortcut)]
+        if sequence in (item.shortcuts() if isinstance(item, QAction) else item.keys())]
+    assert len(bound) == 1, f"{keys} is bound to {len(bound)} actions or shortcuts"
+    QCoreApplication.sendEvent(bound[0], QShortcutEvent(sequence))
+    return bound[0]
+
+
+@pytest.fixture
+def shortcut() -> Callable[[MainWindow, str], QObject]:
+    """``shortcut(window, "Esc")``: see :func:`press_shortcut`."""
+    return press_shortcut

@@ -4,6 +4,7 @@ switching and closing while a reply streams, and the event loop staying responsi
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
@@ -53,14 +54,11 @@ def test_shift_enter_adds_a_line_and_enter_sends(qtbot, window):
     assert window.store.messages(window.current_id)[0].text == "first\nsecond"
 
 
-def test_stop_mid_reply_keeps_the_text_so_far(qtbot, window, long_reply):
-    window.apply_chat_settings(long_reply)
-    window.composer.input.setPlainText("Write a long story about a dragon.")
-    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
-        window.composer.send_button.click()
+def test_stop_mid_reply_keeps_the_text_so_far(qtbot, window, start_held_reply):
+    start_held_reply(window, "Write a long story about a dragon.")
     assert window.composer.stop_button.isVisible()
     assert not window.composer.send_button.isEnabled()
-    with qtbot.waitSignal(window.controller.replyEnded, timeout=30_000) as ended:
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=60_000) as ended:
         window.composer.stop_button.click()
     end = ended.args[0]
     assert end.outcome == "cancelled"
@@ -72,14 +70,16 @@ def test_stop_mid_reply_keeps_the_text_so_far(qtbot, window, long_reply):
     assert window.view.widgets()[-1].meta_label.text() == "Stopped"
 
 
-def test_escape_stops_the_reply(qtbot, window, long_reply):
-    window.apply_chat_settings(long_reply)
-    window.composer.input.setPlainText("Count from one to one hundred.")
-    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
-        window.composer.send_button.click()
-    with qtbot.waitSignal(window.controller.replyEnded, timeout=30_000) as ended:
-        qtbot.keyClick(window.composer.input, Qt.Key.Key_Escape)
-    assert ended.args[0].outcome == "cancelled"
+def test_escape_stops_the_reply(qtbot, window, start_held_reply, shortcut):
+    assert not window.stop_action.isEnabled()  # Esc does nothing while no reply runs
+    start_held_reply(window, "Count from one to one hundred.")
+    assert window.stop_action.isEnabled()
+    assert window.stop_action.shortcutContext() == Qt.ShortcutContext.WindowShortcut
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=60_000) as ended:
+        shortcut(window, "Esc")
+    assert ended.args[0].outcome == "cancelled" and ended.args[0].text
+    assert window.view.widgets()[-1].meta_label.text() == "Stopped"
+    assert not window.stop_action.isEnabled()
 
 
 def test_regenerate_replaces_the_reply_and_keeps_the_old_branch(qtbot, window, send):
@@ -122,21 +122,19 @@ def test_edit_and_resend_starts_a_new_branch(qtbot, window, send):
     assert window.view.widgets()[0].message.text == "Say goodbye."
 
 
-def test_switching_conversations_while_a_reply_streams(qtbot, window, send, long_reply):
+def test_switching_conversations_while_a_reply_streams(qtbot, window, send,
+                                                       start_held_reply):
     send(window, "Hello there.")
     first_id = window.current_id
     window.new_chat()
-    window.apply_chat_settings(long_reply)
-    window.composer.input.setPlainText("Tell me about the sea.")
-    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
-        window.composer.send_button.click()
+    start_held_reply(window, "Tell me about the sea.")
     second_id = window.current_id
     assert second_id != first_id
     window.open_conversation(first_id)
     assert window.view.widgets()[0].message.text == "Hello there."
     assert not window.view.widgets()[-1].regenerate_button.isEnabled()  # busy meanwhile
-    window.stop()
-    qtbot.waitUntil(lambda: not window.controller.generating, timeout=30_000)
+    with qtbot.waitSignal(window.controller.replyEnded, timeout=60_000):
+        window.stop()
     assert window.view.widgets()[0].message.text == "Hello there."
     window.open_conversation(second_id)
     saved = window.store.messages(second_id)[-1]
@@ -144,13 +142,10 @@ def test_switching_conversations_while_a_reply_streams(qtbot, window, send, long
     assert window.view.widgets()[-1].message.text == saved.text
 
 
-def test_closing_during_a_reply_stops_it_and_saves_the_partial_text(qtbot, app, tmp_path,
-                                                                    long_reply):
+def test_closing_during_a_reply_stops_it_and_saves_the_partial_text(app, tmp_path,
+                                                                    start_held_reply):
     window = app.window
-    window.apply_chat_settings(long_reply)
-    window.composer.input.setPlainText("Write a poem about autumn leaves.")
-    with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
-        window.composer.send_button.click()
+    start_held_reply(window, "Write a poem about autumn leaves.")
     conversation_id = window.current_id
     window.close()
     assert app.controller._thread.isFinished()
@@ -159,35 +154,59 @@ def test_closing_during_a_reply_stops_it_and_saves_the_partial_text(qtbot, app, 
     assert reply.role == "assistant" and reply.state == CANCELLED and reply.text
 
 
-def event_loop_lateness(qtbot, milliseconds: int) -> float:
-    """Run the event loop for ``milliseconds`` with a 10 ms timer; its worst lateness (s)."""
-    lateness: list[float] = []
-    expected = [time.perf_counter() + 0.010]
+@dataclass
+class Stalls:
+    """What a 10 ms timer saw while the event loop ran: the longest stretch of work the UI
+    thread did between two ticks (its own CPU time, which a busy machine does not inflate) and
+    the worst lateness on the clock (which it does), over ``ticks`` ticks."""
+
+    work: float
+    late: float
+    ticks: int
+
+
+def ui_thread_stalls(qtbot, milliseconds: int, until=lambda: False) -> Stalls:
+    """Run the event loop for ``milliseconds`` (or until ``until()``) with a 10 ms timer."""
+    work: list[float] = []
+    late: list[float] = []
+    previous = [time.thread_time(), time.perf_counter()]
 
     def tick() -> None:
-        now = time.perf_counter()
-        lateness.append(now - expected[0])
-        expected[0] = now + 0.010
+        cpu, now = time.thread_time(), time.perf_counter()
+        work.append(cpu - previous[0])
+        late.append(now - previous[1] - 0.010)
+        previous[:] = [cpu, now]
 
     timer = QTimer()
     timer.setTimerType(Qt.TimerType.PreciseTimer)
     timer.timeout.connect(tick)
     timer.start(10)
-    qtbot.wait(milliseconds)
+    deadline = time.perf_counter() + milliseconds / 1000
+    while time.perf_counter() < deadline and not until():
+        qtbot.wait(20)
     timer.stop()
-    assert len(lateness) > milliseconds // 50
-    return max(lateness)
+    return Stalls(max(work, default=0.0), max(late, default=0.0), len(work))
+
+
+def assert_responsive(stalls: Stalls) -> None:
+    """The UI thread never works 100 ms at a stretch, and the window never freezes for a
+    second even on a machine busy with other work."""
+    assert stalls.ticks >= 20, f"only {stalls.ticks} timer ticks were measured"
+    assert stalls.work < 0.100, f"the UI thread worked {stalls.work * 1000:.0f} ms at a stretch"
+    assert stalls.late < 1.0, f"the event loop stalled for {stalls.late * 1000:.0f} ms"
 
 
 def test_event_loop_stays_responsive_while_a_reply_streams(qtbot, window, long_reply):
-    window.apply_chat_settings(long_reply)
+    window.apply_chat_settings(ChatSettings(overrides={**long_reply.overrides,
+                                                       "max_new_tokens": 1000}))
     window.composer.input.setPlainText("Explain how rain forms, in detail.")
     with qtbot.waitSignal(window.controller.replyProgress, timeout=60_000):
         window.composer.send_button.click()
-    worst = event_loop_lateness(qtbot, 2500)
+    # Measured while the reply streams (a fast machine may finish it sooner than 2.5 s).
+    stalls = ui_thread_stalls(qtbot, 2500, until=lambda: not window.controller.generating)
     window.stop()
-    qtbot.waitUntil(lambda: not window.controller.generating, timeout=30_000)
-    assert worst < 0.100, f"the event loop stalled for {worst * 1000:.0f} ms"
+    qtbot.waitUntil(lambda: not window.controller.generating, timeout=60_000)
+    assert_responsive(stalls)
 
 
 def test_a_long_history_opens_with_one_page_of_widgets(qtbot, window):
@@ -196,15 +215,12 @@ def test_a_long_history_opens_with_one_page_of_widgets(qtbot, window):
     for n in range(150):
         store.add_message(conversation.id, "user", f"Question {n}")
         store.add_message(conversation.id, "assistant", f"Answer **{n}**")
-    started = time.perf_counter()
     window.refresh_conversations()
     window.open_conversation(conversation.id)
-    elapsed = time.perf_counter() - started
     widgets = window.view.widgets()
     assert len(widgets) == PAGE
     assert widgets[-1].message.text == "Answer **149**"
     assert window.view.earlier_button.isVisible()
-    assert elapsed < 3.0
     window.view.show_earlier()
     assert len(window.view.widgets()) == 2 * PAGE
     assert window.view.widgets()[0].message.text == f"Question {150 - PAGE}"
@@ -214,14 +230,14 @@ def test_context_meter_counts_the_draft_as_it_is_typed(qtbot, window):
     meter = window.status.context_meter
     controller, settings = window.controller, window.chat_settings()
     empty = controller.plan(None, [], "", settings).used
-    qtbot.waitUntil(lambda: meter.value() == empty, timeout=5_000)
+    qtbot.waitUntil(lambda: meter.value() == empty, timeout=30_000)
     context = controller.engine.model.context_length
     assert meter.maximum() == context and f"{empty:,} / {context:,}" in meter.format()
     draft = "word " * 300
     typed = controller.plan(None, [], draft, settings).used
     assert typed > empty + 250
     window.composer.input.setPlainText(draft)
-    qtbot.waitUntil(lambda: meter.value() == typed, timeout=5_000)
+    qtbot.waitUntil(lambda: meter.value() == typed, timeout=30_000)
 
 
 def test_a_notice_says_when_old_messages_will_not_fit(qtbot, window):
@@ -232,7 +248,7 @@ def test_a_notice_says_when_old_messages_will_not_fit(qtbot, window):
         store.add_message(conversation.id, "assistant", "and then " * 200)
     window.refresh_conversations()
     window.open_conversation(conversation.id)
-    qtbot.waitUntil(lambda: "left out" in window.status.notice_label.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: "left out" in window.status.notice_label.text(), timeout=30_000)
     plan = window.controller.plan(window.store.get_conversation(conversation.id),
                                   window.view.messages, "", window.chat_settings())
     assert plan.dropped
@@ -273,11 +289,9 @@ def test_deleting_a_message_asks_first_and_removes_what_follows(qtbot, window, s
     assert len(window.view.widgets()) == 2
 
 
-def test_ctrl_comma_opens_the_settings(qtbot, window):
-    window.show()
-    qtbot.waitExposed(window)
+def test_ctrl_comma_opens_the_settings(qtbot, window, shortcut):
     seen = accept_next_dialog(QMessageBox.StandardButton.Cancel)
-    qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    assert shortcut(window, "Ctrl+,") is window.settings_action
     assert isinstance(seen["dialog"], SettingsDialog)
 
 
@@ -289,8 +303,7 @@ def test_a_one_megabyte_paste_keeps_the_window_responsive_and_is_refused(qtbot, 
     window.composer.input.setFocus()
     window.composer.input.paste()
     assert len(window.composer.text) > 1_000_000
-    worst = event_loop_lateness(qtbot, 1500)  # the context meter re-plans the draft meanwhile
-    assert worst < 0.100, f"the event loop stalled for {worst * 1000:.0f} ms"
+    assert_responsive(ui_thread_stalls(qtbot, 1500))  # the context meter re-plans meanwhile
     assert "more than the model's context" in window.status.notice_label.text()
     window.composer.send_button.click()
     assert not window.controller.generating

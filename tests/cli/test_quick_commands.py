@@ -1,0 +1,62 @@
+"""Quick commands stay quick: ``--help``, ``history …`` and ``models`` run in a real process
+without importing numpy, ONNX Runtime or Qt (the engine and the window load only for the
+commands that use them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("numpy", "onnxruntime", "PySide6")
+
+#: Runs ``onnxchat`` and, at exit, prints the heavy packages that were imported.
+PROBE = f"""
+import atexit, json, sys
+atexit.register(lambda: print("IMPORTED " + json.dumps(sorted(
+    {{name.split(".")[0] for name in sys.modules}} & set({list(HEAVY)!r}))), file=sys.stderr))
+from desktop.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def onnxchat(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, list[str]]:
+    """Exit status, stdout and the heavy packages imported by ``onnxchat *args``."""
+    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
+                            text=True, timeout=120, env=env, check=False)
+    lines = result.stderr.splitlines()
+    assert lines and lines[-1].startswith("IMPORTED "), result.stderr
+    return result.returncode, result.stdout, json.loads(lines[-1].removeprefix("IMPORTED "))
+
+
+@pytest.mark.parametrize("args", [
+    ("--help",),
+    ("--version",),
+    ("history", "--help"),
+    ("history", "list"),
+    ("history", "search", "puffins"),
+    ("models",),
+    ("models", "--json"),
+])
+def test_quick_commands_do_not_load_the_engine_or_qt(args, tmp_path, default_model):
+    env = {**os.environ, "ONNXCHAT_DATA_DIR": str(tmp_path / "data"),
+           "ONNXCHAT_MODELS_DIR": str(default_model.parent)}
+    code, out, imported = onnxchat(*args, env=env)
+    assert code == 0, out
+    assert imported == [], f"onnxchat {' '.join(args)} imported {imported}"
+    if args == ("--help",):
+        for command in ("chat", "models", "history", "bench", "soak", "export"):
+            assert command in out
+    if args == ("models", "--json"):
+        assert [row["name"] for row in json.loads(out)] == [default_model.name]
+
+
+def test_the_engine_loads_for_the_commands_that_use_it(default_model, tmp_path):
+    code, out, imported = onnxchat("chat", "--model", str(default_model), "--prompt", "Hi",
+                                   "--max-new-tokens", "2", "--temperature", "0",
+                                   "--device", "cpu")
+    assert code == 0 and out.strip()
+    assert "numpy" in imported and "onnxruntime" in imported and "PySide6" not in imported
