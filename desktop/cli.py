@@ -87,11 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from desktop import bench, soak, terminal
+    from desktop.server import command as serve
 
     terminal.register(sub)
     _models_register(sub)
     bench.register(sub)
     soak.register(sub)
+    serve.register(sub)
     try:
         history = importlib.import_module("desktop.history_cmd")
     except ImportError:  # pragma: no cover - part of the same distribution
