@@ -41,7 +41,8 @@ class ServerProcess:
         self.url = ""
         self.model = ""
         self.process: subprocess.Popen[str] | None = None
-        self._stderr: collections.deque[str] = collections.deque(maxlen=100)
+        #: The last lines the server wrote on stderr.
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=100)
 
     @property
     def pid(self) -> int:
@@ -69,7 +70,7 @@ class ServerProcess:
 
     def error_line(self) -> str:
         """The last line the server wrote on stderr (its error, when it failed to start)."""
-        return next((line for line in reversed(self._stderr) if line.strip()), "")
+        return next((line for line in reversed(self.stderr_tail) if line.strip()), "")
 
     def stop(self, timeout: float = 30.0) -> int:
         """Ask the server to stop (SIGTERM), kill it if it does not; its exit status."""
@@ -103,4 +104,4 @@ class ServerProcess:
 
     def _read_stderr(self, stream: IO[str]) -> None:
         for line in stream:
-            self._stderr.append(line.rstrip("\n"))
+            self.stderr_tail.append(line.rstrip("\n"))
