@@ -216,6 +216,8 @@ class Service:
         text = await _collect(job, request.receive)
         if text is None:  # the client has gone; nobody reads this
             return Response(status_code=499)
+        if job.stats.stop_reason == STOP_CANCELLED:  # by the server, shutting down
+            raise ApiError(503, "the server is shutting down", code="shutting_down")
         finish = FINISH_REASONS.get(job.stats.stop_reason, "stop")
         use = usage(job.stats.prompt_tokens, job.stats.new_tokens)
         body = (envelope.chat(text, finish, use) if req.endpoint == "chat"
@@ -265,7 +267,7 @@ async def _events(job: Job, req: GenerationRequest, envelope: Envelope) -> Async
         return
     stats = job.stats
     if stats.stop_reason == STOP_CANCELLED:  # not by this client, which is still here
-        yield sse(ApiError(503, "the server is shutting down").body())
+        yield sse(ApiError(503, "the server is shutting down", code="shutting_down").body())
         return
     yield chunk("", FINISH_REASONS.get(stats.stop_reason, "stop"))
     if req.include_usage:

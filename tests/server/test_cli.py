@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -9,7 +11,7 @@ import sys
 from urllib.parse import urlsplit
 
 import pytest
-from server_harness import request
+from server_harness import request, sse_events
 
 from desktop.store import ChatStore
 
@@ -66,9 +68,18 @@ def test_it_says_where_it_listens_and_stops_on_ctrl_c(default_model, tmp_path):
                         {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
         assert reply.status == 200
         assert process.stdout.readline().startswith("chat chatcmpl-")
+        # Ctrl-C while a long reply streams: the stream ends with an error event, not cut.
+        parts = urlsplit(url)
+        streaming = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+        streaming.request("POST", "/v1/completions", body=json.dumps({
+            "prompt": "1, 2, 3,", "max_tokens": 6000, "temperature": 0, "stream": True}))
+        response = streaming.getresponse()
+        assert response.readline().startswith(b"data: ")
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
+    events = sse_events(response.read())
+    assert events[-1]["error"]["message"] == "the server is shutting down"
     assert process.returncode == 0, err
     assert out.strip().endswith("OnnxChat server stopped")
     assert "Traceback" not in err
