@@ -43,9 +43,9 @@ def request(url: str, method: str = "GET", body: bytes | dict | None = None,
 def sse_events(raw: bytes) -> list[Any]:
     """The ``data:`` payloads of a server-sent event stream (JSON decoded, except [DONE])."""
     events = []
-    for block in raw.decode("utf-8").split("\n\n"):
-        if block.startswith("data: "):
-            data = block[len("data: "):]
+    for line in raw.decode("utf-8").splitlines():
+        if line.startswith("data: "):
+            data = line[len("data: "):]
             events.append(data if data == "[DONE]" else json.loads(data))
     return events
 

@@ -189,7 +189,8 @@ class Service:
                     chunks.append(chunk)
         except TimeoutError:
             raise ApiError(408, "the request body did not arrive within "
-                           f"{self.options.client_timeout:g} s") from None
+                           f"{self.options.client_timeout:g} s",
+                           headers={"Connection": "close"}) from None
         return b"".join(chunks)
 
     async def _generate(self, request: Request, req: GenerationRequest) -> Response:

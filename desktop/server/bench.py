@@ -108,15 +108,16 @@ def run_server_bench(args: argparse.Namespace) -> int:
         for thread in threads:
             thread.join()
         wall = time.perf_counter() - started
-        model = server.model
+        model, device = server.model, server.device
     if failures:
         raise UserError(f"{len(failures)} requests failed during the benchmark: {failures[0]}")
-    report = summary(samples, wall, args, model)
+    report = summary(samples, wall, args, model, device)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         s = report["server"]
-        print(f"{model} behind `onnxchat serve`: {s['clients']} concurrent streaming clients × "
+        print(f"{model} on {device} behind `onnxchat serve`: {s['clients']} concurrent "
+              f"streaming clients × "
               f"{args.requests} requests, up to {args.new_tokens} new tokens, greedy")
         print(f"time to first token: p50 {s['ttft_ms']['p50']:.0f} ms, p95 "
               f"{s['ttft_ms']['p95']:.0f} ms; total {s['total_tokens_per_s']:.1f} tokens/s "
@@ -124,13 +125,13 @@ def run_server_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary(samples: list[Sample], wall: float, args: argparse.Namespace,
-            model: str) -> dict[str, Any]:
+def summary(samples: list[Sample], wall: float, args: argparse.Namespace, model: str,
+            device: str) -> dict[str, Any]:
     ttft = [s.first_text_s * 1000 for s in samples]
     latency = [s.total_s * 1000 for s in samples]
     tokens = sum(s.tokens for s in samples)
     return {"server": {
-        "model": model, "device": args.device, "threads": args.threads,
+        "model": model, "device": device, "threads": args.threads,
         "clients": args.clients, "requests": len(samples), "max_tokens": args.new_tokens,
         "ttft_ms": {"p50": round(percentile(ttft, 0.5), 1),
                     "p95": round(percentile(ttft, 0.95), 1)},

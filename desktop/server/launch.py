@@ -29,7 +29,8 @@ def serve_command(args: Sequence[str], data_dir: str | None = None) -> list[str]
 class ServerProcess:
     """``onnxchat serve --status-json ARGS`` in a child process.
 
-    :meth:`start` returns once the server listens (``url``, ``model``); every later status line
+    :meth:`start` returns once the server listens (``url``, ``model``, ``device``); every later
+    status line
     lands in :attr:`events` as a dict. Use as a context manager to stop it at the end.
     """
 
@@ -40,6 +41,7 @@ class ServerProcess:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.url = ""
         self.model = ""
+        self.device = ""
         self.process: subprocess.Popen[str] | None = None
         #: The last lines the server wrote on stderr.
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=100)
@@ -65,7 +67,7 @@ class ServerProcess:
         if first.get("event") != "listening":
             self.process.wait(timeout=30)
             raise UserError("the server did not start: " + (self.error_line() or str(first)))
-        self.url, self.model = first["url"], first["model"]
+        self.url, self.model, self.device = first["url"], first["model"], first["device"]
         return self
 
     def error_line(self) -> str:

@@ -218,7 +218,7 @@ def test_a_full_queue_answers_429_and_a_disconnect_cancels_within_a_token(keyed_
     waiter = threading.Thread(target=lambda: waiting_reply.append(request(
         keyed_server.url + CHAT, "POST", chat(), auth)))
     waiter.start()
-    wait_event(keyed_server, lambda e: e.get("waiting") == 1)
+    wait_event(keyed_server, lambda e: e.get("running") == 1 and e.get("waiting") == 1)
 
     refused = request(keyed_server.url + CHAT, "POST", chat(), auth)
     error = check_error(refused, 429, words="busy")
