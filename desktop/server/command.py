@@ -90,7 +90,7 @@ def _serve(args: argparse.Namespace, sock: object) -> int:
     try:
         serving.run(app, sock, header_timeout=args.client_timeout,
                     on_started=lambda: status.listening(serving.url_of(sock), model.name,
-                                                        model.device.describe()),
+                                                        model.device),
                     on_shutdown=worker.close)
     finally:
         worker.close()

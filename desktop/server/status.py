@@ -1,9 +1,10 @@
 """What the running server tells the outside: one line per event on stdout.
 
 For people, a line with the address when it starts and one line per finished request. For
-the window (``--status-json``), one JSON object per line: ``listening`` (url, model, device),
-``requests`` after every change of the live counts (with ``last``, the request that just
-ended), ``stopped`` at the end. Called from the event loop and the model thread alike.
+the window (``--status-json``), one JSON object per line: ``listening`` (url, model, device
+"cpu" or "cuda" and ``device_reason``), ``requests`` after every change of the live counts
+(with ``last``, the request that just ended), ``stopped`` at the end. Called from the event
+loop and the model thread alike.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from typing import Any, TextIO
 
 from desktop.engine.chat import STOP_CANCELLED
+from desktop.engine.runtime import DeviceInfo
 from desktop.server.protocol import FINISH_REASONS
 from desktop.server.worker import Counts, Job
 
@@ -26,9 +28,11 @@ class StatusReporter:
         self._out = out or sys.stdout
         self._lock = threading.Lock()
 
-    def listening(self, url: str, model: str, device: str) -> None:
-        self._emit({"event": "listening", "url": url, "model": model, "device": device},
-                   f"OnnxChat serves {model} on {device} at {url} (OpenAI API); Ctrl-C stops")
+    def listening(self, url: str, model: str, device: DeviceInfo) -> None:
+        self._emit({"event": "listening", "url": url, "model": model, "device": device.used,
+                    "device_reason": device.reason},
+                   f"OnnxChat serves {model} on {device.describe()} at {url} (OpenAI API); "
+                   "Ctrl-C stops")
 
     def changed(self, counts: Counts, job: Job | None) -> None:
         """The worker's ``on_change``: the live counts, and the request that just ended."""
