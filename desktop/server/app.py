@@ -49,6 +49,9 @@ from desktop.server.worker import Job, JobObserver, ModelWorker, QueueFull, Work
 
 log = logging.getLogger(__name__)
 
+#: Requests planned (template rendered, tokenized) at once, beside the generating thread: a
+#: long conversation takes seconds to plan, and a flood of them must not starve generation.
+PLANNERS = 2
 ROUTES_HINT = "this server has GET /v1/models, POST /v1/chat/completions and POST /v1/completions"
 #: The engine's setting names, as the API spells them (for the ``param`` of an error).
 _API_NAMES = {"max_new_tokens": "max_tokens", "stop_strings": "stop"}
@@ -123,6 +126,7 @@ class Service:
         self.model_name = manifest.name
         self.fingerprint = f"fp_{manifest.sha256[:12]}"
         self.defaults = SamplingSettings.from_dict(manifest.sampling_defaults)
+        self._planners: anyio.CapacityLimiter | None = None  # made in the event loop
         try:
             self.created = int(datetime.fromisoformat(str(manifest.raw.get("created"))
                                                       ).timestamp())
@@ -194,7 +198,9 @@ class Service:
         return b"".join(chunks)
 
     async def _generate(self, request: Request, req: GenerationRequest) -> Response:
-        stream = await anyio.to_thread.run_sync(self._plan, req)
+        if self._planners is None:
+            self._planners = anyio.CapacityLimiter(PLANNERS)
+        stream = await anyio.to_thread.run_sync(self._plan, req, limiter=self._planners)
         conversation = (req.messages if req.endpoint == "chat"
                         else [{"role": "user", "content": req.prompt}])
         job = Job(f"{'chatcmpl' if req.endpoint == 'chat' else 'cmpl'}-{secrets.token_hex(12)}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from dataclasses import asdict
 from typing import Any, TextIO
 
 from desktop.engine.chat import STOP_CANCELLED
@@ -36,7 +37,7 @@ class StatusReporter:
 
     def changed(self, counts: Counts, job: Job | None) -> None:
         """The worker's ``on_change``: the live counts, and the request that just ended."""
-        event: dict[str, Any] = {"event": "requests", **counts.__dict__}
+        event: dict[str, Any] = {"event": "requests", **asdict(counts)}
         line = None
         if job is not None:
             last = describe(job)

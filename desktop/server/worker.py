@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from desktop.engine.chat import STOP_CANCELLED, ReplyStats, ReplyStream
@@ -124,11 +124,6 @@ class ModelWorker:
         self._thread = threading.Thread(target=self._run, name="model", daemon=True)
         self._thread.start()
 
-    @property
-    def counts(self) -> Counts:
-        with self._lock:
-            return self._counts
-
     def submit(self, job: Job) -> None:
         """Queue ``job``; :class:`QueueFull` or :class:`WorkerClosed` if it cannot wait."""
         with self._lock:
@@ -140,21 +135,23 @@ class ModelWorker:
                 raise QueueFull(max(1, min(60, math.ceil(ahead * self._seconds_per_job))))
             self._waiting.append(job)
             self._update(waiting=len(self._waiting))
-        self._queue.put(job)
+            self._queue.put(job)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Cancel the running and waiting jobs, then end the thread."""
+        """Cancel the running and waiting jobs (each still ends, as cancelled), then end the
+        thread."""
         with self._lock:
-            self._closed = True
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)  # after every job already queued
             jobs = [*self._waiting, *([self._current] if self._current else [])]
         for job in jobs:
             job.cancel()
-        self._queue.put(None)
         self._thread.join(timeout)
 
     def _update(self, job: Job | None = None, **changes: int) -> None:
         """Change the counts (the lock is held) and report them."""
-        self._counts = Counts(**{**self._counts.__dict__, **changes})
+        self._counts = replace(self._counts, **changes)
         if self._on_change is not None:
             self._on_change(self._counts, job)
 

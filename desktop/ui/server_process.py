@@ -52,11 +52,6 @@ class LocalServer(QObject):
         self.model = ""
         self.counts: dict[str, int] = {}
 
-    @property
-    def pid(self) -> int | None:
-        """The server process's id while it runs."""
-        return self._process.processId() if self._process is not None else None
-
     @staticmethod
     def arguments(folder: Path, device: str, port: int, history: bool) -> list[str]:
         """``onnxchat serve`` options for the window's model, device and settings."""
