@@ -1,5 +1,7 @@
 """``onnxchat bench``: load time, prefill and decode speed, time to first token at turns 1 and
 10, peak memory — and the same workload through llama.cpp and transformers for comparison.
+``--server`` measures the local server under concurrent clients instead
+(:mod:`desktop.server.bench`).
 
 Figures on a shared machine drift, so comparators run interleaved, run by run, and the
 report gives medians and ratios from the same run. Nothing here is a test: tests only check
@@ -188,10 +190,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", help="draw decode/prefill speed against length into FILE.png")
     parser.add_argument("--history", action="store_true",
                         help="also time opening a 10,000-message conversation from the store")
+    parser.add_argument("--server", action="store_true",
+                        help="instead, measure `onnxchat serve` on loopback under concurrent "
+                             "streaming clients (time to first token, total tokens/s)")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="concurrent clients with --server (default 4)")
+    parser.add_argument("--requests", type=int, default=5,
+                        help="requests per client with --server (default 5)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.server:
+        from desktop.server.bench import run_server_bench
+
+        return run_server_bench(args)
     if args.prompt_tokens < 1 or args.new_tokens < 1 or args.runs < 1:
         raise UserError("--prompt-tokens, --new-tokens and --runs must be at least 1")
     comparators = [c for c in args.compare.split(",") if c]

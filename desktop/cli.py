@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("desktop.history_cmd", "list, search, export or import chats"),
     "bench": ("desktop.bench", "measure speed and memory"),
     "soak": ("desktop.soak", "long-session checks (minutes)"),
+    "serve": ("desktop.server.command", "serve the model over the OpenAI HTTP API"),
 }
 
 

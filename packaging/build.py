@@ -13,13 +13,16 @@ import argparse
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,7 +284,41 @@ def smoke_test(executable: Path, contents: Path) -> dict[str, float]:
                                    "--max-new-tokens", "8"])
             if not reply.strip():
                 raise BuildError("the frozen app's one-shot chat printed no reply")
+        start = time.perf_counter()
+        serve_check(executable, home)
+        times["serve"] = round(time.perf_counter() - start, 2)
     return times
+
+
+def serve_check(executable: Path, home: Path) -> None:
+    """The frozen ``onnxchat serve`` listens on loopback, completes a prompt over HTTP, and
+    stops on SIGTERM: its web stack (starlette, uvicorn, loaded by name) is in the bundle."""
+    process = subprocess.Popen([str(executable), "serve", "--port", "0", "--status-json"],
+                               env=layout.clean_env(home), cwd=home, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    first: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: first.put(process.stdout.readline()), daemon=True).start()
+    try:
+        try:
+            url = json.loads(first.get(timeout=SMOKE_TIMEOUT_S))["url"]
+        except (queue.Empty, json.JSONDecodeError, KeyError):
+            process.kill()
+            raise BuildError("the frozen `onnxchat serve` did not start:\n"
+                             f"{process.communicate()[1][-2000:]}") from None
+        request = urllib.request.Request(
+            url + "/completions", headers={"Content-Type": "application/json"},
+            data=json.dumps({"prompt": "1, 2, 3,", "max_tokens": 4, "temperature": 0}).encode())
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=SMOKE_TIMEOUT_S) as response:
+            text = json.load(response)["choices"][0]["text"]
+        if not text.strip():
+            raise BuildError("the frozen `onnxchat serve` completed a prompt with no text")
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        code = process.wait(timeout=60)
+    if code != 0 and os.name == "posix":  # Windows has no SIGTERM: terminate() kills
+        raise BuildError(f"the frozen `onnxchat serve` exited {code} on SIGTERM")
 
 
 # ---------------------------------------------------------------------------- archive

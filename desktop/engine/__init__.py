@@ -5,6 +5,7 @@ Public API::
     model = load_model(folder, device="auto", threads=None)      # Model
     engine = ChatEngine(model)
     stream = engine.reply(messages, SamplingSettings(...))         # plan computed here
+    stream = engine.complete(prompt_text, settings)                # raw text, no template
     for piece in stream: ...                                       # text pieces
     stream.cancel()                                                # from any thread
     stream.stats, stream.plan.dropped                              # after / before iterating

@@ -1,5 +1,9 @@
 """Chat turns on top of the generator: prompt rendering, context budget, KV-prefix reuse,
-streaming text, stop strings, cancellation and per-reply statistics."""
+streaming text, stop strings, cancellation and per-reply statistics.
+
+Raw text completion (no chat template, for the local server's ``/v1/completions``) goes through
+the same loop: only the prompt is planned differently.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from desktop.engine.context import ContextPlan, Message, plan_context
+from desktop.engine.context import ContextPlan, Message, plan_context, plan_prompt
 from desktop.engine.detok import StreamingDetokenizer
 from desktop.engine.generator import Generator
 from desktop.engine.model import Model
@@ -110,6 +114,15 @@ class ChatEngine:
         plan = self.plan(messages, settings.max_new_tokens)
         return ReplyStream(self, plan, settings)
 
+    def complete(self, prompt: str, settings: SamplingSettings) -> ReplyStream:
+        """Prepare a continuation of ``prompt`` taken as raw text: no chat template, nothing
+        added (special tokens written in it are still recognised). Same loop, stop strings,
+        cancellation and statistics as :meth:`reply`."""
+        settings = settings.validated()
+        plan = plan_prompt(clean_text(prompt), self.model.encode, self.model.context_length,
+                           settings.max_new_tokens, self.model.max_chars_per_token)
+        return ReplyStream(self, plan, settings)
+
     def reset(self) -> None:
         """Forget the cached conversation (the next turn prefills from scratch)."""
         with self._lock:
@@ -123,8 +136,11 @@ class ChatEngine:
         gen, settings, stats = self.generator, stream.settings, stream.stats
         prompt = stream.plan.prompt_ids
         started = time.perf_counter()
-        # Reuse the cached prefix; at least one prompt token must run to get fresh logits.
-        reused = min(gen.common_prefix(prompt), len(prompt) - 1)
+        # Reuse the cached prefix, but run at least the last two prompt tokens: a one-token
+        # step takes the decoder's single-row kernels (quantized activations in MatMulNBits),
+        # whose logits differ from a multi-token prefill's, so a seed would reproduce its text
+        # only when the cache happened to hold the same prefix.
+        reused = min(gen.common_prefix(prompt), max(len(prompt) - 2, 0))
         gen.rewind_to(reused)
         stats.reused_prompt_tokens = reused
         rng = np.random.default_rng(stream.seed)

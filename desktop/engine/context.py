@@ -119,3 +119,32 @@ def _raise_overflow(
         f"your message is {alone} tokens but the model's context holds {context_length} "
         f"with {reserve} reserved for the reply; shorten the message or lower max new tokens"
     )
+
+
+def plan_prompt(
+    text: str,
+    encode: Callable[[str], list[int]],
+    context_length: int,
+    reserve: int,
+    max_chars_per_token: int | None = None,
+) -> ContextPlan:
+    """The plan for raw prompt text (no turns to drop): it fits with ``reserve`` tokens kept for
+    the continuation, or :class:`ContextOverflowError` says by how much it does not."""
+    if not text:
+        raise ValueError("no prompt to plan")
+    reserve = max(1, min(reserve, context_length - 1))
+    budget = context_length - reserve
+    if max_chars_per_token and len(text) > budget * max_chars_per_token:
+        raise ContextOverflowError(
+            f"the prompt is {len(text):,} characters, more than the model's context of "
+            f"{context_length:,} tokens can hold with {reserve:,} reserved for the "
+            "continuation; shorten it"
+        )
+    ids = encode(text)
+    if len(ids) > budget:
+        raise ContextOverflowError(
+            f"the prompt is {len(ids):,} tokens but the model's context holds "
+            f"{context_length:,} with {reserve:,} reserved for the continuation; shorten the "
+            "prompt or lower max_tokens"
+        )
+    return ContextPlan(ids, [], [], context_length, reserve)

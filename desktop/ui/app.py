@@ -1,8 +1,8 @@
 """Starting the window: ``onnxchat`` with no command calls :func:`main`.
 
 :class:`Application` holds what outlives a window (preferences, translators, theme, the chat
-store and the engine controller), so changing the language or the theme simply builds a new
-window around the same controller, even while a reply streams.
+store, the engine controller, the local server), so changing the language or the theme simply
+builds a new window around the same controller, even while a reply streams.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from desktop.ui.controller import ChatController
 from desktop.ui.main_window import MainWindow
 from desktop.ui.platform_check import check_x11
 from desktop.ui.prefs import Preferences
+from desktop.ui.server_process import LocalServer
 
 
 def qt_application() -> QApplication:
@@ -58,6 +59,7 @@ class Application(QObject):
         self.qapp.styleHints().colorSchemeChanged.connect(self._on_color_scheme_changed)
         self.store = ChatStore.open(folder)
         self.controller = ChatController(self.store, engine)
+        self.server = LocalServer(folder, self)
         self.window: MainWindow | None = None
         self._closed = False
 
@@ -71,7 +73,7 @@ class Application(QObject):
 
     def _build_window(self) -> MainWindow:
         window = MainWindow(self.controller, self.prefs, self.colors, self.prefs.language,
-                            self.prefs.theme)
+                            self.prefs.theme, server=self.server)
         window.languageChosen.connect(self.set_language)
         window.themeChosen.connect(self.set_theme)
         window.closed.connect(self.shutdown)
@@ -122,6 +124,7 @@ class Application(QObject):
         if self._closed:
             return
         self._closed = True
+        self.server.shutdown()
         self.controller.shutdown()
         self.prefs.sync()
         self.store.close()

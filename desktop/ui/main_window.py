@@ -34,6 +34,8 @@ from desktop.ui.controller import ChatController, ReplyEnd
 from desktop.ui.export_dialog import ExportDialog
 from desktop.ui.i18n import arg
 from desktop.ui.prefs import Preferences
+from desktop.ui.server_process import ON, STARTING, LocalServer
+from desktop.ui.server_status import ServerStatus
 from desktop.ui.settings_dialog import SettingsDialog
 from desktop.ui.sidebar import Sidebar
 from desktop.ui.theme import Colors
@@ -60,9 +62,11 @@ class MainWindow(QMainWindow):
     closed = Signal()
 
     def __init__(self, controller: ChatController, prefs: Preferences, colors: Colors,
-                 language: str = "system", theme: str = "system") -> None:
+                 language: str = "system", theme: str = "system", *,
+                 server: LocalServer) -> None:
         super().__init__()
         self.controller = controller
+        self.server = server
         self.store = controller.store
         self.prefs = prefs
         self.colors = colors
@@ -77,6 +81,7 @@ class MainWindow(QMainWindow):
         self.resize(1180, 780)
         self._build()
         self._connect_controller()
+        self._connect_server()
         self._context_timer = QTimer(self)
         self._context_timer.setSingleShot(True)
         self._context_timer.setInterval(CONTEXT_DELAY_MS)
@@ -141,6 +146,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
+        self.server_status = ServerStatus(self.status)
+        self.status.addPermanentWidget(self.server_status)
         self._build_menus()
 
     def _build_menus(self) -> None:
@@ -167,16 +174,25 @@ class MainWindow(QMainWindow):
         model_menu = self.menuBar().addMenu(self.tr("&Model"))
         self._action(model_menu, self.tr("&Prepare a model…"), None, self.open_export_dialog)
         self._action(model_menu, self.tr("&Refresh the model list"), None, self.refresh_models)
+        model_menu.addSeparator()
+        self.server_action = self._action(model_menu, self.tr("&Local server"), None,
+                                          self._on_server_action_toggled, checkable=True)
+        self.server_history_action = self._action(
+            model_menu, self.tr("Save local server requests to the &history"), None,
+            self._on_server_history_toggled, checkable=True)
+        self.server_history_action.setChecked(self.prefs.server_history)
         help_menu = self.menuBar().addMenu(self.tr("&Help"))
         self._action(help_menu, self.tr("&About OnnxChat"), None, self._on_about_triggered)
         delete = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.sidebar.list)
         delete.setContext(Qt.ShortcutContext.WidgetShortcut)
         delete.activated.connect(self.sidebar.delete_current)
 
-    def _action(self, menu, text: str, shortcut: str | None, slot) -> QAction:
+    def _action(self, menu, text: str, shortcut: str | None, slot,
+                checkable: bool = False) -> QAction:
         action = menu.addAction(text)
         if shortcut:
             action.setShortcut(QKeySequence(shortcut))
+        action.setCheckable(checkable)
         action.triggered.connect(slot)
         return action
 
@@ -190,6 +206,14 @@ class MainWindow(QMainWindow):
         c.replyProgress.connect(self._on_reply_progress)
         c.replyEnded.connect(self._on_reply_ended)
         c.conversationsChanged.connect(self.refresh_conversations)
+
+    def _connect_server(self) -> None:
+        self.server.stateChanged.connect(self._on_server_state_changed)
+        self.server.countsChanged.connect(self._on_server_counts_changed)
+        self.server.failed.connect(self._on_server_failed)
+        self._on_server_state_changed(self.server.state)
+        if self.server.counts:
+            self._on_server_counts_changed(self.server.counts)
 
     # --- start --------------------------------------------------------------------------
 
@@ -552,8 +576,54 @@ class MainWindow(QMainWindow):
         self.view.set_model_name(model.name)
         self.prefs.model = str(model.manifest.folder)
         self.prefs.device = model.device.requested
+        if self.server.state in (STARTING, ON) and self.server.folder != model.manifest.folder:
+            self._serve(engine)  # the server follows the window's model
         self._update_page()
         self._schedule_context()
+
+    # --- local server -------------------------------------------------------------------
+
+    @Slot(bool)
+    def _on_server_action_toggled(self, on: bool) -> None:
+        """The Model menu's "Local server" switch."""
+        if not on:
+            self.server.stop()
+            return
+        engine = self.controller.engine
+        if engine is None:
+            self.banner.show_message(self.tr("Load a model before starting the local server."),
+                                     error=True)
+            self._on_server_state_changed(self.server.state)
+            return
+        self._serve(engine)
+
+    def _serve(self, engine: ChatEngine) -> None:
+        """Serve the window's model, on its device, with the saved port and history choice."""
+        self.server.start(engine.model.manifest.folder, engine.model.device.requested,
+                          self.prefs.server_port, self.prefs.server_history)
+
+    @Slot(bool)
+    def _on_server_history_toggled(self, checked: bool) -> None:
+        self.prefs.server_history = checked
+        engine = self.controller.engine
+        if self.server.state in (STARTING, ON) and engine is not None:
+            self._serve(engine)  # restart with the new choice
+
+    @Slot(str)
+    def _on_server_state_changed(self, state: str) -> None:
+        self.server_status.show_state(state, self.server.url, self.server.model)
+        self.server_action.blockSignals(True)
+        self.server_action.setChecked(state in (STARTING, ON))
+        self.server_action.blockSignals(False)
+
+    @Slot(dict)
+    def _on_server_counts_changed(self, counts: dict[str, int]) -> None:
+        self.server_status.show_counts(counts)
+
+    @Slot(str)
+    def _on_server_failed(self, message: str) -> None:
+        self.banner.show_message(arg(self.tr("The local server stopped: %1"), message),
+                                 error=True)
 
     @Slot(str)
     def _on_model_load_failed(self, message: str) -> None:

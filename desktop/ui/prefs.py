@@ -63,6 +63,29 @@ class Preferences:
         self._settings.setValue("model/folder", value)
 
     @property
+    def server_port(self) -> int:
+        """The port of the window's local server (0: any free port)."""
+        value = self._settings.value("server/port", 8080)
+        try:
+            port = int(value)
+        except (TypeError, ValueError):
+            return 8080
+        return port if 0 <= port <= 65535 else 8080
+
+    @server_port.setter
+    def server_port(self, value: int) -> None:
+        self._settings.setValue("server/port", int(value))
+
+    @property
+    def server_history(self) -> bool:
+        """Whether the local server saves its requests to the chat history."""
+        return self._text("server/history", "false") == "true"
+
+    @server_history.setter
+    def server_history(self, value: bool) -> None:
+        self._settings.setValue("server/history", "true" if value else "false")
+
+    @property
     def last_conversation(self) -> str:
         return self._text("chat/last_conversation", "")
 

@@ -1,4 +1,5 @@
-"""The benchmark and the soak run end to end and report (figures are never asserted)."""
+"""The benchmark (also against the local server) and the soak run end to end and report
+(figures are never asserted)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,14 @@ def test_soak_runs_and_reports_memory(default_model):
     assert report["repeated_replies"]["rss_end_mb"] > 0
     assert report["model_switches"]["switches"] == 2
     assert report["long_reply"]["generated"] <= 16
+
+
+def test_bench_measures_the_local_server(default_model):
+    result = onnxchat("bench", "--server", "--model", str(default_model), "--device", "cpu",
+                      "--clients", "2", "--requests", "2", "--new-tokens", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    server = json.loads(result.stdout)["server"]
+    assert server["clients"] == 2 and server["requests"] == 4
+    assert 0 < server["ttft_ms"]["p50"] <= server["ttft_ms"]["p95"]
+    assert 0 < server["completion_tokens"] <= 16
+    assert server["total_tokens_per_s"] > 0

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from desktop.engine.context import plan_context
+from desktop.engine.context import plan_context, plan_prompt
 from desktop.errors import ContextOverflowError
 
 
@@ -93,3 +93,21 @@ def test_a_huge_paste_is_refused_before_tokenizing():
         plan_context(msgs, render, counting_encode, context_length=8192, reserve=512,
                      max_chars_per_token=16)
     assert calls == []
+
+
+def test_a_raw_prompt_fits_with_its_reserve_or_says_by_how_much_not():
+    plan = plan_prompt("one two three", encode, context_length=10, reserve=7)
+    assert (plan.prompt_ids, plan.messages, plan.dropped) == (["one", "two", "three"], [], [])
+    assert plan.max_new_tokens == 7
+    with pytest.raises(ContextOverflowError, match="the prompt is 4 tokens but the model's "
+                       "context holds 10 with 7 reserved"):
+        plan_prompt("one two three four", encode, context_length=10, reserve=7)
+
+
+def test_a_huge_raw_prompt_is_refused_before_tokenizing():
+    def never(text):
+        raise AssertionError("tokenized")
+
+    with pytest.raises(ContextOverflowError, match="the prompt is 1,000,000 characters"):
+        plan_prompt("x" * 1_000_000, never, context_length=8192, reserve=512,
+                    max_chars_per_token=16)

@@ -48,6 +48,34 @@ def test_seeded_sampling_is_reproducible_and_seeds_differ(engine):
     assert first != other
 
 
+def test_a_seed_reproduces_its_text_whatever_the_cache_holds(engine):
+    """The local server answers requests in any order: the cache then holds the same prompt,
+    another one, or nothing, and a seed must give the same text every time."""
+    sampled = SamplingSettings(temperature=1.0, top_k=100, top_p=1.0, min_p=0.0,
+                               max_new_tokens=12, seed=11)
+    engine.reset()
+    fresh = ask(engine, "Tell me a story.", sampled)[0].text
+    same_prompt_cached = ask(engine, "Tell me a story.", sampled)[0].text
+    ask(engine, "Something else.", sampled)
+    other_prompt_cached = ask(engine, "Tell me a story.", sampled)[0].text
+    assert fresh == same_prompt_cached == other_prompt_cached
+
+
+def test_raw_completion_runs_the_same_loop(engine):
+    stream = engine.complete("1, 2, 3, 4,", GREEDY.with_changes(max_new_tokens=8))
+    pieces = list(stream)
+    assert stream.text.startswith(" 5, 6")
+    assert "".join(pieces) == stream.text
+    assert stream.stats.prompt_tokens == len(engine.model.encode("1, 2, 3, 4,"))
+    assert stream.plan.messages == [] and stream.stats.stop_reason == "length"
+    stopped = engine.complete("1, 2, 3, 4,", GREEDY.with_changes(max_new_tokens=8,
+                                                                stop_strings=(" 6",)))
+    assert "".join(stopped) == " 5,"
+    assert stopped.stats.stop_reason == "stop_string"
+    with pytest.raises(ContextOverflowError, match="the prompt is"):
+        engine.complete("word " * 10_000, GREEDY)
+
+
 def test_a_reply_without_a_seed_records_the_seed_that_reproduces_it(engine):
     settings = SamplingSettings(temperature=0.9, max_new_tokens=16)
     stream, _ = ask(engine, "Name a colour.", settings)

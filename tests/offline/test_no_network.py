@@ -1,6 +1,6 @@
 """OnnxChat is offline by design: a whole session runs with every non-loopback connection
 raising — export from a local folder, chat in the terminal and in the window (self-test),
-and a history export."""
+a history export, and the local server answering a request."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from server_harness import request
+
+from desktop.server.launch import ServerProcess
 
 GUARD = '''
 import socket
@@ -97,3 +100,10 @@ def test_a_whole_session_without_network(offline_env, tmp_path, tiny_gpt2_hf, de
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["format"] == "onnxchat-history"
     assert data["conversations"], "the self-test's conversation should have been exported"
+
+    with ServerProcess(["--model", str(default_model), "--device", "cpu", "--port", "0"],
+                       env=offline_env) as server:
+        reply = request(server.url + "/chat/completions", "POST", {
+            "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4})
+        assert reply.status == 200, reply.body
+    assert not [line for line in server.stderr_tail if "network access blocked" in line]

@@ -157,6 +157,12 @@ def test_frozen_self_test_passes_in_a_clean_environment(folder, tmp_path, record
         assert "pip install 'onnxruntime-gpu" not in output
 
 
+def test_frozen_app_serves_the_openai_api(folder, tmp_path, build_script):
+    home = tmp_path / "home"
+    home.mkdir()
+    build_script.serve_check(folder / "onnxchat", home)
+
+
 def test_install_and_uninstall_touch_exactly_their_files(folder, tmp_path):
     home = tmp_path / "home"
     home.mkdir()

@@ -100,6 +100,7 @@
     <name>ExportDialog</name>
     <message>
         <source>Prepare a model</source>
+        <extracomment>The export CLI&apos;s --quant choices; auto (its default) picks q4-gguf or int8 for the source.</extracomment>
         <translation>Prepare a model</translation>
     </message>
     <message>
@@ -285,6 +286,18 @@
     </message>
 </context>
 <context>
+    <name>LocalServer</name>
+    <message>
+        <source>the server ended with exit code %1</source>
+        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
+        <translation>the server ended with exit code %1</translation>
+    </message>
+    <message>
+        <source>the server could not start: %1</source>
+        <translation>the server could not start: %1</translation>
+    </message>
+</context>
+<context>
     <name>MainWindow</name>
     <message>
         <source>&amp;File</source>
@@ -347,6 +360,14 @@
         <translation>&amp;Refresh the model list</translation>
     </message>
     <message>
+        <source>&amp;Local server</source>
+        <translation>&amp;Local server</translation>
+    </message>
+    <message>
+        <source>Save local server requests to the &amp;history</source>
+        <translation>Save local server requests to the &amp;history</translation>
+    </message>
+    <message>
         <source>&amp;Help</source>
         <translation>&amp;Help</translation>
     </message>
@@ -391,6 +412,14 @@
             <numerusform>%n older message will be left out to fit the context</numerusform>
             <numerusform>%n older messages will be left out to fit the context</numerusform>
         </translation>
+    </message>
+    <message>
+        <source>Load a model before starting the local server.</source>
+        <translation>Load a model before starting the local server.</translation>
+    </message>
+    <message>
+        <source>The local server stopped: %1</source>
+        <translation>The local server stopped: %1</translation>
     </message>
     <message numerus="yes">
         <source>Imported %n chat(s).</source>
@@ -625,6 +654,25 @@
     <message>
         <source>Loading %1…</source>
         <translation>Loading %1…</translation>
+    </message>
+</context>
+<context>
+    <name>ServerStatus</name>
+    <message>
+        <source>%1 running, %2 waiting, %3 answered</source>
+        <translation>%1 running, %2 waiting, %3 answered</translation>
+    </message>
+    <message>
+        <source>starting…</source>
+        <translation>starting…</translation>
+    </message>
+    <message>
+        <source>stopping…</source>
+        <translation>stopping…</translation>
+    </message>
+    <message>
+        <source>Local server: %1</source>
+        <translation>Local server: %1</translation>
     </message>
 </context>
 <context>

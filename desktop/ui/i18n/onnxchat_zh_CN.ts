@@ -99,6 +99,7 @@
     <name>ExportDialog</name>
     <message>
         <source>Prepare a model</source>
+        <extracomment>The export CLI&apos;s --quant choices; auto (its default) picks q4-gguf or int8 for the source.</extracomment>
         <translation>准备模型</translation>
     </message>
     <message>
@@ -284,6 +285,18 @@
     </message>
 </context>
 <context>
+    <name>LocalServer</name>
+    <message>
+        <source>the server ended with exit code %1</source>
+        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
+        <translation>服务器已退出，退出码 %1</translation>
+    </message>
+    <message>
+        <source>the server could not start: %1</source>
+        <translation>服务器无法启动：%1</translation>
+    </message>
+</context>
+<context>
     <name>MainWindow</name>
     <message>
         <source>&amp;File</source>
@@ -346,6 +359,14 @@
         <translation>刷新模型列表(&amp;R)</translation>
     </message>
     <message>
+        <source>&amp;Local server</source>
+        <translation>本地服务器(&amp;L)</translation>
+    </message>
+    <message>
+        <source>Save local server requests to the &amp;history</source>
+        <translation>将本地服务器的请求保存到历史记录(&amp;H)</translation>
+    </message>
+    <message>
         <source>&amp;Help</source>
         <translation>帮助(&amp;H)</translation>
     </message>
@@ -388,6 +409,14 @@
         <translation>
             <numerusform>为适应上下文长度，将略去 %n 条较早的消息</numerusform>
         </translation>
+    </message>
+    <message>
+        <source>Load a model before starting the local server.</source>
+        <translation>请先加载模型，再启动本地服务器。</translation>
+    </message>
+    <message>
+        <source>The local server stopped: %1</source>
+        <translation>本地服务器已停止：%1</translation>
     </message>
     <message numerus="yes">
         <source>Imported %n chat(s).</source>
@@ -619,6 +648,25 @@
     <message>
         <source>Loading %1…</source>
         <translation>正在加载 %1…</translation>
+    </message>
+</context>
+<context>
+    <name>ServerStatus</name>
+    <message>
+        <source>%1 running, %2 waiting, %3 answered</source>
+        <translation>%1 个进行中，%2 个等待中，已回答 %3 个</translation>
+    </message>
+    <message>
+        <source>starting…</source>
+        <translation>正在启动…</translation>
+    </message>
+    <message>
+        <source>stopping…</source>
+        <translation>正在停止…</translation>
+    </message>
+    <message>
+        <source>Local server: %1</source>
+        <translation>本地服务器：%1</translation>
     </message>
 </context>
 <context>
