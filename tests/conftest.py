@@ -75,3 +75,25 @@ def tiny_llama_model(tiny_llama_hf: Path) -> Path:
     from tiny_models import cached, export_key, export_tiny
 
     return cached("tiny-llama-fp32", export_key(), export_tiny(tiny_llama_hf, "fp32")) / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_varied_hf() -> Path:
+    """The tiny Llama with weights drawn wider and norm scales in [0.5, 1.5]
+    (``build_llama(varied=True)``): varied output, and norms the fused graph can read."""
+    import functools
+
+    from tiny_models import build_llama, cached, generator_key
+
+    return cached("tiny-llama-varied-hf", generator_key(),
+                  functools.partial(build_llama, varied=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_fused_model(tiny_llama_varied_hf: Path) -> Path:
+    """The varied tiny Llama exported with the int8-fused recipe: a model folder with the
+    fused CPU graph and its fp16 CUDA graph."""
+    from tiny_models import cached, export_key, export_tiny
+
+    return cached("tiny-llama-int8-fused", export_key(),
+                  export_tiny(tiny_llama_varied_hf, "int8-fused", force=True)) / "model"
