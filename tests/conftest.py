@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,39 @@ def default_model() -> Path:
     if not (DEFAULT_MODEL / "manifest.json").is_file():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run `make model` (or `make test`) first")
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def cuda_default_model(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model folder with its CUDA graph. A folder exported before fused exports
+    had one gets it added in a temporary copy (this needs the ``onnx`` package)."""
+    manifest = json.loads((default_model / "manifest.json").read_text(encoding="utf-8"))
+    if "cuda" in manifest["onnx"].get("graphs", {}):
+        return default_model
+    pytest.importorskip("onnx", reason="the model folder has no CUDA graph; re-export it "
+                        "or install onnx to add one")
+    import onnx
+
+    from export.cuda_graph import write_cuda_graph
+    from export.files import file_table
+    from export.manifest import graphs_table
+    from export.onnx_files import read_io
+
+    folder = tmp_path_factory.mktemp("with-cuda-graph") / default_model.name
+    shutil.copytree(default_model, folder, copy_function=_link_or_copy)
+    cpu_graph = folder / "onnx" / "model.onnx"
+    write_cuda_graph(onnx.load(str(cpu_graph)), cpu_graph)
+    manifest["onnx"]["graphs"] = graphs_table(folder, read_io(cpu_graph), None)
+    manifest["files"] = file_table(folder, exclude=frozenset({"manifest.json"}))
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return folder
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 # Tiny models, built once and cached under models/.cache/ (see tests/tiny_models.py).

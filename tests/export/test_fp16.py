@@ -21,6 +21,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from desktop.engine import load_model
 from desktop.engine.runtime import SharedKVDecoder, create_session
 from export.fp16 import to_fp16
 from export.shared_data import save_sharing, stored_tensors
@@ -206,3 +207,34 @@ def test_graphs_the_pass_cannot_convert_are_refused(tiny_llama_fused_model: Path
     del plain.metadata_props[:]
     with pytest.raises(ValueError, match="only the fused layout"):
         to_fp16(plain)
+
+
+def greedy_steps(path: Path, prompt: list[int], count: int) -> tuple[list[int], np.ndarray]:
+    session, _ = create_session(path, "cpu")
+    decoder = SharedKVDecoder(session, "cpu", 1024)
+    rows = [decoder.forward(prompt)]
+    tokens = [int(rows[-1].argmax())]
+    for _ in range(count - 1):
+        rows.append(decoder.forward(tokens[-1:]))
+        tokens.append(int(rows[-1].argmax()))
+    return tokens, np.stack(rows)
+
+
+@pytest.mark.slow
+def test_the_default_models_cuda_graph_answers_like_exact_fp32(
+    cuda_default_model: Path, tmp_path: Path
+) -> None:
+    """16 greedy tokens of the default model's fp16 graph (on the CPU provider) after a chat
+    prompt are those of its CPU graph computed exactly; a difference would have to be a
+    near tie of the exact computation."""
+    model = load_model(cuda_default_model, device="cpu")
+    prompt = model.encode(model.template.render(
+        [{"role": "user", "content": "Write a short poem about the sea."}]))
+    want, want_rows = greedy_steps(exact_fp32(cuda_default_model, tmp_path), prompt, 16)
+    got, got_rows = greedy_steps(cuda_default_model / "onnx" / "model_cuda.onnx", prompt, 16)
+    diff = float(np.abs(got_rows - want_rows).max())
+    if got != want:
+        first = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+        gap = want_rows[first, want[first]] - want_rows[first, got[first]]
+        assert gap <= 2 * diff, (first, gap, diff)
+    assert diff < 1.0
