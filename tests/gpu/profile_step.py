@@ -57,8 +57,10 @@ def main() -> int:
     options.profile_file_prefix = str(args.out / "ort_profile")
     if args.threads:
         options.intra_op_num_threads = args.threads
+    # Per-node times need plain runs: a captured CUDA graph replays as one launch.
     provider_options = base.get_provider_options()
-    providers = [(name, provider_options.get(name, {})) for name in base.get_providers()]
+    providers = [(name, {k: v for k, v in provider_options.get(name, {}).items()
+                         if k != "enable_cuda_graph"}) for name in base.get_providers()]
     session = ort.InferenceSession(str(args.folder / model.graph), options, providers=providers)
     layout = model.manifest.raw["onnx"]
     decoder: KVDecoder | SharedKVDecoder

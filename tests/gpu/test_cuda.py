@@ -38,12 +38,12 @@ GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
 
 @pytest.fixture(scope="module")
 def cuda_model(cuda_default_model: Path) -> Model:
-    return load_model(cuda_default_model, device="auto")
+    return load_model(cuda_default_model, device="auto", cuda_graph=False)
 
 
 @pytest.fixture(scope="module")
 def cpu_model(cuda_default_model: Path) -> Model:
-    return load_model(cuda_default_model, device="cpu")
+    return load_model(cuda_default_model, device="cpu", cuda_graph=False)
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +193,19 @@ def test_static_steps_without_capture_equal_plain_steps(cuda_model: Model) -> No
         token = int(a.argmax())
         a, b = plain.forward([token]), static.forward([token])
     assert static.capacity > 64
+
+
+def test_captured_steps_across_a_buffer_growth(cuda_default_model: Path,
+                                               cuda_model: Model) -> None:
+    """Each buffer size gets its own captured graph: steps past a growth replay the new one."""
+    session, _ = create_session(cuda_default_model / "onnx" / "model_cuda.onnx", "cuda",
+                                cuda_graph=True)
+    captured = SharedKVDecoder(session, "cuda", 4096, initial_capacity=64, cuda_graph=True)
+    plain = SharedKVDecoder(cuda_model.decoder.session, "cuda", 4096, initial_capacity=64)
+    ids = chat_ids(cuda_model, PROMPTS[2])
+    a, b = plain.forward(ids), captured.forward(ids)
+    for _ in range(100):
+        np.testing.assert_allclose(a, b, atol=5e-2)
+        token = int(a.argmax())
+        a, b = plain.forward([token]), captured.forward([token])
+    assert captured.capacity >= 128  # grew at least once
