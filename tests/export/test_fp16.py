@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
@@ -170,6 +171,14 @@ def test_tensors_kept_in_fp32_behind_a_cast_give_the_same_numbers(
     save_sharing(to_fp16(model), tmp_path / "converted.onnx", tmp_path / "model.onnx")
     np.testing.assert_array_equal(teacher_forced(tmp_path / "shared.onnx", TEXT[:8]),
                                   teacher_forced(tmp_path / "converted.onnx", TEXT[:8]))
+    options = ort.SessionOptions()  # what ONNX Runtime runs: those casts folded at load
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    ort.InferenceSession(str(tmp_path / "shared.onnx"), options,
+                         providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+    constants = {i.name for i in optimized.graph.initializer}
+    assert not [n for n in optimized.graph.node if n.op_type == "Cast" and n.input[0] in constants]
 
 
 def test_a_cpu_graph_with_external_data_is_shared_too(
