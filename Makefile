@@ -67,10 +67,12 @@ $(GENAI_STAMP): | $(STAMP)
 	$(PY) -m pip install -q --no-deps $(GENAI)
 	touch $@
 
-$(DEFAULT_MODEL)/manifest.json: | $(STAMP)
-	$(PY) -m export default --out models
+# The CUDA graph stands for the whole folder: one exported before fused exports had it is
+# exported again.
+$(DEFAULT_MODEL)/onnx/model_cuda.onnx: | $(STAMP)
+	$(PY) -m export default --out models --overwrite
 
-model: setup $(DEFAULT_MODEL)/manifest.json
+model: setup $(DEFAULT_MODEL)/onnx/model_cuda.onnx
 
 run: model system-libs
 	$(VENV)/bin/onnxchat

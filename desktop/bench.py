@@ -16,7 +16,9 @@ import importlib.metadata
 import importlib.util
 import json
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model, resolve_model
 from desktop.engine.model import Model
@@ -105,6 +108,21 @@ def conversation_ttft(model: Model) -> tuple[float, float]:
     return ttfts[0], ttfts[-1]
 
 
+def gpu_info() -> dict[str, str]:
+    """The GPU and driver as nvidia-smi names them (a CUDA run's figures mean little
+    without them); ``problem`` says why they are unknown."""
+    if shutil.which("nvidia-smi") is None:
+        return {"problem": "nvidia-smi not found"}
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+             "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"problem": f"nvidia-smi failed: {exc}"}
+    name, driver, memory = ([*out.stdout.splitlines()[0].split(", "), "", ""])[:3]
+    return {"name": name.strip(), "driver": driver.strip(), "memory": memory.strip()}
+
+
 def peak_rss_mb() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage / 1024 if sys.platform != "darwin" else usage / 1e6
@@ -180,6 +198,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure speed and memory")
     parser.add_argument("--model", help="model name or folder (default: the default model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="capture decode steps as CUDA graphs (fused models on CUDA)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -211,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [c for c in comparators if c not in COMPARATORS]
     if unknown:
         raise UserError(f"unknown comparator '{unknown[0]}'; use: {', '.join(COMPARATORS)}")
-    model = load_model(resolve_model(args.model), device=args.device, threads=args.threads)
+    model = load_model(resolve_model(args.model), device=args.device, threads=args.threads,
+                       cuda_graph=args.cuda_graph or None)
     if model.context_length < args.prompt_tokens + args.new_tokens:
         raise UserError("--prompt-tokens + --new-tokens exceed the model's context "
                         f"({model.context_length})")
@@ -241,8 +262,12 @@ def run(args: argparse.Namespace) -> int:
             results[name].decode_tok_s.append(decode)
     report = {"workload": {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
                            "threads": args.threads, "runs": args.runs, "greedy": True,
-                           "model": model.name, "device": model.device.describe()},
+                           "model": model.name, "device": model.device.describe(),
+                           "graph": model.graph, "onnxruntime": ort.__version__},
               "results": [r.summary() for r in results.values()]}
+    if model.device.used == "cuda":
+        report["workload"]["gpu"] = gpu_info()
+        report["workload"]["cuda_graph"] = bool(getattr(model.decoder, "cuda_graph", False))
     base = report["results"][0]
     for row in report["results"][1:]:
         row["onnxchat_decode_ratio"] = round(base["decode_tok_s"] / row["decode_tok_s"], 2)
@@ -295,6 +320,11 @@ def recording_cost(model: Model, new_tokens: int, runs: int) -> dict[str, Any]:
 
 def _print_table(report: dict[str, Any]) -> None:
     w = report["workload"]
+    gpu = w.get("gpu")
+    if gpu:
+        print(f"GPU: {gpu.get('name') or gpu.get('problem')}"
+              f"{', driver ' + gpu['driver'] if gpu.get('driver') else ''}"
+              f"{', CUDA graphs' if w.get('cuda_graph') else ''}")
     print(f"{w['model']} on {w['device']}: {w['prompt_tokens']}-token prompt, "
           f"{w['new_tokens']} new tokens, greedy, {w['threads']} threads, "
           f"median of {w['runs']} runs")

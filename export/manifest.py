@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from export.files import file_table
-from export.onnx_files import DATA_FILE, PAST_PREFIX, PRESENT_PREFIX, OnnxIO
+from export.onnx_files import CUDA_FILE, DATA_FILE, PAST_PREFIX, PRESENT_PREFIX, OnnxIO
 from export.tokenizer_files import TokenizerInfo
 from export.validation import ValidationResult
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "onnx/model.onnx"
+CUDA_ONNX_FILE = f"onnx/{CUDA_FILE}"
 SAMPLING_FALLBACK: dict[str, Any] = {
     "temperature": 0.7,
     "top_k": 40,
@@ -223,6 +224,22 @@ def genai_config(
     return config
 
 
+def graphs_table(
+    folder: Path, io: OnnxIO, cuda_check: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """``onnx.graphs``: the graph each device runs. The plain layout's one graph runs on both;
+    a fused export has its fp16 twin for CUDA, which reads its weight blocks from the CPU
+    graph's file (``weights_from``) and was checked against it on the CPU (``check``)."""
+    cpu = {"file": ONNX_FILE, "dtype": "float32"}
+    if (folder / CUDA_ONNX_FILE).is_file():
+        cuda = {"file": CUDA_ONNX_FILE, "dtype": "float16", "weights_from": ONNX_FILE,
+                "check": cuda_check}
+        return {"cpu": cpu, "cuda": cuda}
+    if io.past_present_share_buffer:
+        return {"cpu": cpu}
+    return {"cpu": cpu, "cuda": cpu}
+
+
 def build_manifest(
     *,
     folder: Path,
@@ -231,6 +248,7 @@ def build_manifest(
     arch: dict[str, Any],
     context: int,
     io: OnnxIO,
+    graphs: dict[str, dict[str, Any]],
     tokens: TokenizerInfo,
     sampling: dict[str, Any],
     quantization: dict[str, Any],
@@ -257,6 +275,7 @@ def build_manifest(
             "layout": io.layout,
             "past_present_share_buffer": io.past_present_share_buffer,
             "max_length": io.max_length,
+            "graphs": graphs,
         },
         "tokenizer": {"file": "tokenizer.json", "canonicalised": tokens.canonicalised},
         "chat_template": {"file": "chat_template.jinja"} if tokens.chat_template else None,

@@ -17,6 +17,8 @@ import numpy as np
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"
+# The fp16 graph a fused export ships for CUDA, beside MODEL_FILE (export/cuda_graph.py).
+CUDA_FILE = "model_cuda.onnx"
 # protobuf cannot serialise a message of 2 GiB or more; keep a margin for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 PAST_PREFIX = "past_key_values."

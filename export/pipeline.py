@@ -19,11 +19,12 @@ from export.manifest import (
     build_manifest,
     context_length,
     genai_config,
+    graphs_table,
     sampling_defaults,
     versions,
 )
 from export.onnx_export import export_onnx, quiet_libraries
-from export.onnx_files import MODEL_FILE, read_io
+from export.onnx_files import CUDA_FILE, MODEL_FILE, read_io
 from export.progress import Progress
 from export.recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPES, RecipeContext, choose_recipe
 from export.sources import (
@@ -197,10 +198,23 @@ def _export(
                 f"kept. Try {other}, or pass --force to keep it anyway."
             )
         result.forced = True
+    cuda_check = None
+    if shipped.with_name(CUDA_FILE).is_file():
+        from export.cuda_graph import check_cuda_graph
+
+        try:
+            cuda_check = check_cuda_graph(shipped, shipped.with_name(CUDA_FILE), token_ids)
+        except ValueError as exc:
+            raise ValidationFailedError(
+                f"The fp16 CUDA graph of the {recipe.name} model failed its check: {exc}; "
+                f"nothing was kept. Try --quant {DEFAULT_RECIPE}, whose graph runs on CUDA "
+                "in fp32."
+            ) from None
     progress.step("write", f"Writing {target}")
     shutil.rmtree(partial / "onnx")
     manifest = _write_folder(
-        model_dir, name, source, config, hf_dir, context, tokens, quantization, result
+        model_dir, name, source, config, hf_dir, context, tokens, quantization, result,
+        cuda_check.manifest() if cuda_check else None,
     )
     shutil.rmtree(hf_dir)
     publish(model_dir, target, settings.overwrite)
@@ -218,8 +232,9 @@ def _write_folder(
     tokens: TokenizerInfo,
     quantization: dict[str, Any],
     result: ValidationResult,
+    cuda_check: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Everything besides the tokenizer files and the ONNX graph, the manifest last."""
+    """Everything besides the tokenizer files and the ONNX graphs, the manifest last."""
     shutil.copyfile(hf_dir / "config.json", model_dir / "config.json")
     generation_path = hf_dir / "generation_config.json"
     generation = read_json(generation_path) if generation_path.is_file() else {}
@@ -262,6 +277,7 @@ def _write_folder(
         arch=arch,
         context=context,
         io=io,
+        graphs=graphs_table(model_dir, io, cuda_check),
         tokens=tokens,
         sampling=sampling,
         quantization=quantization,

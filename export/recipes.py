@@ -110,6 +110,16 @@ def _fused_shape(recipe: str, context: RecipeContext) -> Any:
         raise ExportError(f"The {recipe} recipe cannot rebuild this model: {exc}.") from None
 
 
+def _save_fused(model: Any, out_model: Path, max_length: int) -> dict[str, Any]:
+    """Save a fused graph and, beside it, its fp16 twin for CUDA (``export/cuda_graph.py``),
+    which reads the weight blocks from the CPU graph's file."""
+    from export.cuda_graph import write_cuda_graph
+
+    save_model(model, out_model)
+    write_cuda_graph(model, out_model)
+    return {"layout": "fused", "max_length": max_length}
+
+
 @dataclass(frozen=True)
 class FusedRecipe(Recipe):
     """The decoder rebuilt as one fused graph (``export/fuse.py``, models/README.md "Fused
@@ -140,8 +150,8 @@ class FusedRecipe(Recipe):
             accuracy_level=self.accuracy_level,
             accuracy_level_8bit=self.accuracy_level,
         )
-        save_model(build_fused_model(shape, weights, options), out_model)
-        return {"layout": "fused", "max_length": shape.context_length}
+        return _save_fused(build_fused_model(shape, weights, options), out_model,
+                           shape.context_length)
 
 
 @dataclass(frozen=True)
@@ -173,8 +183,8 @@ class GgufBlocksRecipe(Recipe):
             accuracy_level=self.accuracy_level,
             accuracy_level_8bit=4,
         )
-        save_model(build_fused_model(shape, weights, options), out_model)
-        return {"layout": "fused", "max_length": shape.context_length}
+        return _save_fused(build_fused_model(shape, weights, options), out_model,
+                           shape.context_length)
 
 
 RECIPES: dict[str, Recipe] = {

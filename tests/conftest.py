@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +40,39 @@ def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         del os.environ["ONNXCHAT_DATA_DIR"]
     else:
         os.environ["ONNXCHAT_DATA_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def cuda_default_model(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model folder with its CUDA graph. A folder exported before fused exports
+    had one gets it added in a temporary copy (this needs the ``onnx`` package)."""
+    manifest = json.loads((default_model / "manifest.json").read_text(encoding="utf-8"))
+    if "cuda" in manifest["onnx"].get("graphs", {}):
+        return default_model
+    pytest.importorskip("onnx", reason="the model folder has no CUDA graph; re-export it "
+                        "or install onnx to add one")
+    import onnx
+
+    from export.cuda_graph import write_cuda_graph
+    from export.files import file_table
+    from export.manifest import graphs_table
+    from export.onnx_files import read_io
+
+    folder = tmp_path_factory.mktemp("with-cuda-graph") / default_model.name
+    shutil.copytree(default_model, folder, copy_function=_link_or_copy)
+    cpu_graph = folder / "onnx" / "model.onnx"
+    write_cuda_graph(onnx.load(str(cpu_graph)), cpu_graph)
+    manifest["onnx"]["graphs"] = graphs_table(folder, read_io(cpu_graph), None)
+    manifest["files"] = file_table(folder, exclude=frozenset({"manifest.json"}))
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return folder
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 # Tiny models, built once and cached under models/.cache/ (see tests/tiny_models.py).
@@ -91,3 +126,25 @@ def tiny_llama_model(tiny_llama_hf: Path) -> Path:
     from tiny_models import cached, export_key, export_tiny
 
     return cached("tiny-llama-fp32", export_key(), export_tiny(tiny_llama_hf, "fp32")) / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_varied_hf() -> Path:
+    """The tiny Llama with weights drawn wider and norm scales in [0.5, 1.5]
+    (``build_llama(varied=True)``): varied output, and norms the fused graph can read."""
+    import functools
+
+    from tiny_models import build_llama, cached, generator_key
+
+    return cached("tiny-llama-varied-hf", generator_key(),
+                  functools.partial(build_llama, varied=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_fused_model(tiny_llama_varied_hf: Path) -> Path:
+    """The varied tiny Llama exported with the int8-fused recipe: a model folder with the
+    fused CPU graph and its fp16 CUDA graph."""
+    from tiny_models import cached, export_key, export_tiny
+
+    return cached("tiny-llama-int8-fused", export_key(),
+                  export_tiny(tiny_llama_varied_hf, "int8-fused", force=True)) / "model"

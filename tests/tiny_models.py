@@ -123,7 +123,10 @@ def build_gpt2(folder: Path) -> None:
     GPT2LMHeadModel(config).save_pretrained(folder)
 
 
-def build_llama(folder: Path) -> None:
+def build_llama(folder: Path, varied: bool = False) -> None:
+    """``varied``: weights drawn wider (standard deviation 0.2) and norm scales from [0.5, 1.5],
+    as in trained models. The default initialisation gives near-constant output and all-ones
+    norms, which the ONNX export folds away (so the fused graph cannot be rebuilt from it)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -139,20 +142,29 @@ def build_llama(folder: Path) -> None:
         bos_token_id=0,
         eos_token_id=0,
         tie_word_embeddings=True,
+        initializer_range=0.2 if varied else 0.02,
     )
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = LlamaForCausalLM(config)
+    if varied:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    param.uniform_(0.5, 1.5)
+    model.save_pretrained(folder)
 
 
-def export_tiny(source: Path, recipe: str) -> Callable[[Path], None]:
-    """A builder that exports ``source`` with ``recipe`` into the given folder."""
+def export_tiny(source: Path, recipe: str, force: bool = False) -> Callable[[Path], None]:
+    """A builder that exports ``source`` with ``recipe`` into the given folder (``force``:
+    keep it whatever the quality gate says; random weights have many near-tied logits)."""
 
     def build(folder: Path) -> None:
         from export.pipeline import ExportSettings, export_model
 
         folder.mkdir(parents=True)
         export_model(
-            ExportSettings(source=str(source), recipe=recipe, name="model", out_dir=folder)
+            ExportSettings(source=str(source), recipe=recipe, name="model", out_dir=folder,
+                           force=force)
         )
 
     return build

@@ -47,6 +47,22 @@ class Manifest:
     def size_bytes(self) -> int:
         return sum(int(f.get("size", 0)) for f in self.files.values())
 
+    @property
+    def graphs(self) -> dict[str, str]:
+        """The graph file each device runs (``onnx.graphs``, models/README.md). Folders
+        exported before that key existed have one graph: it runs on both devices, except a
+        fused one, which ONNX Runtime's CUDA attention cannot run in fp32."""
+        onnx = self.raw["onnx"]
+        listed = onnx.get("graphs")
+        if isinstance(listed, dict):
+            found = {device: entry["file"] for device, entry in listed.items()
+                     if isinstance(entry, dict) and isinstance(entry.get("file"), str)}
+            if "cpu" in found:
+                return found
+        if onnx.get("past_present_share_buffer"):
+            return {"cpu": self.onnx_file}
+        return {"cpu": self.onnx_file, "cuda": self.onnx_file}
+
 
 def _require(data: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     value = data.get(key)

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from desktop.engine.manifest import Manifest, read_manifest, verify_files
-from desktop.engine.runtime import DeviceInfo, KVDecoder, SharedKVDecoder, create_session
+from desktop.engine.runtime import (
+    DeviceInfo,
+    KVDecoder,
+    SharedKVDecoder,
+    create_session,
+    cuda_unavailable_reason,
+)
 from desktop.engine.template import ChatTemplate
 from desktop.errors import ModelError
 
 #: ONNX Runtime's CUDA GroupQueryAttention has fp16/bf16 kernels only, so the fp32 fused graph
 #: would run its attention on the CPU with the shared KV buffer copied across every step.
+#: Fused exports carry an fp16 graph for CUDA; folders exported before that do not.
 FUSED_FP32_ON_CUDA = ("CUDA not used: this model's fused fp32 graph has no CUDA attention kernel "
-                      "in ONNX Runtime (fp16 only); export it with --quant int8 for the GPU")
+                      "in ONNX Runtime (fp16 only); export it again to add its CUDA graph")
+#: Set to 1 to capture decode steps of fused models as CUDA graphs (models/README.md).
+CUDA_GRAPH_ENV = "ONNXCHAT_CUDA_GRAPH"
 
 
 @dataclass
@@ -30,6 +41,8 @@ class Model:
     decoder: KVDecoder | SharedKVDecoder
     device: DeviceInfo
     load_seconds: float
+    #: The graph file in use, relative to the folder (``onnx.graphs`` picks it per device).
+    graph: str
 
     @property
     def name(self) -> str:
@@ -59,9 +72,13 @@ def _special_token_text(tokenizer: Tokenizer, token_id: object) -> str:
 
 
 def load_model(
-    folder: str | Path, device: str = "auto", threads: int | None = None, verify: bool = False
+    folder: str | Path, device: str = "auto", threads: int | None = None, verify: bool = False,
+    cuda_graph: bool | None = None,
 ) -> Model:
-    """Open a model folder. Every problem becomes a :class:`ModelError` naming the file."""
+    """Open a model folder. Every problem becomes a :class:`ModelError` naming the file.
+
+    ``cuda_graph`` captures a fused model's decode steps as CUDA graphs when it runs on CUDA
+    (default: the ``ONNXCHAT_CUDA_GRAPH`` environment variable is ``1``)."""
     started = time.perf_counter()
     manifest = read_manifest(folder)
     if verify:
@@ -86,14 +103,16 @@ def load_model(
         bos_token=_special_token_text(tokenizer, specials.get("bos_token_id")),
         eos_token=_special_token_text(tokenizer, specials.get("eos_token_id")),
     )
+    if cuda_graph is None:
+        cuda_graph = os.environ.get(CUDA_GRAPH_ENV) == "1"
     layout = manifest.raw["onnx"]
-    session, device_info = create_session(
-        manifest.folder / manifest.onnx_file, device, threads,
-        cuda_unsupported=FUSED_FP32_ON_CUDA if layout.get("past_present_share_buffer") else None)
+    shared = bool(layout.get("past_present_share_buffer"))
+    session, device_info, graph = _open_graph(manifest, device, threads, cuda_graph and shared)
     decoder: KVDecoder | SharedKVDecoder
-    if layout.get("past_present_share_buffer"):
+    if shared:
         decoder = SharedKVDecoder(session, device_info.used,
-                                  int(layout.get("max_length") or manifest.context_length))
+                                  int(layout.get("max_length") or manifest.context_length),
+                                  cuda_graph=cuda_graph)
     else:
         decoder = KVDecoder(session, device_info.used)
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
@@ -107,4 +126,42 @@ def load_model(
         raise ModelError(f"{manifest.folder}/manifest.json: stop token id {bad_stops[0]} "
                          f"is outside the vocabulary ({vocab}); re-export")
     return Model(manifest, tokenizer, template, decoder, device_info,
-                 time.perf_counter() - started)
+                 time.perf_counter() - started, graph)
+
+
+def _open_graph(
+    manifest: Manifest, device: str, threads: int | None, cuda_graph: bool
+) -> tuple[ort.InferenceSession, DeviceInfo, str]:
+    """The session of the graph ``device`` gets (manifest ``onnx.graphs``), its device, and
+    the graph's file. A folder with a graph made for CUDA opens it only where CUDA really
+    works; ``auto`` otherwise opens the CPU graph and says why, ``cuda`` is refused."""
+    graphs = manifest.graphs
+    cpu, cuda = graphs["cpu"], graphs.get("cuda")
+    folder = manifest.folder
+    if cuda is None:
+        session, info = create_session(folder / cpu, device, threads,
+                                       cuda_unsupported=FUSED_FP32_ON_CUDA)
+        return session, info, cpu
+    if cuda == cpu:
+        session, info = create_session(folder / cpu, device, threads, cuda_graph=cuda_graph)
+        return session, info, cpu
+    if device not in ("auto", "cuda"):  # "cpu", or unknown: create_session says which
+        return (*create_session(folder / cpu, device, threads), cpu)
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        path = folder / cuda
+        if not path.is_file():
+            raise ModelError(f"{path} is missing; re-export the model with `onnxchat export`")
+        try:
+            session, info = create_session(path, device, threads, cuda_graph=cuda_graph)
+        except ModelError as exc:
+            if device == "cuda":
+                raise
+            reason = f"CUDA not used: {exc}"
+        else:
+            if info.used == "cuda":
+                return session, info, cuda
+            reason = info.reason
+    elif device == "cuda":
+        raise ModelError(f"{reason}; use --device auto or --device cpu to run on the CPU")
+    return (*create_session(folder / cpu, device, threads, cuda_unsupported=reason), cpu)

@@ -113,12 +113,14 @@ def default_threads() -> int:
 
 
 def create_session(
-    path: Path, device: str = "auto", threads: int | None = None,
-    cuda_unsupported: str | None = None,
+    path: Path | bytes, device: str = "auto", threads: int | None = None,
+    cuda_unsupported: str | None = None, cuda_graph: bool = False,
 ) -> tuple[ort.InferenceSession, DeviceInfo]:
-    """Open ``path`` on the requested device. ``auto`` takes CUDA only when the CUDA provider
-    really creates the session; otherwise CPU with the reason. ``cuda_unsupported`` says why
-    this model must not run on CUDA at all (then ``auto`` means CPU, and ``cuda`` is refused)."""
+    """Open ``path`` (or a serialized model) on the requested device. ``auto`` takes CUDA
+    only when the CUDA provider really creates the session; otherwise CPU with the reason.
+    ``cuda_unsupported`` says why this model must not run on CUDA at all (then ``auto`` means
+    CPU, and ``cuda`` is refused). ``cuda_graph`` turns on ONNX Runtime's CUDA graph capture
+    (see :class:`SharedKVDecoder`)."""
     if device not in DEVICES:
         raise ModelError(f"device '{device}' is unknown; use one of: {', '.join(DEVICES)}")
     if threads is not None and not 1 <= threads <= 256:
@@ -136,7 +138,8 @@ def create_session(
     providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
     if want_cuda:
         if "CUDAExecutionProvider" in ort.get_available_providers():
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            cuda_options = {"enable_cuda_graph": "1"} if cuda_graph else {}
+            providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
         else:
             reason = "CUDA unavailable: this onnxruntime build has no CUDA support"
 
@@ -148,7 +151,8 @@ def create_session(
                 with contextlib.redirect_stdout(printed), contextlib.suppress(Exception):
                     ort.preload_dlls()
                 log.append(printed.getvalue())
-            session = ort.InferenceSession(str(path), options, providers=providers)
+            model = path if isinstance(path, bytes) else str(path)
+            session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             error = exc
         else:
@@ -165,7 +169,22 @@ def create_session(
                                tuple(session.get_providers()))
 
 
-def _load_error_line(path: Path, error: Exception) -> str:
+# A one-node model (Identity, float[1]) serialized by onnx.helper: creating a session of it
+# tells whether the CUDA provider loads here, in milliseconds and without the onnx package.
+_PROBE_MODEL = bytes.fromhex(
+    "08083a3b0a100a017812017922084964656e74697479120570726f62655a0f0a0178120a0a0808011204"
+    "0a020801620f0a0179120a0a08080112040a02080142040a001011"
+)
+
+
+@functools.cache
+def cuda_unavailable_reason() -> str | None:
+    """The one-line reason CUDA cannot run here, or None when it can. Asked before opening a
+    graph made for CUDA, so a machine without a working GPU does not load that graph first."""
+    return create_session(_PROBE_MODEL, "auto", threads=1)[1].reason
+
+
+def _load_error_line(path: Path | bytes, error: Exception) -> str:
     text = str(error)
     if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text or "ModelProto" in text:
         return f"{path} is not a valid ONNX model (truncated or corrupt); re-export the model"
@@ -288,12 +307,24 @@ class SharedKVDecoder:
     per layer, bound as both past input and present output, so no step copies the cache.
 
     GroupQueryAttention reads the valid length from the attention mask and writes the new keys
-    and values in place. The buffers start small and double when a conversation outgrows them
-    (the only copy), up to ``max_length``; rewinding is just forgetting positions.
+    and values in place. The buffers live on the session's device in the graph's cache type
+    (fp16 for the CUDA graph); they start small and double when a conversation outgrows them
+    (the only copy), up to ``max_length``; rewinding is just forgetting positions. A step
+    allocates nothing: the mask is bound as a view of a preallocated row of ones on the
+    device, and the logits (the last position's row only) land in a preallocated buffer,
+    which on CUDA is the one thing copied back.
+
+    ``static_decode`` runs one-token steps with fixed shapes and addresses: the token id and a
+    mask as long as the buffers (ones for the positions so far, zeros after) are written into
+    preallocated buffers. ONNX Runtime's CUDA graph capture needs exactly that: with
+    ``cuda_graph`` the session (opened with capture on) records the step once per buffer size
+    and then replays it as one launch, while prompts run uncaptured. On the CPU the same
+    static path runs without capture.
     """
 
     def __init__(self, session: ort.InferenceSession, device: str, max_length: int,
-                 initial_capacity: int = 512) -> None:
+                 initial_capacity: int = 512, *, static_decode: bool = False,
+                 cuda_graph: bool = False) -> None:
         self.session = session
         io = DecoderIO.read(session)
         if io.vocab_size is None or "attention_mask" not in io.inputs:
@@ -301,14 +332,41 @@ class SharedKVDecoder:
                              "claims (fixed vocabulary, attention_mask); re-export it")
         self.past_names, self.present_names = io.past_names, io.present_names
         self.kv_heads, self.head_dim, self.vocab_size = io.kv_heads, io.head_dim, io.vocab_size
+        self.kv_dtype = io.kv_dtype
         self.device = device
         self.max_length = max_length
+        self.cuda_graph = cuda_graph and device == "cuda"
+        self.static_decode = static_decode or self.cuda_graph
         self._ort_device = "cuda" if device == "cuda" else "cpu"
+        self._ones = ort.OrtValue.ortvalue_from_numpy(np.ones((1, max_length), np.int64),
+                                                      self._ort_device, 0)
         self._binding = session.io_binding()
-        self._logits = np.zeros((1, 1, self.vocab_size), np.float32)
-        self._binding.bind_output("logits", "cpu", 0, np.float32, list(self._logits.shape),
-                                  self._logits.ctypes.data)
+        bindings = [self._binding]
+        self._prompt_options: ort.RunOptions | None = None
+        self._step_options: ort.RunOptions | None = None
+        self._graphs = 0
+        if self.static_decode:
+            self._step_binding = session.io_binding()
+            bindings.append(self._step_binding)
+            self._step_ids = ort.OrtValue.ortvalue_from_numpy(np.zeros((1, 1), np.int64),
+                                                              self._ort_device, 0)
+            self._step_binding.bind_ortvalue_input("input_ids", self._step_ids)
+        if self.cuda_graph:
+            self._prompt_options = ort.RunOptions()
+            self._prompt_options.add_run_config_entry("gpu_graph_id", "-1")  # not captured
+        logits_shape = [1, 1, self.vocab_size]
+        if self._ort_device == "cpu":
+            self._logits_host = np.zeros(logits_shape, np.float32)
+            for binding in bindings:
+                binding.bind_output("logits", "cpu", 0, np.float32, logits_shape,
+                                    self._logits_host.ctypes.data)
+        else:
+            self._logits = ort.OrtValue.ortvalue_from_shape_and_type(
+                logits_shape, np.float32, self._ort_device, 0)
+            for binding in bindings:
+                binding.bind_ortvalue_output("logits", self._logits)
         self._buffers: list[ort.OrtValue] = []
+        self._mask_host = np.zeros((1, 0), np.int64)  # the static mask's contents
         self.capacity = 0
         self.length = 0
         self._allocate(min(initial_capacity, max_length))
@@ -318,21 +376,37 @@ class SharedKVDecoder:
         shape = (1, self.kv_heads, capacity, self.head_dim)
         new = []
         for old in self._buffers or [None] * len(self.past_names):
-            host = np.zeros(shape, np.float32)
+            host = np.zeros(shape, self.kv_dtype)
             if old is not None and self.length:
                 host[:, :, : self.length] = old.numpy()[:, :, : self.length]
             new.append(ort.OrtValue.ortvalue_from_numpy(host, self._ort_device, 0))
         self._buffers = new
         self.capacity = capacity
-        for past, present, value in zip(self.past_names, self.present_names, new, strict=True):
-            self._binding.bind_ortvalue_input(past, value)
-            self._binding.bind_ortvalue_output(present, value)
+        bindings = [self._binding, self._step_binding] if self.static_decode else [self._binding]
+        for binding in bindings:
+            for past, present, value in zip(self.past_names, self.present_names, new,
+                                            strict=True):
+                binding.bind_ortvalue_input(past, value)
+                binding.bind_ortvalue_output(present, value)
+        if self.static_decode:
+            mask = np.zeros((1, capacity), np.int64)
+            mask[:, : self.length] = 1
+            self._mask_host = mask
+            self._step_mask = ort.OrtValue.ortvalue_from_numpy(mask, self._ort_device, 0)
+            self._step_binding.bind_ortvalue_input("attention_mask", self._step_mask)
+        if self.cuda_graph:
+            # New addresses: a new captured graph (ids from 1; 0 is reserved, -1 is "none").
+            self._graphs += 1
+            self._step_options = ort.RunOptions()
+            self._step_options.add_run_config_entry("gpu_graph_id", str(self._graphs))
 
     def reset(self) -> None:
-        self.length = 0
+        self.rewind(0)
 
     def rewind(self, length: int) -> None:
         self.length = max(0, min(length, self.length))
+        if self.static_decode:
+            self._mask_host[:, self.length :] = 0
 
     def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
@@ -341,8 +415,18 @@ class SharedKVDecoder:
             raise ValueError("the model's context is full")
         if total > self.capacity:
             self._allocate(min(self.max_length, max(total, self.capacity * 2)))
-        self._binding.bind_cpu_input("input_ids", ids)
-        self._binding.bind_cpu_input("attention_mask", np.ones((1, total), np.int64))
-        self.session.run_with_iobinding(self._binding)
+        if self.static_decode:
+            self._mask_host[:, self.length : total] = 1
+        if self.static_decode and ids.shape[1] == 1:
+            self._step_ids.update_inplace(ids)
+            self._step_mask.update_inplace(self._mask_host)
+            self.session.run_with_iobinding(self._step_binding, self._step_options)
+        else:
+            self._binding.bind_cpu_input("input_ids", ids)
+            self._binding.bind_input("attention_mask", self._ort_device, 0, np.int64,
+                                     [1, total], self._ones.data_ptr())
+            self.session.run_with_iobinding(self._binding, self._prompt_options)
         self.length = total
-        return self._logits[0, -1].copy()
+        if self._ort_device == "cpu":
+            return self._logits_host[0, -1].copy()
+        return self._logits.numpy()[0, -1]

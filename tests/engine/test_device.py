@@ -1,16 +1,26 @@
 """Device choice: `auto` falls back to CPU with one human line when CUDA cannot create the
-session, onnxruntime's own error lines never reach the user, `cuda` explicitly is an error."""
+session, onnxruntime's own error lines never reach the user, `cuda` explicitly is an error;
+a folder with a graph per device (manifest `onnx.graphs`) opens the one the device gets."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
-from desktop.engine import load_model
-from desktop.engine.runtime import DeviceInfo, cuda_failure_reason, nvidia_gpu_present
+from desktop.engine import Generator, SamplingSettings, load_model
+from desktop.engine.runtime import (
+    DeviceInfo,
+    cuda_failure_reason,
+    cuda_unavailable_reason,
+    nvidia_gpu_present,
+)
 from desktop.errors import ModelError
 
 
@@ -44,12 +54,70 @@ def test_explicit_cuda_without_cuda_is_a_clear_error(tiny_gpt2_model, cuda_works
         load_model(tiny_gpt2_model, device="cuda", threads=1)
 
 
-def test_the_fused_fp32_layout_stays_on_the_cpu_with_the_reason(default_model):
-    model = load_model(default_model, device="auto", threads=1)
-    assert model.device.used == "cpu"
+@pytest.fixture(scope="module")
+def fused_before_cuda_graphs(tiny_llama_fused_model: Path, tmp_path_factory) -> Path:
+    """The fused tiny Llama as exported before fused folders had a CUDA graph: one graph, no
+    ``onnx.graphs`` in the manifest."""
+    folder = tmp_path_factory.mktemp("legacy") / "model"
+    shutil.copytree(tiny_llama_fused_model, folder)
+    (folder / "onnx" / "model_cuda.onnx").unlink()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["onnx"]["graphs"]
+    del manifest["files"]["onnx/model_cuda.onnx"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_fused_folder_without_a_cuda_graph_stays_on_the_cpu_with_the_reason(
+    fused_before_cuda_graphs: Path,
+):
+    model = load_model(fused_before_cuda_graphs, device="auto", threads=1)
+    assert model.device.used == "cpu" and model.graph == "onnx/model.onnx"
     assert model.device.reason.startswith("CUDA not used: this model's fused fp32 graph")
     with pytest.raises(ModelError, match=r"fp16 only.*--device auto or --device cpu"):
-        load_model(default_model, device="cuda", threads=1)
+        load_model(fused_before_cuda_graphs, device="cuda", threads=1)
+
+
+def greedy(folder: Path, device: str) -> list[int]:
+    generator = Generator(load_model(folder, device=device, threads=1))
+    generator.append_tokens([5, 17, 42, 99, 3])
+    rng = np.random.default_rng(0)
+    tokens = []
+    for _ in range(12):
+        tokens.append(generator.next_token(SamplingSettings(temperature=0.0), rng))
+        generator.append_tokens(tokens[-1:])
+    return tokens
+
+
+def test_a_folder_exported_before_cuda_graphs_answers_as_before(
+    fused_before_cuda_graphs: Path, tiny_llama_fused_model: Path
+):
+    assert greedy(fused_before_cuda_graphs, "cpu") == greedy(tiny_llama_fused_model, "cpu")
+
+
+def test_the_cpu_gets_the_cpu_graph(tiny_llama_fused_model: Path):
+    model = load_model(tiny_llama_fused_model, device="cpu", threads=1)
+    assert model.graph == "onnx/model.onnx" and model.device.reason is None
+    assert model.decoder.kv_dtype is np.float32
+    assert model.manifest.graphs == {"cpu": "onnx/model.onnx", "cuda": "onnx/model_cuda.onnx"}
+
+
+def test_without_cuda_auto_opens_the_cpu_graph_and_says_why(tiny_llama_fused_model: Path):
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        pytest.skip("a working CUDA device is present: tests/gpu covers it")
+    model = load_model(tiny_llama_fused_model, device="auto", threads=1)
+    assert (model.device.used, model.graph) == ("cpu", "onnx/model.onnx")
+    assert model.device.reason == reason and reason.startswith("CUDA unavailable:")
+    assert "\n" not in reason
+    with pytest.raises(ModelError) as error:
+        load_model(tiny_llama_fused_model, device="cuda", threads=1)
+    assert str(error.value) == f"{reason}; use --device auto or --device cpu to run on the CPU"
+
+
+def test_the_plain_layout_runs_its_one_graph_everywhere(tiny_gpt2_model: Path):
+    model = load_model(tiny_gpt2_model, device="cpu", threads=1)
+    assert model.manifest.graphs == {"cpu": "onnx/model.onnx", "cuda": "onnx/model.onnx"}
 
 
 def test_unknown_device_is_refused(default_model):
