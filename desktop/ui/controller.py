@@ -5,6 +5,11 @@ user actions (send, regenerate, edit and resend, stop, switch model) into worker
 store writes, and coalesces the token stream into at most one update every
 :data:`UPDATE_INTERVAL_MS`, so a fast model cannot flood the event loop with repaints. Keeping
 this out of the window lets the window be rebuilt (a language switch) while a reply streams.
+
+A reply that fails is stored as failed with its reason. When the store cannot take even that
+(the disk is full), the controller keeps the failure, shows it in :meth:`messages` as if
+stored, and records it as soon as it can: every :data:`RETRY_MS`, before the next reply, and
+at shutdown.
 """
 
 from __future__ import annotations
@@ -12,20 +17,31 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from desktop.engine import ChatEngine, ContextPlan
 from desktop.engine import ReplyStats as EngineStats
-from desktop.store import CANCELLED, COMPLETE, INTERRUPTED, ChatStore, Conversation, Message
+from desktop.store import (
+    CANCELLED,
+    COMPLETE,
+    ERROR,
+    INTERRUPTED,
+    ChatStore,
+    Conversation,
+    Message,
+    ReplyWriter,
+)
 from desktop.ui.chat_settings import ChatSettings, title_from
-from desktop.ui.worker import EngineWorker, LoadRequest, ReplyJob, ReplyStart
+from desktop.ui.worker import EngineWorker, LoadRequest, ReplyJob, ReplyStart, record_failure
 
 log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL_MS = 50
+#: How often a failure the store could not take is offered to it again.
+RETRY_MS = 2000
 #: Replies in these states still carry text the model should see on the next turn.
 _SHOWN_TO_MODEL = (COMPLETE, CANCELLED, INTERRUPTED)
 
@@ -95,6 +111,8 @@ class ChatController(QObject):
         self._reply_id: str | None = None
         self._text: list[str] = []
         self._dirty = False
+        #: Failed replies the store could not record yet, by message id, with the reason.
+        self._unrecorded: dict[str, tuple[ReplyWriter, str]] = {}
         #: Figures of the last reply that finished (for the status bar of a new window).
         self.last_stats: EngineStats | None = None
 
@@ -116,6 +134,9 @@ class ChatController(QObject):
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(UPDATE_INTERVAL_MS)
         self._flush_timer.timeout.connect(self._on_flush_due)
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setInterval(RETRY_MS)
+        self._retry_timer.timeout.connect(self._on_retry_due)
         self._thread.start()
 
     # --- state --------------------------------------------------------------------------
@@ -136,6 +157,21 @@ class ChatController(QObject):
     @property
     def reply_text(self) -> str:
         return "".join(self._text)
+
+    def messages(self, conversation_id: str) -> list[Message]:
+        """The branch on screen as stored, with failed replies the store could not record
+        yet shown as failed (not as still being written)."""
+        branch = self.store.messages(conversation_id)
+        if not self._unrecorded:
+            return branch
+        shown = []
+        for message in branch:
+            pending = self._unrecorded.get(message.id)
+            if pending is not None:
+                writer, reason = pending
+                message = replace(message, text=writer.text, state=ERROR, error=reason)
+            shown.append(message)
+        return shown
 
     def model_defaults(self) -> dict:
         return dict(self.engine.model.manifest.sampling_defaults) if self.engine else {}
@@ -214,13 +250,15 @@ class ChatController(QObject):
              draft_text: str, settings: ChatSettings) -> ContextPlan | None:
         """How the next prompt would fit, for the context meter; ``None`` without a model.
 
-        Raises :class:`ContextOverflowError` when it cannot fit at all.
+        Raises :class:`ContextOverflowError` when it cannot fit at all, and
+        :class:`SettingsError` for a sampling setting out of its range.
         """
         if self.engine is None:
             return None
         messages = engine_messages(settings.system_prompt, branch)
         messages.append({"role": "user", "content": draft_text})
-        sampling = settings.sampling(self.model_defaults())
+        # Settings stored by an older version or imported are checked before anything else.
+        sampling = settings.sampling(self.model_defaults()).validated()
         return self.engine.plan(messages, sampling.max_new_tokens)
 
     def shutdown(self) -> None:
@@ -234,6 +272,8 @@ class ChatController(QObject):
         self._flush_timer.stop()
         self._job = None
         self.loading = None
+        self._record_failures()
+        self._retry_timer.stop()
 
     def _check_idle(self) -> None:
         if self._job is not None:
@@ -243,6 +283,7 @@ class ChatController(QObject):
                replacing: str | None) -> None:
         conversation = self.store.get_conversation(conversation_id)
         settings = self.chat_settings(conversation)
+        self._record_failures()
         job = ReplyJob(next(self._ids), conversation_id,
                        engine_messages(settings.system_prompt, branch),
                        settings.sampling(self.model_defaults()), replacing)
@@ -278,9 +319,25 @@ class ChatController(QObject):
     def _on_finished(self, job_id: int, stats: EngineStats) -> None:
         self._end(job_id, "finished", stats=stats)
 
-    @Slot(int, str)
-    def _on_failed(self, job_id: int, message: str) -> None:
+    @Slot(int, str, object)
+    def _on_failed(self, job_id: int, message: str, unrecorded: ReplyWriter | None) -> None:
+        if unrecorded is not None:
+            self._unrecorded[unrecorded.message_id] = (unrecorded, message)
+            self._retry_timer.start()
         self._end(job_id, "failed", error=message)
+
+    @Slot()
+    def _on_retry_due(self) -> None:
+        if self._job is None:  # not while the worker writes the next reply
+            self._record_failures()
+
+    def _record_failures(self) -> None:
+        """Offer the store the failures it could not take; stop retrying once it has all."""
+        for message_id, (writer, reason) in list(self._unrecorded.items()):
+            if record_failure(writer, reason):
+                del self._unrecorded[message_id]
+        if not self._unrecorded:
+            self._retry_timer.stop()
 
     @Slot(int)
     def _on_cancelled(self, job_id: int) -> None:

@@ -301,7 +301,7 @@ class MainWindow(QMainWindow):
             if hidden and conversation_id != self.controller.generating_conversation:
                 self.store.select_branch(message_id)
             self._conversation = self.store.get_conversation(conversation_id)
-            messages = self.store.messages(conversation_id)
+            messages = self.controller.messages(conversation_id)
         except NotFoundError:
             self.refresh_conversations()
             self.new_chat()
@@ -323,7 +323,7 @@ class MainWindow(QMainWindow):
         if self._conversation is None:
             return
         try:
-            self.view.sync(self.store.messages(self._conversation.id))
+            self.view.sync(self.controller.messages(self._conversation.id))
         except UserError as exc:
             self.banner.show_message(str(exc), error=True)
         reply = self.controller.reply_id

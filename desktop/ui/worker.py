@@ -72,7 +72,9 @@ class EngineWorker(QObject):
         replyStarted(ReplyStart): the reply row exists in the store.
         piece(int, str): job id and the next piece of text.
         finished(int, ReplyStats): the reply ended normally (engine statistics).
-        failed(int, str): the reply could not be made; one line for the user.
+        failed(int, str, object): the reply could not be made: one line for the user, and the
+            reply's :class:`ReplyWriter` when the store could not record the failure either
+            (a full disk), so that it can be recorded later; else ``None``.
         cancelled(int): the reply was stopped; the text so far is saved.
 
     Every :class:`ReplyJob` ends with exactly one of ``finished``, ``failed`` or ``cancelled``.
@@ -83,7 +85,7 @@ class EngineWorker(QObject):
     replyStarted = Signal(object)
     piece = Signal(int, str)
     finished = Signal(int, object)
-    failed = Signal(int, str)
+    failed = Signal(int, str, object)
     cancelled = Signal(int)
 
     def __init__(self, store: ChatStore, engine: ChatEngine | None = None) -> None:
@@ -124,11 +126,8 @@ class EngineWorker(QObject):
     def generate(self, job: ReplyJob) -> None:
         try:
             self._generate(job)
-        except UserError as exc:
-            self.failed.emit(job.job_id, str(exc))
-        except Exception as exc:
-            log.exception("generation failed")
-            self.failed.emit(job.job_id, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # before the reply exists: nothing to record in the store
+            self.failed.emit(job.job_id, _reason(exc), None)
         finally:
             with self._lock:
                 self._stream = None
@@ -157,26 +156,48 @@ class EngineWorker(QObject):
                                           plan.context_length, tuple(plan.dropped)))
         try:
             for text in stream:
-                writer.append(text)
                 self.piece.emit(job.job_id, text)
-        except Exception as exc:
-            self._fail_writer(writer, exc)
-            raise
-        stats = stream.stats
+                writer.append(text)
+            stats = stream.stats
+            if stats.stop_reason == STOP_CANCELLED:
+                writer.cancel()
+            else:
+                writer.finish(_store_stats(stats), stats.stop_reason)
+        except Exception as exc:  # the engine or the store (a full disk) failed mid-reply
+            reason = _reason(exc)
+            self.failed.emit(job.job_id, reason, None if record_failure(writer, reason)
+                             else writer)
+            return
         if stats.stop_reason == STOP_CANCELLED:
-            writer.cancel()
             self.cancelled.emit(job.job_id)
         else:
-            writer.finish(_store_stats(stats), stats.stop_reason)
             self.finished.emit(job.job_id, stats)
 
-    @staticmethod
-    def _fail_writer(writer: ReplyWriter, exc: Exception) -> None:
-        """Keep the text so far with the error; a store that cannot even do that is logged."""
-        try:
-            writer.fail(str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
-        except Exception:
-            log.exception("the failed reply %s could not be saved", writer.message_id)
+
+def record_failure(writer: ReplyWriter, reason: str) -> bool:
+    """End the reply as failed with ``reason``, keeping its text; whether the store took it.
+
+    A store that cannot (the disk is still full) leaves the writer open, so this can be
+    called again later. Any thread may call it once the generating thread is done with it.
+    """
+    try:
+        writer.fail(reason)
+    except UserError as exc:
+        log.info("the failed reply %s could not be saved yet: %s", writer.message_id, exc)
+        return False
+    except Exception:
+        log.exception("the failed reply %s could not be saved", writer.message_id)
+        return False
+    return True
+
+
+def _reason(exc: Exception) -> str:
+    """One line for the user: a :class:`UserError` says what to do; anything else is a bug,
+    logged with its traceback and named by its type."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    log.error("generation failed", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _store_stats(stats: EngineStats) -> ReplyStats:
