@@ -23,7 +23,7 @@ from desktop.ui.message_widget import Branches, MessageWidget
 from desktop.ui.theme import Colors
 
 PAGE = 40
-#: About three messages at their longest preview, or a page of ordinary ones.
+# About three messages at their longest preview, or a page of ordinary ones.
 PAGE_WEIGHT = 3 * PREVIEW_CHARS
 _BOTTOM_SLACK = 48  # pixels from the end that still count as "at the bottom"
 

@@ -29,7 +29,7 @@ from desktop.ui.full_text import FullTextDialog
 from desktop.ui.i18n import arg
 
 MAX_LINES = 8
-#: Pastes longer than this are held beside the box rather than typed into it.
+# Pastes longer than this are held beside the box rather than typed into it.
 PASTE_LIMIT = 100_000
 
 

@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from desktop.engine import ChatEngine, ContextPlan
 from desktop.engine import ReplyStats as EngineStats
+from desktop.errors import UserError
 from desktop.store import (
     CANCELLED,
     COMPLETE,
@@ -35,12 +36,13 @@ from desktop.store import (
     ReplyWriter,
 )
 from desktop.ui.chat_settings import ChatSettings, title_from
+from desktop.ui.planner import ContextPlanner, PlanRequest, PlanResult
 from desktop.ui.worker import EngineWorker, LoadRequest, ReplyJob, ReplyStart, record_failure
 
 log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL_MS = 50
-#: How often a failure the store could not take is offered to it again.
+# How often a failure the store could not take is offered to it again.
 RETRY_MS = 2000
 #: Replies in these states still carry text the model should see on the next turn.
 _SHOWN_TO_MODEL = (COMPLETE, CANCELLED, INTERRUPTED)
@@ -84,6 +86,7 @@ class ChatController(QObject):
         replyEnded(ReplyEnd): exactly once per reply that was started with :meth:`send`,
             :meth:`regenerate` or :meth:`edit_and_resend`.
         conversationsChanged(): a conversation was created or retitled.
+        planReady(PlanResult): the answer to the newest :meth:`request_plan`.
     """
 
     modelLoadStarted = Signal(str)
@@ -94,10 +97,12 @@ class ChatController(QObject):
     replyProgress = Signal(str, str, str)
     replyEnded = Signal(object)
     conversationsChanged = Signal()
+    planReady = Signal(object)
 
-    # Requests to the worker thread (queued connections).
+    # Requests to the worker and planner threads (queued connections).
     _loadRequested = Signal(object)
     _replyRequested = Signal(object)
+    _planRequested = Signal(object)
 
     def __init__(self, store: ChatStore, engine: ChatEngine | None = None,
                  parent: QObject | None = None) -> None:
@@ -111,7 +116,7 @@ class ChatController(QObject):
         self._reply_id: str | None = None
         self._text: list[str] = []
         self._dirty = False
-        #: Failed replies the store could not record yet, by message id, with the reason.
+        # Failed replies the store could not record yet, by message id, with the reason.
         self._unrecorded: dict[str, tuple[ReplyWriter, str]] = {}
         #: Figures of the last reply that finished (for the status bar of a new window).
         self.last_stats: EngineStats | None = None
@@ -130,6 +135,14 @@ class ChatController(QObject):
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)
+        self._plan_thread = QThread()
+        self._plan_thread.setObjectName("planner")
+        self._planner = ContextPlanner()
+        self._planner.moveToThread(self._plan_thread)
+        self._plan_thread.finished.connect(self._planner.deleteLater)
+        self._planRequested.connect(self._planner.plan)
+        self._planner.planned.connect(self._on_planned)
+        self._newest_plan = 0
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(UPDATE_INTERVAL_MS)
@@ -138,6 +151,7 @@ class ChatController(QObject):
         self._retry_timer.setInterval(RETRY_MS)
         self._retry_timer.timeout.connect(self._on_retry_due)
         self._thread.start()
+        self._plan_thread.start()
 
     # --- state --------------------------------------------------------------------------
 
@@ -248,18 +262,49 @@ class ChatController(QObject):
 
     def plan(self, conversation: Conversation | None, branch: Sequence[Message],
              draft_text: str, settings: ChatSettings) -> ContextPlan | None:
-        """How the next prompt would fit, for the context meter; ``None`` without a model.
+        """How the next prompt would fit; ``None`` without a model. Before sending, in the
+        calling thread (see :meth:`request_plan` for the context meter).
 
         Raises :class:`ContextOverflowError` when it cannot fit at all, and
         :class:`SettingsError` for a sampling setting out of its range.
         """
         if self.engine is None:
             return None
+        messages, reserve = self._prompt(branch, draft_text, settings)
+        return self.engine.plan(messages, reserve)
+
+    def request_plan(self, branch: Sequence[Message], draft_text: str,
+                     settings: ChatSettings) -> bool:
+        """Like :meth:`plan`, but made in the planner thread and answered by
+        :attr:`planReady` (only the newest request is); ``False`` without a model.
+
+        A setting out of range is answered at once, without a trip to the thread.
+        """
+        if self.engine is None:
+            return False
+        self._newest_plan += 1
+        try:
+            messages, reserve = self._prompt(branch, draft_text, settings)
+        except UserError as exc:
+            self.planReady.emit(PlanResult(self._newest_plan, error=exc))
+            return True
+        self._planner.overtake(self._newest_plan)
+        self._planRequested.emit(PlanRequest(self._newest_plan, self.engine, messages, reserve))
+        return True
+
+    def _prompt(self, branch: Sequence[Message], draft_text: str,
+                settings: ChatSettings) -> tuple[list[dict[str, str]], int]:
+        """The engine's messages with the draft last, and the tokens kept for the reply."""
         messages = engine_messages(settings.system_prompt, branch)
         messages.append({"role": "user", "content": draft_text})
         # Settings stored by an older version or imported are checked before anything else.
         sampling = settings.sampling(self.model_defaults()).validated()
-        return self.engine.plan(messages, sampling.max_new_tokens)
+        return messages, sampling.max_new_tokens
+
+    @Slot(object)
+    def _on_planned(self, result: PlanResult) -> None:
+        if result.request_id == self._newest_plan:
+            self.planReady.emit(result)
 
     def shutdown(self) -> None:
         """Stop any reply (its text so far is saved by the worker) and end the engine thread.
@@ -268,7 +313,10 @@ class ChatController(QObject):
         """
         self.stop()
         self._thread.quit()
+        self._plan_thread.quit()
         self._thread.wait()
+        self._plan_thread.wait()
+        self._newest_plan += 1  # a plan answered meanwhile is for a window that is gone
         self._flush_timer.stop()
         self._job = None
         self.loading = None

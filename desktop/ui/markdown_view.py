@@ -163,7 +163,7 @@ class CodeBlock(QFrame):
         self._colors = colors
         self._code = ""
         self._language = ""
-        #: Where Copy gets the whole block when only its start is shown (else ``None``).
+        # Where Copy gets the whole block when only its start is shown (else ``None``).
         self.whole_code: Callable[[], str] | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(1, 1, 1, 1)

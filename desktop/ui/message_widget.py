@@ -73,7 +73,7 @@ class MessageWidget(QWidget):
         self._stats_line = ""
         self._shown: str | None = None
         self._elided = False
-        #: The viewer of the whole text, while it is open.
+        # The viewer of the whole text, while it is open.
         self.full_text_dialog: FullTextDialog | None = None
 
         row = QHBoxLayout(self)
