@@ -285,9 +285,11 @@ class MessageWidget(QWidget):
         available = self.width() - margins.left() - margins.right()
         inner = self.bubble.layout().contentsMargins()
         padding = inner.left() + inner.right()
+        more = (self.more_label.fontMetrics().horizontalAdvance(self.more_label.text())
+                + self.show_all_button.sizeHint().width() + 12 if self._elided else 0)
         wanted = max(self.content.natural_width() if isinstance(self.content, FittedBrowser)
                      else 0, self.action_bar.sizeHint().width(),
-                     self.role_label.sizeHint().width()) + padding
+                     self.role_label.sizeHint().width(), more) + padding
         if self.editor.isVisible():
             wanted = available
         width = max(120, min(wanted, int(available * USER_WIDTH) if not self.editor.isVisible()
