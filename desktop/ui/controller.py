@@ -14,6 +14,7 @@ at shutdown.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 from collections.abc import Sequence
@@ -143,6 +144,9 @@ class ChatController(QObject):
         self._planRequested.connect(self._planner.plan)
         self._planner.planned.connect(self._on_planned)
         self._newest_plan = 0
+        self._newest_request: PlanRequest | None = None
+        # The newest request the planner answered, and its answer.
+        self._answered: tuple[PlanRequest, PlanResult] | None = None
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(UPDATE_INTERVAL_MS)
@@ -263,7 +267,8 @@ class ChatController(QObject):
     def plan(self, conversation: Conversation | None, branch: Sequence[Message],
              draft_text: str, settings: ChatSettings) -> ContextPlan | None:
         """How the next prompt would fit; ``None`` without a model. Before sending, in the
-        calling thread (see :meth:`request_plan` for the context meter).
+        calling thread (see :meth:`request_plan` for the context meter), unless the planner
+        has just answered for the same prompt, as it has when the draft rested a moment.
 
         Raises :class:`ContextOverflowError` when it cannot fit at all, and
         :class:`SettingsError` for a sampling setting out of its range.
@@ -271,6 +276,13 @@ class ChatController(QObject):
         if self.engine is None:
             return None
         messages, reserve = self._prompt(branch, draft_text, settings)
+        if self._answered is not None:
+            asked, answer = self._answered
+            if asked.engine is self.engine and asked.reserve == reserve \
+                    and asked.messages == messages:
+                if answer.error is not None:
+                    raise copy.copy(answer.error)  # a fresh one: the stored one stays bare
+                return answer.plan
         return self.engine.plan(messages, reserve)
 
     def request_plan(self, branch: Sequence[Message], draft_text: str,
@@ -286,10 +298,11 @@ class ChatController(QObject):
         try:
             messages, reserve = self._prompt(branch, draft_text, settings)
         except UserError as exc:
-            self.planReady.emit(PlanResult(self._newest_plan, error=exc))
+            self.planReady.emit(PlanResult(self._newest_plan, error=exc.with_traceback(None)))
             return True
         self._planner.overtake(self._newest_plan)
-        self._planRequested.emit(PlanRequest(self._newest_plan, self.engine, messages, reserve))
+        self._newest_request = PlanRequest(self._newest_plan, self.engine, messages, reserve)
+        self._planRequested.emit(self._newest_request)
         return True
 
     def _prompt(self, branch: Sequence[Message], draft_text: str,
@@ -303,7 +316,8 @@ class ChatController(QObject):
 
     @Slot(object)
     def _on_planned(self, result: PlanResult) -> None:
-        if result.request_id == self._newest_plan:
+        if result.request_id == self._newest_plan and self._newest_request is not None:
+            self._answered = (self._newest_request, result)
             self.planReady.emit(result)
 
     def shutdown(self) -> None:

@@ -68,7 +68,9 @@ class ContextPlanner(QObject):
             result = PlanResult(request.request_id,
                                 plan=request.engine.plan(request.messages, request.reserve))
         except UserError as exc:
-            result = PlanResult(request.request_id, error=exc)
+            # Without its traceback: frames kept alive by a stored exception make cycles
+            # that only the garbage collector frees, on whichever thread it runs.
+            result = PlanResult(request.request_id, error=exc.with_traceback(None))
         except Exception:  # a bug: the meter keeps its last figures
             log.exception("planning the context failed")
             return

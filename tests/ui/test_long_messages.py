@@ -145,3 +145,25 @@ def test_pasting_and_sending_a_huge_message_keeps_the_window_responsive(qtbot, w
     assert window.composer.pasted == text  # the draft stays
     window.composer.remove_paste_button.click()
     assert window.composer.text == "Please read this:" and not window.composer.paste_row.isVisible()
+
+
+def test_typing_and_sending_in_a_chat_of_100k_digit_messages(qtbot, window):
+    # 100,000 digits froze the window for 8.7 s; such messages also fit the model's
+    # character bound, so the context meter has to tokenize them (in its own thread).
+    store = window.store
+    chat = store.create_conversation("Digits")
+    for n in range(3):
+        store.add_message(chat.id, "user", DIGITS[:100_000] + str(n))
+        store.add_message(chat.id, "assistant", "That is a long number.")
+    window.refresh_conversations()
+    later(lambda: window.open_conversation(chat.id))
+    later(lambda: window.composer.input.setPlainText("And now a short question."))
+    assert_responsive(ui_thread_stalls(qtbot, 1500), "opening and typing")
+    qtbot.waitUntil(lambda: "left out" in window.status.notice_label.text(), timeout=30_000)
+    with qtbot.waitSignal(window.controller.replyStarted, timeout=60_000):
+        later(window.composer.send_button.click)  # the meter's plan is reused
+        stalls = ui_thread_stalls(qtbot, 300)
+    window.stop()
+    qtbot.waitUntil(lambda: not window.controller.generating, timeout=60_000)
+    assert stalls.work < 0.100, f"sending took {stalls.work * 1000:.0f} ms of the UI thread"
+    assert window.store.messages(chat.id)[-2].text == "And now a short question."
