@@ -73,8 +73,9 @@ class RecordedReply:
     first and stored after, so what is stored is always a prefix of what was shown, and
     it lags by at most :data:`desktop.store.COMMIT_INTERVAL_S` of generation. When the
     stream ends the reply is stored as complete (with its figures and stop reason) or
-    cancelled; when it raises, as failed with :func:`failure_reason`, and the exception
-    goes on. Use it on one thread (the store's writer uses that thread's connection).
+    cancelled; when the stream or the store raises, as failed with :func:`failure_reason`
+    (``failure_saved`` says whether the store took it), and the exception goes on. Use it on
+    one thread (the store's writer uses that thread's connection).
     """
 
     def __init__(self, store: ChatStore, conversation_id: str, stream: ReplyStream, *,
@@ -82,6 +83,8 @@ class RecordedReply:
         self.stream = stream
         self.writer: ReplyWriter = store.begin_reply(conversation_id, repro_of(stream),
                                                      replacing=replacing)
+        #: After a failure: whether the store took the failed state (see record_failure).
+        self.failure_saved = True
 
     @property
     def message_id(self) -> str:
@@ -92,24 +95,31 @@ class RecordedReply:
             for piece in self.stream:
                 yield piece
                 self.writer.append(piece)
-        except Exception as exc:
-            self._fail(exc)
+            stats = self.stream.stats
+            if stats.stop_reason == STOP_CANCELLED:
+                self.writer.cancel()
+            else:
+                self.writer.finish(stored_stats(stats), stats.stop_reason)
+        except Exception as exc:  # the engine, or the store (a full disk), failed mid-reply
+            self.failure_saved = record_failure(self.writer, failure_reason(exc))
             raise
-        stats = self.stream.stats
-        if stats.stop_reason == STOP_CANCELLED:
-            self.writer.cancel()
-        else:
-            self.writer.finish(stored_stats(stats), stats.stop_reason)
 
-    def _fail(self, exc: Exception) -> None:
-        """Keep the text so far with the reason; a store that cannot even do that (its disk
-        is full) is reported in one line, and the reply is marked interrupted next start."""
-        try:
-            self.writer.fail(failure_reason(exc))
-        except UserError as error:
-            log.warning("the failed reply %s could not be saved: %s", self.message_id, error)
-        except Exception:
-            log.exception("the failed reply %s could not be saved", self.message_id)
+
+def record_failure(writer: ReplyWriter, reason: str) -> bool:
+    """End the reply as failed with ``reason``, keeping its text; whether the store took it.
+
+    A store that cannot (its disk is still full) leaves the writer open, so the window can
+    offer it again later; a reply never recorded is marked interrupted on the next start.
+    """
+    try:
+        writer.fail(reason)
+    except UserError as error:
+        log.info("the failed reply %s could not be saved yet: %s", writer.message_id, error)
+        return False
+    except Exception:
+        log.exception("the failed reply %s could not be saved", writer.message_id)
+        return False
+    return True
 
 
 def stored_stats(stats: EngineStats) -> ReplyStats:

@@ -49,36 +49,44 @@ def plan_context(
 
     ``messages`` may start with a system message; the last one is the user's new message.
     With ``max_chars_per_token`` (the longest token's length), a message that cannot fit even
-    at that best case is refused before tokenizing it — a 1 MB paste costs nothing.
+    at that best case is refused before tokenizing it — a 1 MB paste costs nothing — and an
+    earlier message that long is left out, with everything before it, without tokenizing it.
     """
     if not messages:
         raise ValueError("no messages to plan")
     reserve = max(1, min(reserve, context_length - 1))
     budget = context_length - reserve
-    if max_chars_per_token:
-        for message, what in ((messages[-1], "your message"), (messages[0], "the system prompt")):
-            chars = len(message.get("content", ""))
-            if chars > budget * max_chars_per_token:
-                raise ContextOverflowError(
-                    f"{what} is {chars:,} characters, more than the model's context of "
-                    f"{context_length:,} tokens can hold with {reserve:,} reserved for the "
-                    "reply; shorten it"
-                )
     has_system = messages[0].get("role") == "system"
     head = [0] if has_system else []
     body = list(range(len(head), len(messages) - 1))
     last = len(messages) - 1
 
+    def too_long(message: Message) -> bool:
+        return bool(max_chars_per_token) and (
+            len(message.get("content", "")) > budget * max_chars_per_token)
+
+    for message, what in ((messages[-1], "your message"),
+                          (messages[0] if has_system else None, "the system prompt")):
+        if message is not None and too_long(message):
+            raise ContextOverflowError(
+                f"{what} is {len(message.get('content', '')):,} characters, more than the "
+                f"model's context of {context_length:,} tokens can hold with {reserve:,} "
+                "reserved for the reply; shorten it"
+            )
+    # Messages are dropped oldest first, so one that can never fit takes all before it along.
+    first = max((n + 1 for n, i in enumerate(body) if too_long(messages[i])), default=0)
+
     def attempt(drop: int) -> tuple[list[int], list[int]]:
         keep = head + body[drop:] + [last]
         return keep, encode(render([messages[i] for i in keep]))
 
-    keep, ids = attempt(0)
-    if len(ids) <= budget:
-        return ContextPlan(ids, [messages[i] for i in keep], [], context_length, reserve)
+    if first == 0:
+        keep, ids = attempt(0)
+        if len(ids) <= budget:
+            return ContextPlan(ids, [messages[i] for i in keep], [], context_length, reserve)
 
     # Binary search for the fewest dropped messages that fit (more dropped → fewer tokens).
-    low, high = 1, len(body)
+    low, high = max(1, first), len(body)
     best: tuple[int, list[int], list[int]] | None = None
     while low <= high:
         mid = (low + high) // 2

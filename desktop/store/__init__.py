@@ -45,7 +45,8 @@ Messages: a tree per conversation
     - Editing a message is ``edit_message(message_id, text)``, regenerating a reply is
       ``begin_reply(conversation_id, repro, replacing=old_reply_id)``: either makes a new
       sibling and shows its branch; the old branch stays. ``siblings(message_id)`` lists the
-      alternatives (for a "2/3" switch) and ``select_branch(message_id)`` shows one.
+      alternatives (``sibling_ids(message_id)`` just their ids, for a "2/3" switch) and
+      ``select_branch(message_id)`` shows one.
     - ``get_message(id)``; ``delete_message(id)`` removes the message and everything below.
     - Message states: ``complete``, ``streaming``, ``interrupted`` (cut off by a crash),
       ``cancelled``, ``error`` (``message.error`` holds the text).

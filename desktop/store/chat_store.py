@@ -44,7 +44,9 @@ from desktop.text import clean_text
 
 DB_FILENAME = "chats.sqlite3"
 
-# The branch on screen: from the active leaf up through the parents, returned root first.
+# The branch on screen: from the active leaf up through the parents, with each message's
+# depth below the leaf. Not sorted here: SQLite would copy every row, text and all, through
+# its sorter (five times the cost of reading a chat with megabytes of text); see _branch().
 _BRANCH = f"""
 WITH RECURSIVE branch(id, depth) AS (
     SELECT active_leaf_id, 0 FROM conversations WHERE id = ? AND active_leaf_id IS NOT NULL
@@ -52,7 +54,7 @@ WITH RECURSIVE branch(id, depth) AS (
     SELECT m.parent_id, branch.depth + 1 FROM messages m JOIN branch ON m.id = branch.id
     WHERE m.parent_id IS NOT NULL
 )
-{MESSAGE_SELECT} JOIN branch ON m.id = branch.id ORDER BY branch.depth DESC
+{MESSAGE_SELECT.replace(" FROM ", ", branch.depth FROM ", 1)} JOIN branch ON m.id = branch.id
 """
 
 # From a message down through the newest child at each step, to a leaf.
@@ -258,7 +260,7 @@ class ChatStore:
         """The branch on screen, first message first (one query, however long the chat)."""
         with self._errors("read the chat history"):
             conn = self._conn()
-            rows = conn.execute(_BRANCH, (conversation_id,)).fetchall()
+            rows = _branch(conn, conversation_id)
             if not rows:
                 self.get_conversation(conversation_id)  # raises if there is no such chat
         return [message_from_row(row) for row in rows]
@@ -272,6 +274,18 @@ class ChatStore:
                 f"{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.parent_id IS ? "
                 "ORDER BY m.seq", (message.conversation_id, message.parent_id)).fetchall()
         return [message_from_row(row) for row in rows]
+
+    def sibling_ids(self, message_id: str) -> list[str]:
+        """The ids of :meth:`siblings`, without reading any text (a reply may be megabytes)."""
+        with self._errors("read the chat history"):
+            conn = self._conn()
+            row = conn.execute("SELECT conversation_id, parent_id FROM messages WHERE id = ?",
+                               (message_id,)).fetchone()
+            if row is None:
+                raise _no_message(message_id)
+            rows = conn.execute("SELECT id FROM messages WHERE conversation_id = ? AND "
+                                "parent_id IS ? ORDER BY seq", row).fetchall()
+        return [r[0] for r in rows]
 
     def select_branch(self, message_id: str) -> list[Message]:
         """Show the branch through ``message_id`` (down to its newest leaf); returns it."""
@@ -336,7 +350,7 @@ class ChatStore:
             chats = []
             for cid in self._export_ids(conn, conversation_ids):
                 row = conn.execute(f"{CONVERSATION_SELECT} WHERE id = ?", (cid,)).fetchone()
-                branch = conn.execute(_BRANCH, (cid,)).fetchall()
+                branch = _branch(conn, cid)
                 chats.append((conversation_from_row(row), [message_from_row(r) for r in branch]))
         return exchange.render_markdown(chats)
 
@@ -450,6 +464,13 @@ class ChatStore:
         conn.execute("UPDATE conversations SET active_leaf_id = ?, updated = ? WHERE id = ?",
                      (message.id, created, conversation_id))
         return message
+
+
+def _branch(conn: sqlite3.Connection, conversation_id: str) -> list[tuple[Any, ...]]:
+    """The message rows of the branch on screen, root first."""
+    rows = conn.execute(_BRANCH, (conversation_id,)).fetchall()
+    rows.sort(key=lambda row: -row[-1])
+    return [row[:-1] for row in rows]
 
 
 def _check(check: Callable[[str, str], None], what: str, value: str) -> None:

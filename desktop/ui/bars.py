@@ -1,12 +1,17 @@
 """The strips around the chat: the model bar (model, device, busy indicator), the notice
-banner, and the status bar (model, device, speed, first-token time, context meter)."""
+banner, and the status bar (model, device, speed, first-token time, context meter).
+
+Their text can carry values from anywhere (an error naming a 401-digit seed from an imported
+chat): the banner shortens unbroken runs and the status bar's notice shortens itself to its
+room, so no message can widen the window past the screen.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QStandardItemModel
+from PySide6.QtGui import QPainter, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -22,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from desktop.engine import DeviceInfo, InstalledModel
 from desktop.ui.i18n import arg
+from desktop.ui.long_text import shorten_runs
 
 DEVICES = ("auto", "cuda", "cpu")
 REASON_WIDTH = 340  # pixels of the "CUDA unavailable: …" reason shown in the status bar
@@ -168,6 +174,23 @@ class ModelBar(QWidget):
             self.deviceChosen.emit(str(self.device_box.itemData(index)))
 
 
+class ElidingLabel(QLabel):
+    """One line that takes the room it is given, ending with "…" when that is too little,
+    instead of asking for the width of its whole text; :meth:`text` stays whole."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def paintEvent(self, event) -> None:
+        rect = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                              rect.width())
+        painter = QPainter(self)
+        self.style().drawItemText(painter, rect, int(self.alignment()), self.palette(),
+                                  self.isEnabled(), shown, self.foregroundRole())
+
+
 class Banner(QFrame):
     """A one-line notice above the chat (errors, "chat deleted — Undo"), with optional action."""
 
@@ -202,7 +225,7 @@ class Banner(QFrame):
         self.label.setObjectName("errorLabel" if error else "")
         self.label.style().unpolish(self.label)
         self.label.style().polish(self.label)
-        self.label.setText(text)
+        self.label.setText(shorten_runs(text))
         self._action = action
         self.action_button.setVisible(action is not None)
         self.action_button.setText(action_text or "")
@@ -240,7 +263,7 @@ class StatusBar(QStatusBar):
         self.speed_label.setToolTip(self.tr("Decoding speed of the last reply"))
         self.first_token_label = QLabel(self)
         self.first_token_label.setToolTip(self.tr("Time to the first token of the last reply"))
-        self.notice_label = QLabel(self)
+        self.notice_label = ElidingLabel(self)
         self.notice_label.setObjectName("noticeLabel")
         self.context_meter = QProgressBar(self)
         self.context_meter.setFixedWidth(190)
@@ -297,4 +320,4 @@ class StatusBar(QStatusBar):
 
     def set_notice(self, text: str) -> None:
         self.notice_label.setText(text)
-        self.notice_label.setToolTip(text)
+        self.notice_label.setToolTip(shorten_runs(text))

@@ -1,10 +1,12 @@
 """The conversation on screen: message bubbles in a scroll area, built lazily.
 
-Only the newest :data:`PAGE` messages get widgets when a conversation opens; older ones are
-built a page at a time when the user scrolls to the top (or presses "Show earlier messages"),
-so a chat with thousands of messages opens as fast as a short one. Updates are applied as a
-diff against what is on screen (same ids keep their widgets), so sending, regenerating or
-editing rebuilds only the tail.
+Only the newest :data:`PAGE` messages get widgets when a conversation opens, and no more than
+:data:`PAGE_WEIGHT` characters of previews (:func:`desktop.ui.long_text.weight`), so a page of
+long messages costs no more than one of short ones. Older ones are built a page at a time when
+the user scrolls to the top (or presses "Show earlier messages"), so a chat with thousands of
+messages opens as fast as a short one. Updates are applied as a diff against what is on
+screen (same ids keep their widgets), so sending, regenerating or editing rebuilds only the
+tail.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QVBoxLayout, QWi
 
 from desktop.store import ChatStore, Message
 from desktop.ui.i18n import arg
+from desktop.ui.long_text import PREVIEW_CHARS, weight
 from desktop.ui.message_widget import Branches, MessageWidget
 from desktop.ui.theme import Colors
 
 PAGE = 40
+# About three messages at their longest preview, or a page of ordinary ones.
+PAGE_WEIGHT = 3 * PREVIEW_CHARS
 _BOTTOM_SLACK = 48  # pixels from the end that still count as "at the bottom"
 
 
@@ -96,7 +101,7 @@ class ChatView(QScrollArea):
         """Show another conversation (or none): rebuild from scratch, scrolled to the end."""
         self._clear()
         self._messages = list(messages)
-        self._first = max(0, len(self._messages) - PAGE)
+        self._first = self._page_start(len(self._messages))
         for message in self._messages[self._first:]:
             self._append_widget(message)
         self._after_change()
@@ -151,7 +156,7 @@ class ChatView(QScrollArea):
             return
         bar = self.verticalScrollBar()
         self._restore_from_end = bar.maximum() - bar.value()
-        start = max(0, self._first - PAGE)
+        start = self._page_start(self._first)
         for offset, message in enumerate(self._messages[start:self._first]):
             widget = self._make_widget(message)
             self._layout.insertWidget(self._message_index + offset, widget)
@@ -160,6 +165,17 @@ class ChatView(QScrollArea):
         self._after_change()
 
     # --- internals ----------------------------------------------------------------------
+
+    def _page_start(self, end: int) -> int:
+        """Where the page of messages before index ``end`` starts: at most :data:`PAGE`
+        messages and :data:`PAGE_WEIGHT` of text to show, but at least one message."""
+        start, total = end, 0
+        while start > max(0, end - PAGE):
+            total += weight(self._messages[start - 1].text)
+            if total > PAGE_WEIGHT and start < end:
+                break
+            start -= 1
+        return start
 
     def _clear(self) -> None:
         for widget in self._widgets:
@@ -185,10 +201,9 @@ class ChatView(QScrollArea):
         self._widgets.append(widget)
 
     def _branches(self, message: Message) -> Branches:
-        siblings = self._store.siblings(message.id)
-        if len(siblings) < 2:
+        ids = self._store.sibling_ids(message.id)
+        if len(ids) < 2:
             return Branches()
-        ids = [m.id for m in siblings]
         index = ids.index(message.id)
         return Branches(index, len(ids), ids[index - 1] if index > 0 else None,
                         ids[index + 1] if index + 1 < len(ids) else None)

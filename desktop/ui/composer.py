@@ -3,11 +3,15 @@
 Enter sends and Shift+Enter starts a new line, as in other chat apps; text being composed
 with an input method (Chinese, Japanese) is not sent by the Enter that confirms it, because
 that Enter reaches the input method, not this box.
+
+A paste of more than :data:`PASTE_LIMIT` characters is not put in the box, where Qt would take
+seconds to lay out a long unbroken line: it is held beside it ("Pasted text: 1,000,000
+characters", with Show and Remove) and sent after what is typed, separated by a blank line.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QMimeData, Qt, Signal, Slot
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -16,11 +20,17 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop.ui.full_text import FullTextDialog
+from desktop.ui.i18n import arg
+
 MAX_LINES = 8
+# Pastes longer than this are held beside the box rather than typed into it.
+PASTE_LIMIT = 100_000
 
 
 class InputBox(QPlainTextEdit):
@@ -28,9 +38,12 @@ class InputBox(QPlainTextEdit):
 
     Signals:
         submitted(): Enter was pressed without Shift.
+        largePaste(str): text over :data:`PASTE_LIMIT` characters was pasted or dropped
+            (and not inserted).
     """
 
     submitted = Signal()
+    largePaste = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -52,6 +65,12 @@ class InputBox(QPlainTextEdit):
                 self.submitted.emit()
                 return
         super().keyPressEvent(event)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        if source.hasText() and len(text := source.text()) > PASTE_LIMIT:
+            self.largePaste.emit(text)
+            return
+        super().insertFromMimeData(source)
 
     @Slot()
     def _on_contents_changed(self) -> None:
@@ -81,9 +100,28 @@ class Composer(QFrame):
         self.setObjectName("composer")
         self._generating = False
         self._blocked_reason: str | None = None
+        self._pasted = ""
         outer = QVBoxLayout(self)
         outer.setContentsMargins(8, 6, 8, 6)
         outer.setSpacing(2)
+        self.paste_row = QWidget(self)
+        paste = QHBoxLayout(self.paste_row)
+        paste.setContentsMargins(4, 0, 0, 0)
+        self.paste_label = QLabel(self.paste_row)
+        self.paste_label.setObjectName("metaLabel")
+        self.show_paste_button = QToolButton(self.paste_row)
+        self.show_paste_button.setText(self.tr("Show"))
+        self.show_paste_button.setToolTip(self.tr("Read the pasted text"))
+        self.show_paste_button.clicked.connect(self._on_show_paste_clicked)
+        self.remove_paste_button = QToolButton(self.paste_row)
+        self.remove_paste_button.setText(self.tr("Remove"))
+        self.remove_paste_button.setToolTip(self.tr("Leave the pasted text out of the message"))
+        self.remove_paste_button.clicked.connect(self._on_remove_paste_clicked)
+        paste.addWidget(self.paste_label, 1)
+        paste.addWidget(self.show_paste_button)
+        paste.addWidget(self.remove_paste_button)
+        self.paste_row.hide()
+        outer.addWidget(self.paste_row)
         row = QHBoxLayout()
         row.setSpacing(8)
         self.input = InputBox(self)
@@ -92,6 +130,7 @@ class Composer(QFrame):
         self.input.setAccessibleName(self.tr("Message input"))
         self.input.submitted.connect(self._on_submitted)
         self.input.textChanged.connect(self._on_text_changed)
+        self.input.largePaste.connect(self._on_large_paste)
         self.send_button = QPushButton(self.tr("Send"), self)
         self.send_button.setObjectName("sendButton")
         self.send_button.setAccessibleName(self.tr("Send message"))
@@ -115,7 +154,16 @@ class Composer(QFrame):
 
     @property
     def text(self) -> str:
-        return self.input.toPlainText()
+        """The message as it would be sent: what is typed, then any large pasted text."""
+        typed = self.input.toPlainText()
+        if not self._pasted:
+            return typed
+        return f"{typed}\n\n{self._pasted}" if typed.strip() else self._pasted
+
+    @property
+    def pasted(self) -> str:
+        """The large pasted text held beside the box ("" when none)."""
+        return self._pasted
 
     def set_generating(self, generating: bool) -> None:
         self._generating = generating
@@ -128,13 +176,14 @@ class Composer(QFrame):
 
     def clear(self) -> None:
         self.input.clear()
+        self._set_pasted("")
 
     def focus_input(self) -> None:
         self.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def can_send(self) -> bool:
         return (not self._generating and self._blocked_reason is None
-                and bool(self.text.strip()))
+                and bool(self._pasted.strip() or self.input.toPlainText().strip()))
 
     def _update(self) -> None:
         self.stop_button.setVisible(self._generating)
@@ -151,3 +200,25 @@ class Composer(QFrame):
     def _on_text_changed(self) -> None:
         self._update()
         self.textEdited.emit()
+
+    def _set_pasted(self, text: str) -> None:
+        if text == self._pasted:
+            return
+        self._pasted = text
+        self.paste_row.setVisible(bool(text))
+        self.paste_label.setText(arg(self.tr("Pasted text: %1 characters"), f"{len(text):,}"))
+        self._on_text_changed()
+
+    @Slot(str)
+    def _on_large_paste(self, text: str) -> None:
+        self._set_pasted(f"{self._pasted}\n\n{text}" if self._pasted else text)
+
+    @Slot()
+    def _on_show_paste_clicked(self) -> None:
+        dialog = FullTextDialog(self._pasted, self.window())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    @Slot()
+    def _on_remove_paste_clicked(self) -> None:
+        self._set_pasted("")

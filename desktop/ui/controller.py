@@ -5,28 +5,38 @@ user actions (send, regenerate, edit and resend, stop, switch model) into worker
 store writes, and coalesces the token stream into at most one update every
 :data:`UPDATE_INTERVAL_MS`, so a fast model cannot flood the event loop with repaints. Keeping
 this out of the window lets the window be rebuilt (a language switch) while a reply streams.
+
+A reply that fails is stored as failed with its reason. When the store cannot take even that
+(the disk is full), the controller keeps the failure, shows it in :meth:`messages` as if
+stored, and records it as soon as it can: every :data:`RETRY_MS`, before the next reply, and
+at shutdown.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from desktop.engine import ChatEngine, ContextPlan
 from desktop.engine import ReplyStats as EngineStats
-from desktop.recording import engine_messages, title_from
-from desktop.store import ChatStore, Conversation, Message
+from desktop.errors import UserError
+from desktop.recording import engine_messages, record_failure, title_from
+from desktop.store import ERROR, ChatStore, Conversation, Message, ReplyWriter
 from desktop.ui.chat_settings import ChatSettings
+from desktop.ui.planner import ContextPlanner, PlanRequest, PlanResult
 from desktop.ui.worker import EngineWorker, LoadRequest, ReplyJob, ReplyStart
 
 log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL_MS = 50
+# How often a failure the store could not take is offered to it again.
+RETRY_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class ChatController(QObject):
         replyEnded(ReplyEnd): exactly once per reply that was started with :meth:`send`,
             :meth:`regenerate` or :meth:`edit_and_resend`.
         conversationsChanged(): a conversation was created or retitled.
+        planReady(PlanResult): the answer to the newest :meth:`request_plan`.
     """
 
     modelLoadStarted = Signal(str)
@@ -66,10 +77,12 @@ class ChatController(QObject):
     replyProgress = Signal(str, str, str)
     replyEnded = Signal(object)
     conversationsChanged = Signal()
+    planReady = Signal(object)
 
-    # Requests to the worker thread (queued connections).
+    # Requests to the worker and planner threads (queued connections).
     _loadRequested = Signal(object)
     _replyRequested = Signal(object)
+    _planRequested = Signal(object)
 
     def __init__(self, store: ChatStore, engine: ChatEngine | None = None,
                  parent: QObject | None = None) -> None:
@@ -83,6 +96,8 @@ class ChatController(QObject):
         self._reply_id: str | None = None
         self._text: list[str] = []
         self._dirty = False
+        # Failed replies the store could not record yet, by message id, with the reason.
+        self._unrecorded: dict[str, tuple[ReplyWriter, str]] = {}
         #: Figures of the last reply that finished (for the status bar of a new window).
         self.last_stats: EngineStats | None = None
 
@@ -100,11 +115,26 @@ class ChatController(QObject):
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)
+        self._plan_thread = QThread()
+        self._plan_thread.setObjectName("planner")
+        self._planner = ContextPlanner()
+        self._planner.moveToThread(self._plan_thread)
+        self._plan_thread.finished.connect(self._planner.deleteLater)
+        self._planRequested.connect(self._planner.plan)
+        self._planner.planned.connect(self._on_planned)
+        self._newest_plan = 0
+        self._newest_request: PlanRequest | None = None
+        # The newest request the planner answered, and its answer.
+        self._answered: tuple[PlanRequest, PlanResult] | None = None
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(UPDATE_INTERVAL_MS)
         self._flush_timer.timeout.connect(self._on_flush_due)
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setInterval(RETRY_MS)
+        self._retry_timer.timeout.connect(self._on_retry_due)
         self._thread.start()
+        self._plan_thread.start()
 
     # --- state --------------------------------------------------------------------------
 
@@ -124,6 +154,21 @@ class ChatController(QObject):
     @property
     def reply_text(self) -> str:
         return "".join(self._text)
+
+    def messages(self, conversation_id: str) -> list[Message]:
+        """The branch on screen as stored, with failed replies the store could not record
+        yet shown as failed (not as still being written)."""
+        branch = self.store.messages(conversation_id)
+        if not self._unrecorded:
+            return branch
+        shown = []
+        for message in branch:
+            pending = self._unrecorded.get(message.id)
+            if pending is not None:
+                writer, reason = pending
+                message = replace(message, text=writer.text, state=ERROR, error=reason)
+            shown.append(message)
+        return shown
 
     def model_defaults(self) -> dict:
         return dict(self.engine.model.manifest.sampling_defaults) if self.engine else {}
@@ -200,16 +245,59 @@ class ChatController(QObject):
 
     def plan(self, conversation: Conversation | None, branch: Sequence[Message],
              draft_text: str, settings: ChatSettings) -> ContextPlan | None:
-        """How the next prompt would fit, for the context meter; ``None`` without a model.
+        """How the next prompt would fit; ``None`` without a model. Before sending, in the
+        calling thread (see :meth:`request_plan` for the context meter), unless the planner
+        has just answered for the same prompt, as it has when the draft rested a moment.
 
-        Raises :class:`ContextOverflowError` when it cannot fit at all.
+        Raises :class:`ContextOverflowError` when it cannot fit at all, and
+        :class:`SettingsError` for a sampling setting out of its range.
         """
         if self.engine is None:
             return None
+        messages, reserve = self._prompt(branch, draft_text, settings)
+        if self._answered is not None:
+            asked, answer = self._answered
+            if asked.engine is self.engine and asked.reserve == reserve \
+                    and asked.messages == messages:
+                if answer.error is not None:
+                    raise copy.copy(answer.error)  # a fresh one: the stored one stays bare
+                return answer.plan
+        return self.engine.plan(messages, reserve)
+
+    def request_plan(self, branch: Sequence[Message], draft_text: str,
+                     settings: ChatSettings) -> bool:
+        """Like :meth:`plan`, but made in the planner thread and answered by
+        :attr:`planReady` (only the newest request is); ``False`` without a model.
+
+        A setting out of range is answered at once, without a trip to the thread.
+        """
+        if self.engine is None:
+            return False
+        self._newest_plan += 1
+        try:
+            messages, reserve = self._prompt(branch, draft_text, settings)
+        except UserError as exc:
+            self.planReady.emit(PlanResult(self._newest_plan, error=exc.with_traceback(None)))
+            return True
+        self._planner.overtake(self._newest_plan)
+        self._newest_request = PlanRequest(self._newest_plan, self.engine, messages, reserve)
+        self._planRequested.emit(self._newest_request)
+        return True
+
+    def _prompt(self, branch: Sequence[Message], draft_text: str,
+                settings: ChatSettings) -> tuple[list[dict[str, str]], int]:
+        """The engine's messages with the draft last, and the tokens kept for the reply."""
         messages = engine_messages(settings.system_prompt, branch)
         messages.append({"role": "user", "content": draft_text})
-        sampling = settings.sampling(self.model_defaults())
-        return self.engine.plan(messages, sampling.max_new_tokens)
+        # Settings stored by an older version or imported are checked before anything else.
+        sampling = settings.sampling(self.model_defaults()).validated()
+        return messages, sampling.max_new_tokens
+
+    @Slot(object)
+    def _on_planned(self, result: PlanResult) -> None:
+        if result.request_id == self._newest_plan and self._newest_request is not None:
+            self._answered = (self._newest_request, result)
+            self.planReady.emit(result)
 
     def shutdown(self) -> None:
         """Stop any reply (its text so far is saved by the worker) and end the engine thread.
@@ -218,10 +306,15 @@ class ChatController(QObject):
         """
         self.stop()
         self._thread.quit()
+        self._plan_thread.quit()
         self._thread.wait()
+        self._plan_thread.wait()
+        self._newest_plan += 1  # a plan answered meanwhile is for a window that is gone
         self._flush_timer.stop()
         self._job = None
         self.loading = None
+        self._record_failures()
+        self._retry_timer.stop()
 
     def _check_idle(self) -> None:
         if self._job is not None:
@@ -231,6 +324,7 @@ class ChatController(QObject):
                replacing: str | None) -> None:
         conversation = self.store.get_conversation(conversation_id)
         settings = self.chat_settings(conversation)
+        self._record_failures()
         job = ReplyJob(next(self._ids), conversation_id,
                        engine_messages(settings.system_prompt, branch),
                        settings.sampling(self.model_defaults()), replacing)
@@ -266,9 +360,25 @@ class ChatController(QObject):
     def _on_finished(self, job_id: int, stats: EngineStats) -> None:
         self._end(job_id, "finished", stats=stats)
 
-    @Slot(int, str)
-    def _on_failed(self, job_id: int, message: str) -> None:
+    @Slot(int, str, object)
+    def _on_failed(self, job_id: int, message: str, unrecorded: ReplyWriter | None) -> None:
+        if unrecorded is not None:
+            self._unrecorded[unrecorded.message_id] = (unrecorded, message)
+            self._retry_timer.start()
         self._end(job_id, "failed", error=message)
+
+    @Slot()
+    def _on_retry_due(self) -> None:
+        if self._job is None:  # not while the worker writes the next reply
+            self._record_failures()
+
+    def _record_failures(self) -> None:
+        """Offer the store the failures it could not take; stop retrying once it has all."""
+        for message_id, (writer, reason) in list(self._unrecorded.items()):
+            if record_failure(writer, reason):
+                del self._unrecorded[message_id]
+        if not self._unrecorded:
+            self._retry_timer.stop()
 
     @Slot(int)
     def _on_cancelled(self, job_id: int) -> None:

@@ -33,6 +33,7 @@ from desktop.ui.composer import Composer
 from desktop.ui.controller import ChatController, ReplyEnd
 from desktop.ui.export_dialog import ExportDialog
 from desktop.ui.i18n import arg
+from desktop.ui.planner import PlanResult
 from desktop.ui.prefs import Preferences
 from desktop.ui.server_process import ON, STARTING, LocalServer
 from desktop.ui.server_status import ServerStatus
@@ -206,6 +207,7 @@ class MainWindow(QMainWindow):
         c.replyProgress.connect(self._on_reply_progress)
         c.replyEnded.connect(self._on_reply_ended)
         c.conversationsChanged.connect(self.refresh_conversations)
+        c.planReady.connect(self._on_plan_ready)
 
     def _connect_server(self) -> None:
         self.server.stateChanged.connect(self._on_server_state_changed)
@@ -326,7 +328,7 @@ class MainWindow(QMainWindow):
             if hidden and conversation_id != self.controller.generating_conversation:
                 self.store.select_branch(message_id)
             self._conversation = self.store.get_conversation(conversation_id)
-            messages = self.store.messages(conversation_id)
+            messages = self.controller.messages(conversation_id)
         except NotFoundError:
             self.refresh_conversations()
             self.new_chat()
@@ -348,7 +350,7 @@ class MainWindow(QMainWindow):
         if self._conversation is None:
             return
         try:
-            self.view.sync(self.store.messages(self._conversation.id))
+            self.view.sync(self.controller.messages(self._conversation.id))
         except UserError as exc:
             self.banner.show_message(str(exc), error=True)
         reply = self.controller.reply_id
@@ -522,25 +524,28 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_context_due(self) -> None:
+        """Ask for the meter's figures; they come back to :meth:`_on_plan_ready`."""
         if self.controller.generating:
             return
-        engine = self.controller.engine
-        if engine is None:
+        if not self.controller.request_plan(self.view.messages, self.composer.text,
+                                            self._settings()):
             self.status.set_context(0, 0)
+
+    @Slot(object)
+    def _on_plan_ready(self, result: PlanResult) -> None:
+        engine = self.controller.engine
+        if self.controller.generating or engine is None:
             return
-        try:
-            plan = self.controller.plan(self._conversation, self.view.messages,
-                                        self.composer.text, self._settings())
-        except ContextOverflowError as exc:
+        if isinstance(result.error, ContextOverflowError):
             total = engine.model.context_length
             self.status.set_context(total, total, overflow=True)
-            self.status.set_notice(str(exc))
+            self.status.set_notice(str(result.error))
             return
-        except UserError as exc:
-            self.status.set_notice(str(exc))
+        if result.error is not None:
+            self.status.set_notice(str(result.error))
             return
-        if plan is None:
-            return
+        plan = result.plan
+        assert plan is not None
         self.status.set_context(plan.used, plan.context_length)
         dropped = len(plan.dropped)
         self.status.set_notice(

@@ -2,14 +2,18 @@
 widgets (monospace, coloured, with a copy button), and text that sizes itself to its content.
 
 A reply is split at its fenced code blocks; while it streams, only segments whose text changed
-are re-rendered (normally just the last one), so a long reply stays cheap to update.
+are re-rendered (normally just the last one), so a long reply stays cheap to update. Text with
+a long unbroken run wraps anywhere: Qt's search for a word boundary that never comes is
+quadratic in the run's length.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument, QTextOption
@@ -24,7 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.ui import highlight
+from desktop.ui.highlight import Highlighter
+from desktop.ui.long_text import has_long_run
 from desktop.ui.theme import Colors, monospace_families, monospace_font
 
 _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
@@ -35,11 +40,17 @@ _SAFE_SCHEMES = ("http", "https", "mailto")
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of Markdown prose (``kind`` "text") or one fenced code block ("code")."""
+    """A run of Markdown prose (``kind`` "text") or one fenced code block ("code").
+
+    A code block also notes its ``fence`` and whether the text ``closed`` it (not part of
+    equality: a segment that only got its closing fence shows the same).
+    """
 
     kind: str
     text: str
     language: str = ""
+    fence: str = field(default="", compare=False)
+    closed: bool = field(default=True, compare=False)
 
 
 def split_markdown(text: str) -> list[Segment]:
@@ -62,14 +73,33 @@ def split_markdown(text: str) -> list[Segment]:
         while i < len(lines) and not closing.match(lines[i]):
             body.append(lines[i])
             i += 1
+        closed = i < len(lines)
         i += 1  # the closing fence (or past the end)
         if "".join(prose).strip():
             segments.append(Segment("text", "\n".join(prose).strip("\n")))
         prose = []
-        segments.append(Segment("code", "\n".join(body), language))
+        segments.append(Segment("code", "\n".join(body), language, fence, closed))
     if "".join(prose).strip():
         segments.append(Segment("text", "\n".join(prose).strip("\n")))
     return segments
+
+
+def whole_code(text: str, shown: int, block: Segment) -> str:
+    """The whole of code ``block``, which ``text[:shown]`` leaves open: its lines shown and
+    the rest up to the closing fence in ``text`` (or to the end)."""
+    closing = re.compile(rf"^ {{0,3}}{re.escape(block.fence[0])}{{{len(block.fence)},}}[ \t]*$",
+                         re.MULTILINE)
+    found = closing.search(text, shown)
+    end = len(text) if found is None else max(shown, found.start() - 1)
+    return block.text + text[shown:end]
+
+
+def set_wrapping(browser: QTextBrowser, text: str) -> None:
+    """Wrap ``text`` at word boundaries, or anywhere when it has a long unbroken run."""
+    mode = (QTextOption.WrapMode.WrapAnywhere if has_long_run(text)
+            else QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    if browser.wordWrapMode() != mode:
+        browser.setWordWrapMode(mode)
 
 
 class FittedBrowser(QTextBrowser):
@@ -133,6 +163,8 @@ class CodeBlock(QFrame):
         self._colors = colors
         self._code = ""
         self._language = ""
+        # Where Copy gets the whole block when only its start is shown (else ``None``).
+        self.whole_code: Callable[[], str] | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(1, 1, 1, 1)
         layout.setSpacing(0)
@@ -163,6 +195,8 @@ class CodeBlock(QFrame):
         self.view.document().setDocumentMargin(8)
         self.view.setAccessibleName(self.tr("Code"))
         self.view.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self.highlighter = Highlighter(self.view.document(), colors.pygments_style, colors.text,
+                                       self._families, self)
         layout.addWidget(self.view)
         self._copied_timer = QTimer(self)
         self._copied_timer.setSingleShot(True)
@@ -178,8 +212,7 @@ class CodeBlock(QFrame):
             return
         self._code, self._language = code, language
         self._language_label.setText(language or self.tr("code"))
-        highlight.highlight(self.view.document(), code, language, self._colors.pygments_style,
-                            self._colors.text, self._families)
+        self.highlighter.set_code(code, language)
         self._fit()
 
     def resizeEvent(self, event) -> None:
@@ -197,7 +230,7 @@ class CodeBlock(QFrame):
 
     @Slot()
     def _on_copy_clicked(self) -> None:
-        QGuiApplication.clipboard().setText(self._code)
+        QGuiApplication.clipboard().setText(self.whole_code() if self.whole_code else self._code)
         self.copy_button.setText(self.tr("Copied"))
         self._copied_timer.start()
 
@@ -218,7 +251,8 @@ class MarkdownView(QWidget):
         self._segments: list[Segment] = []
         self._widgets: list[QWidget] = []
 
-    def set_markdown(self, text: str) -> None:
+    def set_markdown(self, text: str, whole: str | None = None) -> None:
+        """Show Markdown ``text``: all of the message, or the start of ``whole``."""
         segments = split_markdown(text)
         for index, segment in enumerate(segments):
             if index < len(self._segments) and self._segments[index] == segment:
@@ -243,6 +277,13 @@ class MarkdownView(QWidget):
             widget.deleteLater()
         del self._widgets[len(segments):]
         del self._segments[len(segments):]
+        for widget in self.code_blocks():
+            widget.whole_code = None
+        if (whole is not None and len(whole) > len(text) and segments
+                and segments[-1].kind == "code" and not segments[-1].closed):
+            last = self._widgets[-1]
+            assert isinstance(last, CodeBlock)
+            last.whole_code = partial(whole_code, whole, len(text), segments[-1])
 
     def _make(self, kind: str) -> QWidget:
         if kind == "code":
@@ -256,6 +297,7 @@ class MarkdownView(QWidget):
         if isinstance(widget, CodeBlock):
             widget.set_code(segment.text, segment.language)
         elif isinstance(widget, FittedBrowser):
+            set_wrapping(widget, segment.text)
             widget.document().setMarkdown(segment.text, _MARKDOWN)
             widget._fit()
 

@@ -3,7 +3,9 @@
 User messages are shown as typed (plain text, right-aligned, hugging short text); replies are
 rendered Markdown. Actions: copy; edit and resend (user); regenerate (the last reply); delete;
 and, when a message has alternatives from earlier edits or regenerations, a "‹ 2/3 ›" switch
-between the branches the store keeps.
+between the branches the store keeps. A message longer than a preview
+(:mod:`desktop.ui.long_text`) shows its start and a "Show all" button that opens the whole
+text in a paged viewer; Copy always copies the whole message.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.store import CANCELLED, ERROR, INTERRUPTED, STREAMING, Message
+from desktop.ui.full_text import FullTextDialog
 from desktop.ui.i18n import arg
-from desktop.ui.markdown_view import FittedBrowser, MarkdownView
+from desktop.ui.long_text import one_line, preview, shorten_runs
+from desktop.ui.markdown_view import FittedBrowser, MarkdownView, set_wrapping
 from desktop.ui.theme import Colors
 
 USER_WIDTH = 0.78  # share of the chat width a user bubble may take
@@ -67,6 +71,10 @@ class MessageWidget(QWidget):
         self._can_regenerate = False
         self._busy = False
         self._stats_line = ""
+        self._shown: str | None = None
+        self._elided = False
+        # The viewer of the whole text, while it is open.
+        self.full_text_dialog: FullTextDialog | None = None
 
         row = QHBoxLayout(self)
         row.setContentsMargins(16, 6, 16, 6)
@@ -83,7 +91,7 @@ class MessageWidget(QWidget):
         self.role_label = QLabel(self.bubble)
         self.role_label.setObjectName("roleLabel")
         self.role_label.setText(self.tr("You") if self._is_user
-                                else (model_name or self.tr("Assistant")))
+                                else (one_line(model_name) or self.tr("Assistant")))
         box.addWidget(self.role_label)
 
         if self._is_user:
@@ -93,6 +101,20 @@ class MessageWidget(QWidget):
             self.content = MarkdownView(colors, self.bubble)
             self.content.setAccessibleName(self.tr("Reply"))
         box.addWidget(self.content)
+
+        self.more_row = QWidget(self.bubble)
+        more = QHBoxLayout(self.more_row)
+        more.setContentsMargins(0, 0, 0, 0)
+        self.more_label = QLabel(self.more_row)
+        self.more_label.setObjectName("metaLabel")
+        self.more_label.setWordWrap(True)
+        self.show_all_button = QPushButton(self.tr("Show all"), self.more_row)
+        self.show_all_button.setToolTip(self.tr("Read the whole message in a viewer"))
+        self.show_all_button.clicked.connect(self._on_show_all_clicked)
+        more.addWidget(self.more_label, 1)
+        more.addWidget(self.show_all_button)
+        self.more_row.hide()
+        box.addWidget(self.more_row)
 
         self.editor = QPlainTextEdit(self.bubble)
         self.editor.setObjectName("editBox")
@@ -196,10 +218,20 @@ class MessageWidget(QWidget):
         self._update_meta()
 
     def _set_content(self, text: str) -> None:
+        """Show ``text``, or its start and how much more there is (the same cost for any
+        length: a streamed reply is shown again every 50 ms)."""
+        shown = preview(text)
         if isinstance(self.content, MarkdownView):
-            self.content.set_markdown(text)
-        elif isinstance(self.content, FittedBrowser) and self.content.toPlainText() != text:
-            self.content.setPlainText(text)
+            self.content.set_markdown(shown.text, text if shown.elided else None)
+        elif isinstance(self.content, FittedBrowser) and shown.text != self._shown:
+            set_wrapping(self.content, shown.text)
+            self.content.setPlainText(shown.text)
+        self._shown = shown.text
+        self._elided = shown.elided
+        self.more_row.setVisible(shown.elided)
+        if shown.elided:
+            self.more_label.setText(arg(self.tr("Showing %1 of %2 characters."),
+                                        f"{len(shown.text):,}", f"{shown.total_chars:,}"))
         self._fit_bubble()
 
     def _update_meta(self) -> None:
@@ -208,7 +240,7 @@ class MessageWidget(QWidget):
             STREAMING: self.tr("Generating…"),
             CANCELLED: self.tr("Stopped"),
             INTERRUPTED: self.tr("Interrupted: the app closed while this reply was written"),
-            ERROR: arg(self.tr("Error: %1"), self.message.error or ""),
+            ERROR: arg(self.tr("Error: %1"), shorten_runs(self.message.error or "")),
         }
         line = lines.get(state, self._stats_line)
         name = "errorLabel" if state == ERROR else "metaLabel"
@@ -238,6 +270,8 @@ class MessageWidget(QWidget):
         self.next_button.setEnabled(self.next_button.isEnabled()
                                     and self._branches.next_id is not None)
         self.copy_button.setEnabled(bool(self.message.text))
+        # A message too long to show is too long to edit in a text box here; Copy takes it.
+        self.edit_button.setEnabled(self.edit_button.isEnabled() and not self._elided)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -251,9 +285,11 @@ class MessageWidget(QWidget):
         available = self.width() - margins.left() - margins.right()
         inner = self.bubble.layout().contentsMargins()
         padding = inner.left() + inner.right()
+        more = (self.more_label.fontMetrics().horizontalAdvance(self.more_label.text())
+                + self.show_all_button.sizeHint().width() + 12 if self._elided else 0)
         wanted = max(self.content.natural_width() if isinstance(self.content, FittedBrowser)
                      else 0, self.action_bar.sizeHint().width(),
-                     self.role_label.sizeHint().width()) + padding
+                     self.role_label.sizeHint().width(), more) + padding
         if self.editor.isVisible():
             wanted = available
         width = max(120, min(wanted, int(available * USER_WIDTH) if not self.editor.isVisible()
@@ -272,6 +308,21 @@ class MessageWidget(QWidget):
     @Slot()
     def _on_copied_timeout(self) -> None:
         self.copy_button.setText(self.tr("Copy"))
+
+    @Slot()
+    def _on_show_all_clicked(self) -> None:
+        if self.full_text_dialog is not None:
+            self.full_text_dialog.raise_()
+            return
+        dialog = FullTextDialog(self.message.text, self.window())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(self._on_full_text_closed)
+        self.full_text_dialog = dialog
+        dialog.open()
+
+    @Slot()
+    def _on_full_text_closed(self) -> None:
+        self.full_text_dialog = None
 
     @Slot()
     def _on_edit_clicked(self) -> None:

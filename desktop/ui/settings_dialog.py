@@ -41,9 +41,16 @@ def interval(name: str) -> str:
     return f"{'[' if low_ok else '('}{_bound(low)}, {_bound(high)}{']' if high_ok else ')'}"
 
 
-def _number(value: float) -> str:
-    """A value as typed in a field: no exponent, no grouping."""
-    return f"{int(value):d}" if float(value).is_integer() else f"{value:g}"
+def _number(name: str, value: object) -> str:
+    """A stored value as typed in a field: no exponent, no grouping. A value no field could
+    hold (a 401-digit seed, "hot" from an imported chat) is shown as it is, to be corrected."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if name in _WHOLE and value.is_integer():
+        return f"{int(value):d}"
+    return f"{value:g}"
 
 
 def _bound(value: float) -> str:
@@ -199,8 +206,7 @@ class SettingsDialog(QDialog):
     def _fill(self, settings: SamplingSettings) -> None:
         for name, field in self.fields.items():
             value = getattr(settings, name)
-            field.setText("" if value is None else _number(value) if name in _WHOLE
-                          else f"{value:g}")
+            field.setText("" if value is None else _number(name, value))
 
     def _parse(self, name: str) -> tuple[float | int | None, str | None]:
         """(value, None) or (None, the error to show)."""
@@ -209,7 +215,7 @@ class SettingsDialog(QDialog):
             return None, None
         try:
             value: float | int = int(text) if name in _WHOLE else float(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             return None, (self.tr("Enter a whole number") if name in _WHOLE
                           else self.tr("Enter a number"))
         if not _in_range(name, value):

@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from desktop.engine import ChatEngine, SamplingSettings, load_model
 from desktop.engine.chat import STOP_CANCELLED, ReplyStream
 from desktop.errors import UserError
-from desktop.recording import RecordedReply
+from desktop.recording import RecordedReply, failure_reason
 from desktop.store import ChatStore
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,9 @@ class EngineWorker(QObject):
         replyStarted(ReplyStart): the reply row exists in the store.
         piece(int, str): job id and the next piece of text.
         finished(int, ReplyStats): the reply ended normally (engine statistics).
-        failed(int, str): the reply could not be made; one line for the user.
+        failed(int, str, object): the reply could not be made: one line for the user, and the
+            reply's :class:`ReplyWriter` when the store could not record the failure either
+            (a full disk), so that it can be recorded later; else ``None``.
         cancelled(int): the reply was stopped; the text so far is saved.
 
     Every :class:`ReplyJob` ends with exactly one of ``finished``, ``failed`` or ``cancelled``.
@@ -83,7 +85,7 @@ class EngineWorker(QObject):
     replyStarted = Signal(object)
     piece = Signal(int, str)
     finished = Signal(int, object)
-    failed = Signal(int, str)
+    failed = Signal(int, str, object)
     cancelled = Signal(int)
 
     def __init__(self, store: ChatStore, engine: ChatEngine | None = None) -> None:
@@ -124,11 +126,8 @@ class EngineWorker(QObject):
     def generate(self, job: ReplyJob) -> None:
         try:
             self._generate(job)
-        except UserError as exc:
-            self.failed.emit(job.job_id, str(exc))
-        except Exception as exc:
-            log.exception("generation failed")
-            self.failed.emit(job.job_id, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # before the reply exists: nothing to record in the store
+            self.failed.emit(job.job_id, _reason(exc), None)
         finally:
             with self._lock:
                 self._stream = None
@@ -151,10 +150,23 @@ class EngineWorker(QObject):
         self.replyStarted.emit(ReplyStart(job.job_id, job.conversation_id, recorded.message_id,
                                           len(plan.prompt_ids), plan.reserve,
                                           plan.context_length, tuple(plan.dropped)))
-        for text in recorded:  # stores the reply as it streams, and how it ended
-            self.piece.emit(job.job_id, text)
+        try:
+            for text in recorded:  # stores the reply as it streams, and how it ended
+                self.piece.emit(job.job_id, text)
+        except Exception as exc:  # the engine or the store (a full disk) failed mid-reply
+            self.failed.emit(job.job_id, _reason(exc),
+                             None if recorded.failure_saved else recorded.writer)
+            return
         stats = stream.stats
         if stats.stop_reason == STOP_CANCELLED:
             self.cancelled.emit(job.job_id)
         else:
             self.finished.emit(job.job_id, stats)
+
+
+def _reason(exc: Exception) -> str:
+    """One line for the user. A :class:`UserError` is the environment (shown, not logged);
+    anything else is a bug, logged with its traceback."""
+    if not isinstance(exc, UserError):
+        log.error("generation failed", exc_info=exc)
+    return failure_reason(exc)

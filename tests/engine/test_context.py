@@ -111,3 +111,24 @@ def test_a_huge_raw_prompt_is_refused_before_tokenizing():
     with pytest.raises(ContextOverflowError, match="the prompt is 1,000,000 characters"):
         plan_prompt("x" * 1_000_000, never, context_length=8192, reserve=512,
                     max_chars_per_token=16)
+
+
+def test_a_huge_earlier_message_is_left_out_without_tokenizing_it():
+    # A chat reopened with a million-digit first message: that message (a user's, not a
+    # system prompt) and the reply to it are left out, and the rest is planned as usual.
+    calls = []
+
+    def counting_encode(text):
+        calls.append(len(text))
+        return encode(text)
+
+    msgs = [{"role": "user", "content": "7" * 1_000_000},
+            {"role": "assistant", "content": "that is a lot of sevens"},
+            {"role": "user", "content": "and now?"},
+            {"role": "assistant", "content": "now it is short"},
+            {"role": "user", "content": "good"}]
+    plan = plan_context(msgs, render, counting_encode, context_length=8192, reserve=512,
+                        max_chars_per_token=16)
+    assert plan.dropped == [0, 1]
+    assert [m["content"] for m in plan.messages] == ["and now?", "now it is short", "good"]
+    assert calls and max(calls) < 1000  # the million characters were never tokenized

@@ -56,6 +56,7 @@ def test_a_reply_renders_markdown_and_code_blocks(qtbot):
     assert 'href="https://example.org"' in html
     [block] = view.code_blocks()
     assert block.code == "def add(a, b):\n    return a + b"
+    qtbot.waitUntil(lambda: not block.highlighter.busy, timeout=10_000)  # coloured in slices
     fragments = list(_fragments(block.view.document()))
     colours = {f.charFormat().foreground().color().name() for f in fragments}
     assert len(colours) > 1  # keywords and names in different colours

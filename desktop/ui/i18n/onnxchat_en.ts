@@ -64,6 +64,22 @@
 <context>
     <name>Composer</name>
     <message>
+        <source>Show</source>
+        <translation>Show</translation>
+    </message>
+    <message>
+        <source>Read the pasted text</source>
+        <translation>Read the pasted text</translation>
+    </message>
+    <message>
+        <source>Remove</source>
+        <translation>Remove</translation>
+    </message>
+    <message>
+        <source>Leave the pasted text out of the message</source>
+        <translation>Leave the pasted text out of the message</translation>
+    </message>
+    <message>
         <source>Message — Enter to send, Shift+Enter for a new line</source>
         <translation>Message — Enter to send, Shift+Enter for a new line</translation>
     </message>
@@ -94,6 +110,10 @@
     <message>
         <source>Stop the reply (Esc)</source>
         <translation>Stop the reply (Esc)</translation>
+    </message>
+    <message>
+        <source>Pasted text: %1 characters</source>
+        <translation>Pasted text: %1 characters</translation>
     </message>
 </context>
 <context>
@@ -295,6 +315,49 @@
     <message>
         <source>the server could not start: %1</source>
         <translation>the server could not start: %1</translation>
+    </message>
+</context>
+<context>
+    <name>FullTextDialog</name>
+    <message>
+        <source>Whole message</source>
+        <translation>Whole message</translation>
+    </message>
+    <message>
+        <source>Message text</source>
+        <translation>Message text</translation>
+    </message>
+    <message>
+        <source>Previous page</source>
+        <translation>Previous page</translation>
+    </message>
+    <message>
+        <source>Page</source>
+        <translation>Page</translation>
+    </message>
+    <message>
+        <source> of %1</source>
+        <translation> of %1</translation>
+    </message>
+    <message>
+        <source>Next page</source>
+        <translation>Next page</translation>
+    </message>
+    <message>
+        <source>Copy all</source>
+        <translation>Copy all</translation>
+    </message>
+    <message>
+        <source>Copy the whole message to the clipboard</source>
+        <translation>Copy the whole message to the clipboard</translation>
+    </message>
+    <message>
+        <source>Characters %1–%2 of %3</source>
+        <translation>Characters %1–%2 of %3</translation>
+    </message>
+    <message>
+        <source>Copied</source>
+        <translation>Copied</translation>
     </message>
 </context>
 <context>
@@ -510,6 +573,14 @@
         <translation>Reply</translation>
     </message>
     <message>
+        <source>Show all</source>
+        <translation>Show all</translation>
+    </message>
+    <message>
+        <source>Read the whole message in a viewer</source>
+        <translation>Read the whole message in a viewer</translation>
+    </message>
+    <message>
         <source>Edit message</source>
         <translation>Edit message</translation>
     </message>
@@ -579,6 +650,10 @@
     <message>
         <source> · %1 tokens/s</source>
         <translation> · %1 tokens/s</translation>
+    </message>
+    <message>
+        <source>Showing %1 of %2 characters.</source>
+        <translation>Showing %1 of %2 characters.</translation>
     </message>
     <message>
         <source>Generating…</source>

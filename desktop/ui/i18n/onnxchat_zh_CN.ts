@@ -63,6 +63,22 @@
 <context>
     <name>Composer</name>
     <message>
+        <source>Show</source>
+        <translation>显示</translation>
+    </message>
+    <message>
+        <source>Read the pasted text</source>
+        <translation>查看粘贴的文本</translation>
+    </message>
+    <message>
+        <source>Remove</source>
+        <translation>移除</translation>
+    </message>
+    <message>
+        <source>Leave the pasted text out of the message</source>
+        <translation>不在消息中包含粘贴的文本</translation>
+    </message>
+    <message>
         <source>Message — Enter to send, Shift+Enter for a new line</source>
         <translation>输入消息 — Enter 发送，Shift+Enter 换行</translation>
     </message>
@@ -93,6 +109,10 @@
     <message>
         <source>Stop the reply (Esc)</source>
         <translation>停止回复（Esc）</translation>
+    </message>
+    <message>
+        <source>Pasted text: %1 characters</source>
+        <translation>粘贴的文本：%1 个字符</translation>
     </message>
 </context>
 <context>
@@ -294,6 +314,49 @@
     <message>
         <source>the server could not start: %1</source>
         <translation>服务器无法启动：%1</translation>
+    </message>
+</context>
+<context>
+    <name>FullTextDialog</name>
+    <message>
+        <source>Whole message</source>
+        <translation>完整消息</translation>
+    </message>
+    <message>
+        <source>Message text</source>
+        <translation>消息文本</translation>
+    </message>
+    <message>
+        <source>Previous page</source>
+        <translation>上一页</translation>
+    </message>
+    <message>
+        <source>Page</source>
+        <translation>页码</translation>
+    </message>
+    <message>
+        <source> of %1</source>
+        <translation> / %1</translation>
+    </message>
+    <message>
+        <source>Next page</source>
+        <translation>下一页</translation>
+    </message>
+    <message>
+        <source>Copy all</source>
+        <translation>全部复制</translation>
+    </message>
+    <message>
+        <source>Copy the whole message to the clipboard</source>
+        <translation>将整条消息复制到剪贴板</translation>
+    </message>
+    <message>
+        <source>Characters %1–%2 of %3</source>
+        <translation>第 %1–%2 个字符，共 %3 个</translation>
+    </message>
+    <message>
+        <source>Copied</source>
+        <translation>已复制</translation>
     </message>
 </context>
 <context>
@@ -505,6 +568,14 @@
         <translation>回复</translation>
     </message>
     <message>
+        <source>Show all</source>
+        <translation>显示全部</translation>
+    </message>
+    <message>
+        <source>Read the whole message in a viewer</source>
+        <translation>在查看器中阅读整条消息</translation>
+    </message>
+    <message>
         <source>Edit message</source>
         <translation>编辑消息</translation>
     </message>
@@ -573,6 +644,10 @@
     <message>
         <source> · %1 tokens/s</source>
         <translation> · 每秒 %1 个词元</translation>
+    </message>
+    <message>
+        <source>Showing %1 of %2 characters.</source>
+        <translation>显示了 %2 个字符中的 %1 个。</translation>
     </message>
     <message>
         <source>Generating…</source>
