@@ -98,25 +98,36 @@ class WeightOnlyRecipe(Recipe):
         return {"quantized_matmuls": count, **rewrites}
 
 
-def _fused_shape(recipe: str, context: RecipeContext) -> Any:
-    """The decoder shape from the fp32 folder's config, or a one-line refusal."""
+def _fused_builder(recipe: str, context: RecipeContext) -> Any:
+    """The family's fused builder for the fp32 folder's config, or a one-line refusal."""
+    from export.builders import builder_for, load_config, shape_from_config
     from export.errors import ExportError
-    from export.files import read_json
-    from export.fuse import DecoderShape
 
     try:
-        return DecoderShape.from_config(read_json(context.hf_dir / "config.json"))
+        return builder_for(shape_from_config(load_config(context.hf_dir)))
     except (ValueError, KeyError) as exc:
         raise ExportError(f"The {recipe} recipe cannot rebuild this model: {exc}.") from None
 
 
+def _save_fused(builder: Any, weights: Any, accuracy_level: int, accuracy_level_8bit: int,
+                out_model: Path) -> dict[str, Any]:
+    from export.builders import FusedOptions
+
+    context = builder.shape.context_length
+    options = FusedOptions(max_length=context, accuracy_level=accuracy_level,
+                           accuracy_level_8bit=accuracy_level_8bit)
+    save_model(builder.build(weights, options), out_model)
+    return {"layout": "fused", "max_length": builder.max_length(context)}
+
+
 @dataclass(frozen=True)
 class FusedRecipe(Recipe):
-    """The decoder rebuilt as one fused graph (``export/fuse.py``, models/README.md "Fused
+    """The decoder rebuilt as one fused graph (``export/builders/``, models/README.md "Fused
     layout"): GroupQueryAttention writing a shared KV buffer, fused RMSNorm, ``MatMulNBits``
     for every projection and the LM head, logits of the last position only. Decode on CPU is
     bound by per-op overhead and cache copies in the plain export, which this removes at the
-    same weights (they come from the fp32 export, quantized symmetrically per block)."""
+    same weights: every tensor of the fp32 folder, placed by the family's builder and
+    quantized symmetrically per block as it is placed."""
 
     method: str = "fused MatMulNBits"
     bits: int = 8
@@ -125,23 +136,19 @@ class FusedRecipe(Recipe):
     accuracy_level: int = 4
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
-        from export.fuse import (
-            FusedOptions,
-            build_fused_model,
-            quantize_weights,
-            weights_from_optimum,
-        )
+        from export.builders import SourceTensors, quantize_symmetric
+        from export.errors import ExportError
 
-        shape = _fused_shape(self.name, context)
-        weights = weights_from_optimum(fp32_model, shape)
-        quantize_weights(weights, self.bits, self.block_size)
-        options = FusedOptions(
-            max_length=shape.context_length,
-            accuracy_level=self.accuracy_level,
-            accuracy_level_8bit=self.accuracy_level,
-        )
-        save_model(build_fused_model(shape, weights, options), out_model)
-        return {"layout": "fused", "max_length": shape.context_length}
+        builder = _fused_builder(self.name, context)
+        try:
+            weights = builder.weights_from(
+                SourceTensors.from_safetensors(context.hf_dir),
+                lambda lin: quantize_symmetric(lin, self.bits, self.block_size),
+            )
+        except ValueError as exc:
+            raise ExportError(f"The {self.name} recipe cannot rebuild this model: {exc}.") from None
+        return _save_fused(builder, weights, self.accuracy_level, self.accuracy_level,
+                           out_model)
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,6 @@ class GgufBlocksRecipe(Recipe):
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         from export.errors import ExportError
-        from export.fuse import FusedOptions, build_fused_model
         from export.gguf_blocks import weights_from_gguf
 
         if not context.source_is_gguf:
@@ -163,18 +169,12 @@ class GgufBlocksRecipe(Recipe):
                 f"The {self.name} recipe keeps a GGUF file's own blocks, but the source is not "
                 "a GGUF file: use --quant int8-fused instead."
             )
-        shape = _fused_shape(self.name, context)
+        builder = _fused_builder(self.name, context)
         try:
-            weights = weights_from_gguf(context.source_path, shape)
+            weights = weights_from_gguf(context.source_path, builder.shape)
         except ValueError as exc:
             raise ExportError(f"Cannot carry the GGUF blocks over: {exc}.") from None
-        options = FusedOptions(
-            max_length=shape.context_length,
-            accuracy_level=self.accuracy_level,
-            accuracy_level_8bit=4,
-        )
-        save_model(build_fused_model(shape, weights, options), out_model)
-        return {"layout": "fused", "max_length": shape.context_length}
+        return _save_fused(builder, weights, self.accuracy_level, 4, out_model)
 
 
 RECIPES: dict[str, Recipe] = {
