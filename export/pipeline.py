@@ -23,9 +23,17 @@ from export.manifest import (
     versions,
 )
 from export.onnx_export import export_onnx, quiet_libraries
-from export.onnx_files import MODEL_FILE, read_io
+from export.onnx_files import DATA_FILE, MODEL_FILE, read_io
 from export.progress import Progress
-from export.recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPES, RecipeContext, choose_recipe
+from export.recipes import (
+    AUTO_RECIPE,
+    DEFAULT_RECIPE,
+    RECIPES,
+    Recipe,
+    RecipeContext,
+    RecipePlan,
+    plan_recipes,
+)
 from export.sources import (
     GgufInfo,
     Source,
@@ -154,7 +162,6 @@ def _export(
 ) -> ExportResult:
     from tokenizers import Tokenizer
 
-    recipe = choose_recipe(settings.recipe, source.path, source.is_gguf)
     gate = settings.gate
     hf_dir = partial / "hf"
     model_dir = partial / "model"
@@ -173,30 +180,42 @@ def _export(
     config = loaded.config
     del loaded
     gc.collect()
+    plan = plan_recipes(settings.recipe, source.path, source.is_gguf, config.to_dict())
+    if plan.note:
+        progress.note(plan.note)
 
     progress.step("onnx", "Exporting to ONNX with Optimum (the longest step)")
     fp32_model = export_onnx(hf_dir, partial / "onnx")
 
-    progress.step("quantize", f"Quantizing: {recipe.description}")
     shipped = model_dir / "onnx" / MODEL_FILE
-    facts = recipe.apply(fp32_model, shipped, RecipeContext(source.path, source.is_gguf, hf_dir))
-    quantization = {**recipe.manifest(), **facts}
-
-    progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
-    result = validate(
-        fp32_model, shipped if recipe.quantizes else None, token_ids, context, gate, reference
-    )
+    recipe_context = RecipeContext(source.path, source.is_gguf, hf_dir)
+    tried: list[dict[str, Any]] = []
+    for recipe in plan.candidates:
+        _remove_model(shipped)
+        progress.step("quantize", f"Quantizing: {recipe.description}"
+                      + (f" [{recipe.label()}]" if recipe.label() != recipe.name else ""))
+        facts = recipe.apply(fp32_model, shipped, recipe_context)
+        progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
+        positions = min(context, facts.get("max_length") or context)  # a fused graph's bound
+        result = validate(
+            fp32_model, shipped if recipe.quantizes else None, token_ids, positions, gate,
+            reference,
+        )
+        tried.append({"recipe": recipe.label(), "passed": result.passed,
+                      "perplexity_ratio": result.perplexity_ratio,
+                      "top1_agreement": result.top1_agreement})
+        fp32_broken = (result.fp32_max_logit_diff or 0.0) > gate.max_fp32_logit_diff
+        if result.passed or fp32_broken:  # a broken fp32 export fails every recipe alike
+            break
     if not result.passed:
-        failures = "; ".join(result.failures())
         if not settings.force:
-            other = "--quant fp32" if recipe.name == DEFAULT_RECIPE else (
-                f"--quant {DEFAULT_RECIPE} (near-lossless)"
-            )
-            raise ValidationFailedError(
-                f"The {recipe.name} model failed the quality gate ({failures}); nothing was "
-                f"kept. Try {other}, or pass --force to keep it anyway."
-            )
+            raise ValidationFailedError(_gate_refusal(plan, recipe, result, tried))
         result.forced = True
+    quantization = {**recipe.manifest(), **facts}
+    if plan.note:
+        quantization["note"] = plan.note
+    if plan.auto:
+        quantization["auto"] = {"chosen": recipe.label(), "tried": tried}
     progress.step("write", f"Writing {target}")
     shutil.rmtree(partial / "onnx")
     manifest = _write_folder(
@@ -206,6 +225,28 @@ def _export(
     publish(model_dir, target, settings.overwrite)
     progress.done(f"Exported {name} to {target}: {result.summary()}")
     return ExportResult(target, manifest, result, progress.elapsed())
+
+
+def _remove_model(path: Path) -> None:
+    """Delete a previous candidate's graph (and its data file) before the next one."""
+    for stale in (path, path.with_name(DATA_FILE)):
+        stale.unlink(missing_ok=True)
+
+
+def _gate_refusal(plan: RecipePlan, recipe: Recipe, result: ValidationResult,
+                  tried: list[dict[str, Any]]) -> str:
+    """The one line a refused export prints."""
+    failures = "; ".join(result.failures())
+    if not plan.auto or len(tried) == 1:
+        other = "--quant fp32" if recipe.name == DEFAULT_RECIPE else (
+            f"--quant {DEFAULT_RECIPE} (near-lossless)"
+        )
+        return (f"The {recipe.label()} model failed the quality gate ({failures}); nothing was "
+                f"kept. Try {other}, or pass --force to keep it anyway.")
+    figures = ", ".join(f"{t['recipe']}: perplexity ratio {t['perplexity_ratio']:.3f}, top-1 "
+                        f"{t['top1_agreement']:.3f}" for t in tried)
+    return (f"No recipe passed the quality gate (tried {figures}; last: {failures}); nothing "
+            "was kept. Pass --quant with one of them and --force to keep it anyway.")
 
 
 def _write_folder(

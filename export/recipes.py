@@ -44,6 +44,15 @@ class Recipe(abc.ABC):
         """False when the result is the fp32 export itself (the gate compares nothing)."""
         return True
 
+    @property
+    def fused(self) -> bool:
+        """Whether the result is the fused layout, which only some families have."""
+        return False
+
+    def label(self) -> str:
+        """The name, with what sets this variant apart from the registered recipe."""
+        return self.name
+
     def manifest(self) -> dict[str, Any]:
         """The recipe's settings for manifest.json ``quantization``."""
         fields = dataclasses.asdict(self)
@@ -66,14 +75,18 @@ class NoQuantization(Recipe):
 @dataclass(frozen=True)
 class WeightOnlyRecipe(Recipe):
     """onnxruntime's ``MatMulNBits`` weight-only quantization of every MatMul (the LM head
-    included); activations stay fp32. 8 bits, block 32, symmetric is near-lossless on the
-    default model (perplexity +1.9 %)."""
+    included unless ``lm_head_bits`` is 32); activations stay fp32. 8 bits, block 32,
+    symmetric is near-lossless on the default model (perplexity +1.9 %)."""
 
     method: str = "MatMulNBits"
     bits: int = 8
     block_size: int = 32
     symmetric: bool = True
     accuracy_level: int = 4
+    lm_head_bits: int = 8
+
+    def label(self) -> str:
+        return f"{self.name} (LM head fp32)" if self.lm_head_bits == 32 else self.name
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         import onnx
@@ -90,7 +103,10 @@ class WeightOnlyRecipe(Recipe):
             accuracy_level=self.accuracy_level,
             bits=self.bits,
         )
-        quantizer = MatMulNBitsQuantizer(model, algo_config=config)
+        head = [n.name for n in model.graph.node if "logits" in n.output and n.op_type == "MatMul"]
+        quantizer = MatMulNBitsQuantizer(
+            model, algo_config=config, nodes_to_exclude=head if self.lm_head_bits == 32 else []
+        )
         quantizer.process()
         quantized = quantizer.model.model
         save_model(quantized, out_model)
@@ -130,25 +146,45 @@ class FusedRecipe(Recipe):
     quantized symmetrically per block as it is placed."""
 
     method: str = "fused MatMulNBits"
+    #: weight bits of every projection; 32 keeps them fp32 (plain MatMul)
     bits: int = 8
     block_size: int = 32
     symmetric: bool = True
     accuracy_level: int = 4
+    lm_head_bits: int = 8
+
+    @property
+    def fused(self) -> bool:
+        return True
+
+    def label(self) -> str:
+        if self.lm_head_bits == self.bits:
+            return self.name
+        head = "fp32" if self.lm_head_bits == 32 else f"{self.lm_head_bits}-bit"
+        return f"{self.name} (LM head {head})"
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
-        from export.builders import SourceTensors, quantize_symmetric
+        from export.builders import SourceTensors
         from export.errors import ExportError
 
         builder = _fused_builder(self.name, context)
         try:
             weights = builder.weights_from(
                 SourceTensors.from_safetensors(context.hf_dir),
-                lambda lin: quantize_symmetric(lin, self.bits, self.block_size),
+                self._quantize(self.bits),
+                self._quantize(self.lm_head_bits),
             )
         except ValueError as exc:
             raise ExportError(f"The {self.name} recipe cannot rebuild this model: {exc}.") from None
         return _save_fused(builder, weights, self.accuracy_level, self.accuracy_level,
                            out_model)
+
+    def _quantize(self, bits: int) -> Any:
+        from export.builders import quantize_symmetric
+
+        if bits == 32:
+            return lambda lin: lin
+        return lambda lin: quantize_symmetric(lin, bits, self.block_size)
 
 
 @dataclass(frozen=True)
@@ -158,7 +194,17 @@ class GgufBlocksRecipe(Recipe):
     default model costs 30 % perplexity at 4 bits. Only for GGUF sources."""
 
     method: str = "GGUF blocks as MatMulNBits (fused layout)"
+    #: for the 4-bit blocks; 8-bit blocks always use level 4 (see FusedOptions)
     accuracy_level: int = 4
+
+    @property
+    def fused(self) -> bool:
+        return True
+
+    def label(self) -> str:
+        if self.accuracy_level != 4:
+            return f"{self.name} (accuracy level {self.accuracy_level})"
+        return self.name
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         from export.errors import ExportError
@@ -193,27 +239,72 @@ RECIPES: dict[str, Recipe] = {
         name="int8-fused",
         description="8-bit MatMulNBits in the fused decoder graph (fast decode)",
     ),
+    "fp32-fused": FusedRecipe(
+        name="fp32-fused",
+        description="fp32 weights in the fused decoder graph (exact, 4x the size of int8)",
+        method="fused MatMul",
+        bits=32,
+        lm_head_bits=32,
+    ),
     "q4-gguf": GgufBlocksRecipe(
         name="q4-gguf",
         description="the GGUF's own 4-bit blocks in the fused decoder graph "
         "(the source's exact weights, fast)",
     ),
 }
-#: What ``--quant`` means when not given: the best recipe for the source (see choose_recipe).
+#: What ``--quant`` means when not given: the fastest recipe that passes the gate.
 AUTO_RECIPE = "auto"
 #: The recipe for sources whose own blocks cannot be carried: near-lossless and portable.
 DEFAULT_RECIPE = "int8"
 
 
-def choose_recipe(requested: str, source_path: Path, source_is_gguf: bool) -> Recipe:
-    """``auto`` keeps a GGUF file's own 4-bit blocks in the fused graph when every tensor maps
-    exactly (the fastest and most faithful route, measured in models/README.md); any other
-    source gets the int8 weight-only recipe. A named recipe is taken as asked."""
+@dataclass(frozen=True)
+class RecipePlan:
+    """The recipes an export tries, in order, until one passes the gate; ``note`` says why a
+    recipe other than the one asked for is used (one line for the export output)."""
+
+    candidates: tuple[Recipe, ...]
+    auto: bool
+    note: str | None = None
+
+
+def plan_recipes(requested: str, source_path: Path, source_is_gguf: bool,
+                 config: dict[str, Any]) -> RecipePlan:
+    """``auto`` tries faithful recipes from the fastest to decode (measured on CPU, see
+    models/README.md) to the slowest: a GGUF file's own blocks with activations rounded to
+    int8 (accuracy level 4), then computed in fp32 (level 1, ~2x slower for 4-bit); 8-bit
+    weights in the fused graph, then with the LM head in fp32 (8-bit weights at level 1 run
+    ~100x slower on CPU, so fp32 weights are the more precise option); finally fp32 weights.
+    A family the fused graph cannot express gets the Optimum layout's int8, int8 with the LM
+    head in fp32, then fp32. A named recipe is taken as asked, except that a fused recipe
+    falls back to the Optimum layout for such a family, with the reason in ``note``."""
+    from export.builders import NotFusableError, shape_from_config
+
+    try:
+        shape_from_config(config)
+        reason = None
+    except NotFusableError as exc:
+        reason = str(exc)
     if requested != AUTO_RECIPE:
-        return RECIPES[requested]
+        recipe = RECIPES[requested]
+        if reason is None or not recipe.fused:
+            return RecipePlan((recipe,), auto=False)
+        fallback = RECIPES["fp32" if requested == "fp32-fused" else DEFAULT_RECIPE]
+        return RecipePlan((fallback,), auto=False, note=(
+            f"The fused layout cannot express this model ({reason}): exporting "
+            f"{fallback.name} in the Optimum layout instead."))
+    int8, q4 = RECIPES[DEFAULT_RECIPE], RECIPES["q4-gguf"]
+    if reason is not None:
+        return RecipePlan((int8, dataclasses.replace(int8, lm_head_bits=32), RECIPES["fp32"]),
+                          auto=True, note=(
+            f"The fused layout cannot express this model ({reason}): trying the Optimum "
+            "layout."))
+    candidates: list[Recipe] = []
     if source_is_gguf:
         from export.gguf_blocks import can_carry_blocks
 
         if can_carry_blocks(source_path):
-            return RECIPES["q4-gguf"]
-    return RECIPES[DEFAULT_RECIPE]
+            candidates += [q4, dataclasses.replace(q4, accuracy_level=1)]
+    fused = RECIPES["int8-fused"]
+    candidates += [fused, dataclasses.replace(fused, lm_head_bits=32), RECIPES["fp32-fused"]]
+    return RecipePlan(tuple(candidates), auto=True)

@@ -211,10 +211,11 @@ class DecoderBuilder:
     # Weights
     # ---------------------------------------------------------------------------------
 
-    def weights_from(self, source: SourceTensors, transform: Transform | None = None
-                     ) -> DecoderWeights:
+    def weights_from(self, source: SourceTensors, transform: Transform | None = None,
+                     lm_head_transform: Transform | None = None) -> DecoderWeights:
         """Place every source tensor; ``transform`` (quantization) runs on each projection as
-        soon as its layer is complete. Refuses a tensor it cannot place."""
+        soon as its layer is complete, ``lm_head_transform`` (default: the same) on the LM
+        head. Refuses a tensor it cannot place."""
         s = self.shape
         embed = self.array(source, "model.embed_tokens.weight", (s.vocab_size, s.hidden_size))
         weights = DecoderWeights(embed_tokens=embed)
@@ -227,7 +228,8 @@ class DecoderBuilder:
                 setattr(layer, name, keep(getattr(layer, name)))
             weights.layers.append(layer)
         weights.final_norm = self.norm(source, "model.norm.weight", s.hidden_size)
-        weights.lm_head = keep(scale_outputs(self.lm_head(source, embed), s.logits_scale))
+        head = scale_outputs(self.lm_head(source, embed), s.logits_scale)
+        weights.lm_head = (lm_head_transform or keep)(head)
         source.ignore(r".*rotary_emb\.inv_freq",
                       "rotary frequencies are recomputed from the config")
         source.check_all_placed()
