@@ -355,33 +355,33 @@ class DecoderBuilder:
               pending: str | None, ctx: _Context, options: FusedOptions) -> tuple[str, str]:
         """One decoder layer. ``pending`` is the previous block's output, not yet added to the
         ``residual`` stream (the add is fused into the next norm). Returns both, updated."""
-        base = f"/model/layers.{i}"
-        x, residual = self.pre_norm(g, layer.attn_norm, pending, residual,
-                                    f"{base}/input_layernorm")
+        eps = self.shape.rms_norm_eps
+        x, residual = self.pre_norm(g, layer.attn_norm, pending, residual, i, "input_layernorm")
         out = self.attention(g, i, layer, x, ctx)
         if layer.post_attn_norm is not None:
-            out = g.rms_norm(out, layer.post_attn_norm, f"{base}/post_attention_norm",
-                             self.shape.rms_norm_eps)
-        x, residual = self.pre_norm(g, layer.mlp_norm, out, residual,
-                                    f"{base}/post_attention_layernorm")
+            out = g.rms_norm(out, layer.post_attn_norm, f"/model/layers.{i}/post_attention_norm",
+                             eps, f"model.layers.{i}.post_attention_norm.weight")
+        x, residual = self.pre_norm(g, layer.mlp_norm, out, residual, i,
+                                    "post_attention_layernorm")
         out = self.mlp(g, i, layer, x, options)
         if layer.post_mlp_norm is not None:
-            out = g.rms_norm(out, layer.post_mlp_norm, f"{base}/post_feedforward_norm",
-                             self.shape.rms_norm_eps)
+            out = g.rms_norm(out, layer.post_mlp_norm, f"/model/layers.{i}/post_feedforward_norm",
+                             eps, f"model.layers.{i}.post_feedforward_norm.weight")
         return residual, out
 
     def pre_norm(self, g: GraphBuilder, weight: np.ndarray | None, pending: str | None,
-                 residual: str, name: str) -> tuple[str, str]:
+                 residual: str, i: int, role: str) -> tuple[str, str]:
         """(input of the next block, residual stream): the norm of ``pending + residual``, or
         that sum itself for a family without pre-norms."""
         eps = self.shape.rms_norm_eps
+        name, weight_name = f"/model/layers.{i}/{role}", f"model.layers.{i}.{role}.weight"
         if weight is None:
             if pending is not None:
                 residual = g.node("Add", [pending, residual], f"{name}/Add")[0]
             return residual, residual
         if pending is None:
-            return g.rms_norm(residual, weight, name, eps), residual
-        return g.skip_norm(pending, residual, weight, name, eps)
+            return g.rms_norm(residual, weight, name, eps, weight_name), residual
+        return g.skip_norm(pending, residual, weight, name, eps, weight_name)
 
     def attention(self, g: GraphBuilder, i: int, layer: LayerWeights, x: str,
                   ctx: _Context) -> str:
@@ -435,8 +435,13 @@ class DecoderBuilder:
         flat = g.const(f"{name}/flat_shape", np.array([0, 0, heads * self.shape.head_dim],
                                                       np.int64))
         y = g.node("Reshape", [x, per_head], f"{name}/Reshape")[0]
-        y = g.rms_norm(y, weight, name, self.shape.rms_norm_eps)
+        y = g.rms_norm(y, weight, name, self.shape.rms_norm_eps, self.qk_norm_name(name))
         return g.node("Reshape", [y, flat], f"{name}/Reshape_1")[0]
+
+    @staticmethod
+    def qk_norm_name(name: str) -> str:
+        """``/model/layers.3/self_attn/q_norm`` → ``model.layers.3.self_attn.q_norm.weight``."""
+        return name.strip("/").replace("/", ".") + ".weight"
 
     def mlp(self, g: GraphBuilder, i: int, layer: LayerWeights, x: str,
             options: FusedOptions) -> str:

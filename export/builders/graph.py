@@ -101,15 +101,16 @@ class GraphBuilder:
         self._block_sums[(x, block)] = sums
         return sums
 
-    def rms_norm(self, x: str, weight: np.ndarray, name: str, eps: float) -> str:
+    def rms_norm(self, x: str, weight: np.ndarray, name: str, eps: float,
+                 weight_name: str) -> str:
         """RMSNorm over the last axis with the effective multiplier ``weight``."""
-        w = self.const(f"{name}.weight", weight.astype(np.float32))
+        w = self.const(weight_name, weight.astype(np.float32))
         return self.node("SimplifiedLayerNormalization", [x, w], name, axis=-1, epsilon=eps)[0]
 
     def skip_norm(self, x: str, residual: str, weight: np.ndarray, name: str,
-                  eps: float) -> tuple[str, str]:
+                  eps: float, weight_name: str) -> tuple[str, str]:
         """RMSNorm of ``x + residual``; returns (normed, the new residual sum)."""
-        w = self.const(f"{name}.weight", weight.astype(np.float32))
+        w = self.const(weight_name, weight.astype(np.float32))
         outs = self.node("SkipSimplifiedLayerNormalization", [x, residual, w], name,
                          n_outputs=4, domain=MS_DOMAIN, epsilon=eps)
         return outs[0], outs[3]

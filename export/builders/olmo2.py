@@ -31,4 +31,4 @@ class Olmo2Builder(LlamaBuilder):
     def qk_norm(self, g: GraphBuilder, x: str, weight: np.ndarray | None, heads: int,
                 name: str) -> str:
         assert weight is not None
-        return g.rms_norm(x, weight, name, self.shape.rms_norm_eps)
+        return g.rms_norm(x, weight, name, self.shape.rms_norm_eps, self.qk_norm_name(name))

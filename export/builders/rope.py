@@ -70,7 +70,8 @@ class Rope:
         """(dim/2,) inverse frequencies and the factor applied to cos and sin."""
         self.check()
         params = dict(self.scaling or ())
-        exponents = np.arange(0, self.dim, 2, dtype=np.int64).astype(np.float32) / self.dim
+        # float64 frequencies rounded once to float32, as the tables always were
+        exponents = np.arange(0, self.dim, 2, dtype=np.int64) / self.dim
         inv_freq = 1.0 / (self.theta ** exponents)
         kind = self.kind
         if kind == "linear":
@@ -93,7 +94,7 @@ class Rope:
         if attention is None:
             attention = 1.0 if factor <= 1.0 else math.sqrt(
                 1 + math.log(factor) / math.log(original))
-        short = np.asarray(params["short_factor"], dtype=np.float32)
+        short = np.asarray(params["short_factor"], dtype=np.float64)
         return 1.0 / (short * self.theta ** exponents), float(attention)
 
     def _yarn(self, inv_freq: np.ndarray, params: dict) -> tuple[np.ndarray, float]:
@@ -120,7 +121,7 @@ class Rope:
         low, high = max(low, 0), min(high, self.dim - 1)
         if low == high:
             high += 0.001
-        ramp = np.clip((np.arange(self.dim // 2, dtype=np.float32) - low) / (high - low), 0, 1)
+        ramp = np.clip((np.arange(self.dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
         extrapolation = 1 - ramp
         interpolated = inv_freq / factor
         return (interpolated * (1 - extrapolation) + inv_freq * extrapolation), float(attention)
@@ -148,7 +149,7 @@ def _llama3(inv_freq: np.ndarray, params: dict) -> np.ndarray:
     smooth = (original / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
     smoothed = (1 - smooth) * scaled / factor + smooth * scaled
     medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
-    return np.where(medium, smoothed, scaled).astype(np.float32)
+    return np.where(medium, smoothed, scaled)
 
 
 def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
