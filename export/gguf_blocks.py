@@ -242,7 +242,14 @@ def _loader(tensor, hf_part: str, kind: str, architecture: str,
         return lambda: block_linear(tensor)
     if kind == "bias" and architecture in _PERMUTED and hf_part in (
             "self_attn.q_proj", "self_attn.k_proj"):
-        raise ValueError(f"{tensor.name}: biases of permuted Q/K rows are not supported")
+        heads = shape.num_heads if hf_part == "self_attn.q_proj" else shape.num_kv_heads
+
+        def read_bias() -> np.ndarray:
+            bias = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
+            n = bias.shape[0]
+            return bias[np.arange(n).reshape(heads, n // heads // 2, 2).swapaxes(1, 2).reshape(n)]
+
+        return read_bias
     offset = 1.0 if architecture in _NORMS_PLUS_ONE and hf_part.endswith("norm") else 0.0
 
     def read() -> np.ndarray:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import tiny_models
+from onnx_decode import greedy, session
 from tiny_models import FAMILIES, build_family, cached
 
 from export.builders import (
@@ -73,39 +73,6 @@ def transformers_greedy(folder: Path) -> tuple[list[int], np.ndarray]:
     return sequence[len(PROMPT):], logits[len(PROMPT) - 1:]
 
 
-def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def onnx_greedy(sess: ort.InferenceSession, n: int = NEW_TOKENS) -> tuple[list[int], np.ndarray]:
-    """Greedy decoding of either layout with growing caches (positions fed where the graph
-    takes them)."""
-    names = [o.name for o in sess.get_outputs()]
-    inputs = {i.name: i for i in sess.get_inputs()}
-    past = {
-        name: np.zeros([1, meta.shape[1], 0, meta.shape[3]], np.float32)
-        for name, meta in inputs.items() if name.startswith("past_key_values.")
-    }
-    ids, total, tokens, logits = PROMPT, 0, [], []
-    for _ in range(n):
-        start, total = total, total + len(ids)
-        feeds = {"input_ids": np.array([ids], np.int64),
-                 "attention_mask": np.ones((1, total), np.int64), **past}
-        if "position_ids" in inputs:
-            feeds["position_ids"] = np.arange(start, total, dtype=np.int64)[None]
-        out = dict(zip(names, sess.run(None, feeds), strict=True))
-        past = {k.replace("present.", "past_key_values."): v for k, v in out.items()
-                if k.startswith("present.")}
-        logits.append(out["logits"][0, -1])
-        tokens.append(int(logits[-1].argmax()))
-        ids = [tokens[-1]]
-    return tokens, np.stack(logits)
-
-
 def fused(folder: Path, transform=None, accuracy_level: int = 4) -> onnx.ModelProto:
     builder = builder_for(shape_from_config(load_config(folder)))
     weights = builder.weights_from(SourceTensors.from_safetensors(folder), transform)
@@ -123,7 +90,7 @@ def test_every_family_has_a_case() -> None:
 def test_fused_fp32_greedy_equals_transformers(family: str, variant: str) -> None:
     folder = family_folder(family) / variant
     want_tokens, want = transformers_greedy(folder)
-    got_tokens, got = onnx_greedy(session(fused(folder)))
+    got_tokens, got = greedy(session(fused(folder)), PROMPT, NEW_TOKENS)
     assert got_tokens == want_tokens
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), rtol=0)
 
@@ -132,7 +99,7 @@ def test_fused_fp32_greedy_equals_transformers(family: str, variant: str) -> Non
 def test_optimum_fp32_greedy_equals_transformers(family: str) -> None:
     root = family_folder(family)
     want_tokens, want = transformers_greedy(root / "trained")
-    got_tokens, got = onnx_greedy(session(root / "onnx" / "model.onnx"))
+    got_tokens, got = greedy(session(root / "onnx" / "model.onnx"), PROMPT, NEW_TOKENS)
     assert got_tokens == want_tokens
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), rtol=0)
 
