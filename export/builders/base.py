@@ -138,8 +138,10 @@ class DecoderBuilder:
     """The Llama decoder (also SmolLM): pre-norm RMSNorm, rotary GQA, SiLU-gated MLP.
 
     A family subclass overrides only what differs from this: how its config reads
-    (:meth:`read_config`), where its tensors go (:meth:`layer_weights`), and the graph pieces
-    (:meth:`qk_norm`, :meth:`layer`) where its computation differs.
+    (:meth:`read_config`, :meth:`sliding_layers`, :meth:`activation_name`), where its tensors
+    go (:meth:`layer_weights`, :meth:`qkv`, :meth:`mlp_weights`), and the graph pieces where
+    its computation differs (:meth:`qk_norm`); the optional norms of :class:`LayerWeights`
+    (post-norms, QK-norms) switch the rest of the layer on.
     """
 
     model_type: ClassVar[str] = "llama"
