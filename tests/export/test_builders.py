@@ -182,3 +182,30 @@ def test_int8_fused_gate_figures(family: str, tmp_path: Path) -> None:
     assert result.fp32_max_logit_diff is not None and result.fp32_max_logit_diff < 1e-3
     assert result.perplexity_ratio < 1.05
     assert result.top1_agreement > 0.85
+
+
+@pytest.mark.parametrize("scaling", [
+    None,
+    {"rope_type": "linear", "factor": 4.0},
+    {"rope_type": "dynamic", "factor": 2.0},
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 8192},
+    {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
+    {"rope_type": "yarn", "factor": 40.0, "mscale": 1.0, "mscale_all_dim": 0.707,
+     "beta_fast": 32, "beta_slow": 1, "original_max_position_embeddings": 4096},
+])
+def test_rotary_frequencies_match_transformers(scaling: dict | None) -> None:
+    """Every rope type's frequencies and magnitude against transformers' own functions, at
+    real models' sizes (head_dim 128, theta 500000, 128k positions)."""
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from export.builders.rope import Rope
+
+    config = LlamaConfig(hidden_size=4096, num_attention_heads=32, rope_theta=500000.0,
+                         max_position_embeddings=131072, rope_scaling=scaling)
+    want, want_factor = ROPE_INIT_FUNCTIONS[(scaling or {}).get("rope_type", "default")](
+        config, "cpu")
+    got, factor = Rope.from_config(config.to_dict(), 128).inverse_frequencies()
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
+    assert factor == pytest.approx(want_factor, rel=1e-6)
