@@ -31,6 +31,7 @@ from export.builders.weights import (
     Linear,
     SourceTensors,
     Tensor,
+    UnplacedTensorError,
     pack_codes,
 )
 
@@ -227,8 +228,8 @@ def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
             hf_name = f"model.layers.{layer}.{hf_part}.{kind}"
         loaders[hf_name] = _loader(tensor, hf_part, kind, architecture, shape)
     if unknown:
-        raise ValueError(f"{path.name}: no Hugging Face name for GGUF tensor(s) "
-                         f"{', '.join(unknown[:5])}")
+        raise UnplacedTensorError(f"{path.name}: no Hugging Face name for GGUF tensor(s) "
+                                  f"{', '.join(unknown[:5])}")
     return SourceTensors(loaders, path.name)
 
 

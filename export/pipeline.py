@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.errors import ExportError, ValidationFailedError, is_disk_full
+from export.errors import ExportError, FusedLayoutError, ValidationFailedError, is_disk_full
 from export.files import read_json, sha256_file, write_json
 from export.loading import load_source, reference_logits
 from export.manifest import (
@@ -190,11 +190,26 @@ def _export(
     shipped = model_dir / "onnx" / MODEL_FILE
     recipe_context = RecipeContext(source.path, source.is_gguf, hf_dir)
     tried: list[dict[str, Any]] = []
-    for recipe in plan.candidates:
+    candidates, note = list(plan.candidates), plan.note
+    while candidates:
+        recipe = candidates.pop(0)
         _remove_model(shipped)
         progress.step("quantize", f"Quantizing: {recipe.description}"
                       + (f" [{recipe.label()}]" if recipe.label() != recipe.name else ""))
-        facts = recipe.apply(fp32_model, shipped, recipe_context)
+        try:
+            facts = recipe.apply(fp32_model, shipped, recipe_context)
+        except FusedLayoutError as exc:
+            # Every recipe of the same kind would fail alike: move on to the next kind.
+            candidates = [c for c in candidates if type(c) is not type(recipe)]
+            candidates = candidates or list(plan.fallback)
+            if not candidates:
+                raise
+            tried.append({"recipe": recipe.label(), "passed": False, "error": exc.reason})
+            layout = "" if candidates[0].fused else " in the Optimum layout"
+            note = (f"{recipe.label()} cannot rebuild this model ({exc.reason}): trying "
+                    f"{candidates[0].label()}{layout}.")
+            progress.note(note)
+            continue
         progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
         positions = min(context, facts.get("max_length") or context)  # a fused graph's bound
         result = validate(
@@ -212,8 +227,8 @@ def _export(
             raise ValidationFailedError(_gate_refusal(plan, recipe, result, tried))
         result.forced = True
     quantization = {**recipe.manifest(), **facts}
-    if plan.note:
-        quantization["note"] = plan.note
+    if note:
+        quantization["note"] = note
     if plan.auto:
         quantization["auto"] = {"chosen": recipe.label(), "tried": tried}
     progress.step("write", f"Writing {target}")
@@ -243,8 +258,10 @@ def _gate_refusal(plan: RecipePlan, recipe: Recipe, result: ValidationResult,
         )
         return (f"The {recipe.label()} model failed the quality gate ({failures}); nothing was "
                 f"kept. Try {other}, or pass --force to keep it anyway.")
-    figures = ", ".join(f"{t['recipe']}: perplexity ratio {t['perplexity_ratio']:.3f}, top-1 "
-                        f"{t['top1_agreement']:.3f}" for t in tried)
+    figures = ", ".join(
+        f"{t['recipe']}: " + (t["error"] if "error" in t else (
+            f"perplexity ratio {t['perplexity_ratio']:.3f}, top-1 {t['top1_agreement']:.3f}"))
+        for t in tried)
     return (f"No recipe passed the quality gate (tried {figures}; last: {failures}); nothing "
             "was kept. Pass --quant with one of them and --force to keep it anyway.")
 

@@ -117,12 +117,12 @@ class WeightOnlyRecipe(Recipe):
 def _fused_builder(recipe: str, context: RecipeContext) -> Any:
     """The family's fused builder for the fp32 folder's config, or a one-line refusal."""
     from export.builders import builder_for, load_config, shape_from_config
-    from export.errors import ExportError
+    from export.errors import FusedLayoutError
 
     try:
         return builder_for(shape_from_config(load_config(context.hf_dir)))
     except (ValueError, KeyError) as exc:
-        raise ExportError(f"The {recipe} recipe cannot rebuild this model: {exc}.") from None
+        raise FusedLayoutError(recipe, str(exc)) from None
 
 
 def _save_fused(builder: Any, weights: Any, accuracy_level: int, accuracy_level_8bit: int,
@@ -165,7 +165,7 @@ class FusedRecipe(Recipe):
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         from export.builders import SourceTensors
-        from export.errors import ExportError
+        from export.errors import FusedLayoutError
 
         builder = _fused_builder(self.name, context)
         try:
@@ -175,7 +175,7 @@ class FusedRecipe(Recipe):
                 self._quantize(self.lm_head_bits),
             )
         except ValueError as exc:
-            raise ExportError(f"The {self.name} recipe cannot rebuild this model: {exc}.") from None
+            raise FusedLayoutError(self.name, str(exc)) from None
         return _save_fused(builder, weights, self.accuracy_level, self.accuracy_level,
                            out_model)
 
@@ -207,7 +207,8 @@ class GgufBlocksRecipe(Recipe):
         return self.name
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
-        from export.errors import ExportError
+        from export.builders import UnplacedTensorError
+        from export.errors import ExportError, FusedLayoutError
         from export.gguf_blocks import weights_from_gguf
 
         if not context.source_is_gguf:
@@ -218,6 +219,8 @@ class GgufBlocksRecipe(Recipe):
         builder = _fused_builder(self.name, context)
         try:
             weights = weights_from_gguf(context.source_path, builder.shape)
+        except UnplacedTensorError as exc:
+            raise FusedLayoutError(self.name, str(exc)) from None
         except ValueError as exc:
             raise ExportError(f"Cannot carry the GGUF blocks over: {exc}.") from None
         return _save_fused(builder, weights, self.accuracy_level, 4, out_model)
@@ -261,11 +264,14 @@ DEFAULT_RECIPE = "int8"
 @dataclass(frozen=True)
 class RecipePlan:
     """The recipes an export tries, in order, until one passes the gate; ``note`` says why a
-    recipe other than the one asked for is used (one line for the export output)."""
+    recipe other than the one asked for is used (one line for the export output);
+    ``fallback`` (the Optimum layout) follows when every fused candidate fails to build with
+    a :class:`~export.errors.FusedLayoutError`."""
 
     candidates: tuple[Recipe, ...]
     auto: bool
     note: str | None = None
+    fallback: tuple[Recipe, ...] = ()
 
 
 def plan_recipes(requested: str, source_path: Path, source_is_gguf: bool,
@@ -287,18 +293,16 @@ def plan_recipes(requested: str, source_path: Path, source_is_gguf: bool,
         reason = str(exc)
     if requested != AUTO_RECIPE:
         recipe = RECIPES[requested]
-        if reason is None or not recipe.fused:
+        if not recipe.fused:
             return RecipePlan((recipe,), auto=False)
-        fallback = RECIPES["fp32" if requested == "fp32-fused" else DEFAULT_RECIPE]
-        return RecipePlan((fallback,), auto=False, note=(
-            f"The fused layout cannot express this model ({reason}): exporting "
-            f"{fallback.name} in the Optimum layout instead."))
+        fallback = (RECIPES["fp32" if requested == "fp32-fused" else DEFAULT_RECIPE],)
+        if reason is None:
+            return RecipePlan((recipe,), auto=False, fallback=fallback)
+        return RecipePlan(fallback, auto=False, note=_fallback_note(reason, fallback))
     int8, q4 = RECIPES[DEFAULT_RECIPE], RECIPES["q4-gguf"]
+    optimum = (int8, dataclasses.replace(int8, lm_head_bits=32), RECIPES["fp32"])
     if reason is not None:
-        return RecipePlan((int8, dataclasses.replace(int8, lm_head_bits=32), RECIPES["fp32"]),
-                          auto=True, note=(
-            f"The fused layout cannot express this model ({reason}): trying the Optimum "
-            "layout."))
+        return RecipePlan(optimum, auto=True, note=_fallback_note(reason, optimum))
     candidates: list[Recipe] = []
     if source_is_gguf:
         from export.gguf_blocks import can_carry_blocks
@@ -307,4 +311,12 @@ def plan_recipes(requested: str, source_path: Path, source_is_gguf: bool,
             candidates += [q4, dataclasses.replace(q4, accuracy_level=1)]
     fused = RECIPES["int8-fused"]
     candidates += [fused, dataclasses.replace(fused, lm_head_bits=32), RECIPES["fp32-fused"]]
-    return RecipePlan(tuple(candidates), auto=True)
+    return RecipePlan(tuple(candidates), auto=True, fallback=optimum)
+
+
+def _fallback_note(reason: str, fallback: tuple[Recipe, ...]) -> str:
+    """The line an export prints when it leaves the fused layout."""
+    if len(fallback) == 1:
+        return (f"The fused layout cannot express this model ({reason}): exporting "
+                f"{fallback[0].name} in the Optimum layout instead.")
+    return f"The fused layout cannot express this model ({reason}): trying the Optimum layout."

@@ -14,7 +14,13 @@ from onnx_decode import greedy, session
 from safetensors.numpy import load_file
 from tiny_models import build_family, cached, generator_key
 
-from export.builders import FusedOptions, builder_for, load_config, shape_from_config
+from export.builders import (
+    FusedOptions,
+    UnplacedTensorError,
+    builder_for,
+    load_config,
+    shape_from_config,
+)
 from export.builders.weights import SourceTensors
 from export.gguf_blocks import GGUF_FAMILIES, weights_from_gguf
 
@@ -27,8 +33,9 @@ def llama_cpp_permute(rows: np.ndarray, heads: int) -> np.ndarray:
             .swapaxes(1, 2).reshape(rows.shape))
 
 
-def write_gguf(folder: Path, family: str, path: Path) -> None:
-    """The folder's tensors as f32 GGUF tensors under llama.cpp's names."""
+def write_gguf(folder: Path, family: str, path: Path, extra: str | None = None) -> None:
+    """The folder's tensors as f32 GGUF tensors under llama.cpp's names (and an ``extra``
+    one)."""
     config = load_config(folder)
     architecture = ARCHITECTURES[family]
     arch_enum = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == architecture)
@@ -44,6 +51,8 @@ def write_gguf(folder: Path, family: str, path: Path) -> None:
         if architecture.startswith("gemma") and name.endswith("norm.weight"):
             tensor = tensor + np.float32(1.0)
         writer.add_tensor(gguf_name, np.ascontiguousarray(tensor, dtype=np.float32))
+    if extra:
+        writer.add_tensor(extra, np.ones(8, np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -54,10 +63,13 @@ def test_the_families_read_from_gguf_are_listed() -> None:
     assert set(ARCHITECTURES.values()) == GGUF_FAMILIES
 
 
+def family_source(family: str) -> Path:
+    return cached(f"family-src-{family}", generator_key(), lambda f: build_family(family, f))
+
+
 @pytest.mark.parametrize("family", list(ARCHITECTURES))
 def test_a_gguf_of_the_family_builds_the_same_graph(family: str, tmp_path: Path) -> None:
-    folder = cached(f"family-src-{family}", generator_key(),
-                    lambda f: build_family(family, f))
+    folder = family_source(family)
     write_gguf(folder, family, tmp_path / "model.gguf")
     shape = shape_from_config(load_config(folder))
     builder = builder_for(shape)
@@ -70,3 +82,10 @@ def test_a_gguf_of_the_family_builds_the_same_graph(family: str, tmp_path: Path)
     want_tokens, want = greedy(session(from_folder), prompt, 16)
     assert got_tokens == want_tokens
     np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max(), rtol=0)
+
+
+def test_a_gguf_tensor_without_a_place_is_refused_by_name(tmp_path: Path) -> None:
+    folder = family_source("qwen2")
+    write_gguf(folder, "qwen2", tmp_path / "model.gguf", extra="blk.0.attn_sinks.weight")
+    with pytest.raises(UnplacedTensorError, match=r"blk\.0\.attn_sinks\.weight"):
+        weights_from_gguf(tmp_path / "model.gguf", shape_from_config(load_config(folder)))
