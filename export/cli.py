@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quant",
         choices=[AUTO_RECIPE, *RECIPES],
         default=AUTO_RECIPE,
-        help=f"quantization recipe (default {AUTO_RECIPE}: q4-gguf for a GGUF file whose blocks "
-        f"map exactly, else {DEFAULT_RECIPE}): "
+        help=f"quantization recipe (default {AUTO_RECIPE}: the fastest recipe that passes the "
+        "quality gate, tried in order: a GGUF file's own blocks, int8-fused, fp32-fused; "
+        f"{DEFAULT_RECIPE} then fp32 for a family the fused graph cannot express): "
         + "; ".join(f"{name}: {recipe.description}" for name, recipe in RECIPES.items()),
     )
     parser.add_argument("--name", help="model folder name (default: from the source)")

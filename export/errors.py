@@ -16,6 +16,16 @@ class ExportError(Exception):
     exit_code = 2
 
 
+class FusedLayoutError(ExportError):
+    """The fused graph cannot express this model (a config it refuses, a tensor it cannot
+    place); ``reason`` is one clause, which the pipeline reports when it falls back to the
+    Optimum layout."""
+
+    def __init__(self, recipe: str, reason: str) -> None:
+        super().__init__(f"The {recipe} recipe cannot rebuild this model: {reason}.")
+        self.reason = reason
+
+
 class ValidationFailedError(ExportError):
     """The quantized model drifted too far from the fp32 export; nothing was kept."""
 

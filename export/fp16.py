@@ -1,7 +1,7 @@
 """The fused decoder graph in fp16, for CUDA.
 
 ONNX Runtime's CUDA ``GroupQueryAttention`` has fp16 and bf16 kernels only, so the fp32 fused
-graph (``export/fuse.py``) cannot run its attention on the GPU. This pass rewrites a finished
+graph (``export/builders/``) cannot run its attention on the GPU. This pass rewrites a finished
 fused graph, whatever family built it, into its fp16 twin instead of building a second graph:
 
 * activations, the KV cache inputs and outputs, norm weights, rotary caches, ``MatMulNBits``
@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.fuse import LAYOUT_KEY
+from export.builders.base import LAYOUT_KEY
 
 DTYPE_KEY = "onnxchat.dtype"
 #: fp32 tensors from this size on stay fp32 and shared with the fp32 graph (see the module
@@ -48,7 +48,7 @@ _SAME_TYPE_OPS = frozenset({
 
 
 def is_fused(model: onnx.ModelProto) -> bool:
-    """Whether ``model`` carries the fused layout's metadata (``export/fuse.py``)."""
+    """Whether ``model`` carries the fused layout's metadata (``export/builders/``)."""
     return any(p.key == LAYOUT_KEY and p.value == "fused" for p in model.metadata_props)
 
 

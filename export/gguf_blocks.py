@@ -17,18 +17,21 @@ the Optimum export it is checked against all agree.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from export.fuse import (
+from export.builders.base import DecoderShape
+from export.builders.weights import (
     BlockLinear,
-    DecoderShape,
     DecoderWeights,
     DenseLinear,
-    LayerWeights,
     Linear,
-    concat_outputs,
+    SourceTensors,
+    Tensor,
+    UnplacedTensorError,
     pack_codes,
 )
 
@@ -99,10 +102,9 @@ def block_linear(tensor) -> Linear:
 
 def can_carry_blocks(path: Path) -> bool:
     """Whether every weight of the GGUF file is of a block type the fused graph carries exactly
-    (so the ``q4-gguf`` recipe applies), and its architecture is one the fused graph builds."""
+    (so the ``q4-gguf`` recipe applies), and its architecture is one whose tensors are named
+    below."""
     import gguf
-
-    from export.fuse import FUSABLE_MODEL_TYPES
 
     reader = _reader(path)
     field = reader.fields.get("general.architecture")
@@ -110,7 +112,7 @@ def can_carry_blocks(path: Path) -> bool:
     carried = {gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q4_1,
                gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.F16,
                gguf.GGMLQuantizationType.F32}
-    return architecture in FUSABLE_MODEL_TYPES and all(
+    return architecture in GGUF_FAMILIES and all(
         t.tensor_type in carried for t in reader.tensors)
 
 
@@ -141,49 +143,125 @@ def dequantize_rows(tensor) -> np.ndarray:
     return np.asarray(values, dtype=np.float32).reshape(int(tensor.shape[1]), int(tensor.shape[0]))
 
 
-def weights_from_gguf(path: Path, shape: DecoderShape) -> DecoderWeights:
-    """The decoder's weights straight from a llama-architecture GGUF file, blocks kept as is."""
+# Where llama.cpp's converter puts each Hugging Face tensor of a layer (``blk.N.<gguf>`` ↔
+# ``model.layers.N.<hf>``), as gguf-py's TensorNameMap names them; per architecture where the
+# families differ.
+_LAYER_NAMES = {
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_qkv": "self_attn.qkv_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_GEMMA_NAMES = {
+    "post_attention_norm": "post_attention_layernorm",
+    "ffn_norm": "pre_feedforward_layernorm",
+    "post_ffw_norm": "post_feedforward_layernorm",
+}
+_FAMILY_NAMES: dict[str, dict[str, str]] = {
+    "llama": {},
+    "qwen2": {},
+    "qwen3": {},
+    "phi3": {"ffn_up": "mlp.gate_up_proj"},
+    "gemma2": _GEMMA_NAMES,
+    "gemma3": _GEMMA_NAMES,
+}
+#: GGUF architectures whose tensors the fused builders place (transformers loads these too).
+GGUF_FAMILIES = frozenset(_FAMILY_NAMES)
+_MODEL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+# llama.cpp's converter interleaves Q and K rows for its rotary kernel only for these.
+_PERMUTED = frozenset({"llama"})
+# ... and stores Gemma's RMSNorm weights as the multiplier 1 + w.
+_NORMS_PLUS_ONE = frozenset({"gemma2", "gemma3"})
+_IGNORED = {
+    "rope_freqs.weight": "Llama 3 rope factors, recomputed from the config",
+    "rope_factors_long.weight": "LongRoPE factors, recomputed from the config",
+    "rope_factors_short.weight": "LongRoPE factors, recomputed from the config",
+}
+_LAYER = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
+
+
+def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
+    """A GGUF file's tensors under their Hugging Face names, read when taken: projections as
+    their own blocks (Q and K rows put back in Hugging Face order), norms and biases as
+    float32, the embedding table dequantized. The LM head of a tied model is the embedding's
+    blocks. A tensor without a Hugging Face name is an error, not a skipped weight."""
     reader = _reader(path)
+    field = reader.fields.get("general.architecture")
+    architecture = bytes(field.parts[field.data[0]]).decode("utf-8") if field else "?"
+    if architecture not in _FAMILY_NAMES:
+        raise ValueError(f"{path.name}: GGUF architecture {architecture!r} is not one the fused "
+                         f"layout reads ({', '.join(sorted(_FAMILY_NAMES))})")
+    names = {**_LAYER_NAMES, **_FAMILY_NAMES[architecture]}
     tensors = {t.name: t for t in reader.tensors}
+    loaders: dict[str, Callable[[], Tensor]] = {}
+    unknown = []
+    for name, tensor in tensors.items():
+        if name in _IGNORED:
+            continue
+        if name == "token_embd.weight":
+            loaders[_MODEL_NAMES[name]] = lambda t=tensor: dequantize_rows(t)
+            if "output.weight" not in tensors:
+                loaders["lm_head.weight"] = lambda t=tensor: block_linear(t)
+            continue
+        if name in _MODEL_NAMES:
+            hf_name = _MODEL_NAMES[name]
+            hf_part, kind = hf_name.rsplit(".", 1)
+        else:
+            match = _LAYER.fullmatch(name)
+            if match is None or match.group(2) not in names:
+                unknown.append(name)
+                continue
+            layer, part, kind = match.groups()
+            hf_part = names[part]
+            hf_name = f"model.layers.{layer}.{hf_part}.{kind}"
+        loaders[hf_name] = _loader(tensor, hf_part, kind, architecture, shape)
+    if unknown:
+        raise UnplacedTensorError(f"{path.name}: no Hugging Face name for GGUF tensor(s) "
+                                  f"{', '.join(unknown[:5])}")
+    return SourceTensors(loaders, path.name)
 
-    def get(name: str):
-        if name not in tensors:
-            raise ValueError(f"{path.name}: tensor {name!r} missing; not a llama GGUF")
-        return tensors[name]
 
-    def norm(name: str) -> np.ndarray:
-        return np.asarray(get(name).data, dtype=np.float32).reshape(-1).copy()
+def _loader(tensor, hf_part: str, kind: str, architecture: str,
+            shape: DecoderShape) -> Callable[[], Tensor]:
+    """How one GGUF tensor is read: a projection keeps its blocks, the rest is float32."""
+    if kind == "weight" and (hf_part.endswith("_proj") or hf_part == "lm_head"):
+        heads = {"self_attn.q_proj": shape.num_heads, "self_attn.k_proj": shape.num_kv_heads}
+        if architecture in _PERMUTED and hf_part in heads:
+            return lambda: unpermute_rows(block_linear(tensor), heads[hf_part])
+        return lambda: block_linear(tensor)
+    if kind == "bias" and architecture in _PERMUTED and hf_part in (
+            "self_attn.q_proj", "self_attn.k_proj"):
+        heads = shape.num_heads if hf_part == "self_attn.q_proj" else shape.num_kv_heads
 
-    def lin(name: str, k: int, n: int) -> Linear:
-        result = block_linear(get(name))
-        if result.shape != (k, n):
-            raise ValueError(f"{path.name}: {name} has shape {result.shape}, expected {(k, n)}")
-        return result
+        def read_bias() -> np.ndarray:
+            bias = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
+            n = bias.shape[0]
+            return bias[np.arange(n).reshape(heads, n // heads // 2, 2).swapaxes(1, 2).reshape(n)]
 
-    h, d = shape.hidden_size, shape.head_dim
-    q_out, kv_out = shape.num_heads * d, shape.num_kv_heads * d
-    inter = shape.intermediate_size
-    embed = get("token_embd.weight")
-    weights = DecoderWeights(embed_tokens=dequantize_rows(embed))
-    for i in range(shape.num_layers):
-        p = f"blk.{i}."
-        q = unpermute_rows(lin(p + "attn_q.weight", h, q_out), shape.num_heads)
-        k = unpermute_rows(lin(p + "attn_k.weight", h, kv_out), shape.num_kv_heads)
-        v = lin(p + "attn_v.weight", h, kv_out)
-        weights.layers.append(
-            LayerWeights(
-                attn_norm=norm(p + "attn_norm.weight"),
-                qkv=concat_outputs([q, k, v]),
-                o_proj=lin(p + "attn_output.weight", q_out, h),
-                mlp_norm=norm(p + "ffn_norm.weight"),
-                gate_proj=lin(p + "ffn_gate.weight", h, inter),
-                up_proj=lin(p + "ffn_up.weight", h, inter),
-                down_proj=lin(p + "ffn_down.weight", inter, h),
-            )
-        )
-    weights.final_norm = norm("output_norm.weight")
-    head = tensors.get("output.weight", embed)
-    weights.lm_head = block_linear(head)
-    if weights.lm_head.shape != (h, shape.vocab_size):
-        raise ValueError(f"{path.name}: LM head shape {weights.lm_head.shape} does not match")
-    return weights
+        return read_bias
+    offset = 1.0 if architecture in _NORMS_PLUS_ONE and hf_part.endswith("norm") else 0.0
+
+    def read() -> np.ndarray:
+        return np.asarray(tensor.data, dtype=np.float32).reshape(-1) - np.float32(offset)
+
+    return read
+
+
+def weights_from_gguf(path: Path, shape: DecoderShape) -> DecoderWeights:
+    """The decoder's weights straight from a GGUF file, blocks kept as they are, placed by the
+    family's fused builder (which accounts for every tensor)."""
+    from export.builders import builder_for
+
+    return builder_for(shape).weights_from(gguf_tensors(path, shape))

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from export.errors import ExportError, is_disk_full
+from export.onnx_export import REFERENCE_ATTENTION
 from export.sources import GgufInfo, Source, check_model_type
 
 
@@ -36,7 +37,9 @@ def load_source(source: Source, gguf: GgufInfo | None, hf_dir: Path) -> LoadedMo
         config = AutoConfig.from_pretrained(location, **kwargs)
         check_model_type(config.model_type, source.spec)
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=torch.float32, attn_implementation=REFERENCE_ATTENTION, **kwargs
+        )
     except ExportError:
         raise
     except Exception as exc:

@@ -12,6 +12,9 @@ from pathlib import Path
 from export.onnx_files import MODEL_FILE
 
 TASK = "text-generation-with-past"
+#: transformers' attention implementation for the reference model and the export (see
+#: export_onnx)
+REFERENCE_ATTENTION = "eager"
 _OTHER_LOGGERS = ("torch.onnx", "onnxruntime")
 
 
@@ -52,17 +55,22 @@ def quiet_libraries(debug: bool) -> Iterator[None]:
 def export_onnx(hf_dir: Path, out_dir: Path) -> Path:
     """Export ``hf_dir`` as a decoder with a KV cache; returns the ``model.onnx`` path.
 
-    Optimum's own PyTorch comparison is skipped: the validation gate compares the fp32
-    graph with PyTorch on real text instead.
+    The model is traced with transformers' eager attention: the default SDPA path leaves out
+    Gemma 2's attention soft-capping, so it is not the model as trained (greedy output of a
+    Gemma 2 differs after the first token). Optimum's own PyTorch comparison is skipped: the
+    validation gate compares the fp32 graph with PyTorch on real text instead.
     """
-    from optimum.exporters.onnx import main_export
+    from optimum.exporters.onnx import onnx_export_from_model
+    from optimum.exporters.tasks import TasksManager
 
-    main_export(
+    model = TasksManager.get_model_from_task(
+        TASK,
         str(hf_dir),
-        output=str(out_dir),
-        task=TASK,
-        do_validation=False,
         local_files_only=True,
+        framework="pt",
         library_name="transformers",
+        attn_implementation=REFERENCE_ATTENTION,
     )
+    model.config.use_cache = True
+    onnx_export_from_model(model, output=str(out_dir), task=TASK, do_validation=False)
     return out_dir / MODEL_FILE

@@ -37,7 +37,7 @@ class OnnxIO:
     outputs: list[str]
     # dims of the first cache input ([batch, kv_heads, length, head_dim]); names if symbolic
     cache_shape: list[int | str]
-    # "fused" for graphs built by export/fuse.py (models/README.md, "Fused layout")
+    # "fused" for graphs built by export/builders/ (models/README.md, "Fused layout")
     layout: str = "optimum"
     max_length: int | None = None
     past_present_share_buffer: bool = False

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.errors import ExportError, ValidationFailedError, is_disk_full
+from export.errors import ExportError, FusedLayoutError, ValidationFailedError, is_disk_full
 from export.files import read_json, sha256_file, write_json
 from export.loading import load_source, reference_logits
 from export.manifest import (
@@ -24,9 +24,17 @@ from export.manifest import (
     versions,
 )
 from export.onnx_export import export_onnx, quiet_libraries
-from export.onnx_files import CUDA_FILE, MODEL_FILE, read_io
+from export.onnx_files import CUDA_FILE, DATA_FILE, MODEL_FILE, read_io
 from export.progress import Progress
-from export.recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPES, RecipeContext, choose_recipe
+from export.recipes import (
+    AUTO_RECIPE,
+    DEFAULT_RECIPE,
+    RECIPES,
+    Recipe,
+    RecipeContext,
+    RecipePlan,
+    plan_recipes,
+)
 from export.sources import (
     GgufInfo,
     Source,
@@ -155,7 +163,6 @@ def _export(
 ) -> ExportResult:
     from tokenizers import Tokenizer
 
-    recipe = choose_recipe(settings.recipe, source.path, source.is_gguf)
     gate = settings.gate
     hf_dir = partial / "hf"
     model_dir = partial / "model"
@@ -174,29 +181,51 @@ def _export(
     config = loaded.config
     del loaded
     gc.collect()
+    plan = plan_recipes(settings.recipe, source.path, source.is_gguf, config.to_dict())
+    if plan.note:
+        progress.note(plan.note)
 
     progress.step("onnx", "Exporting to ONNX with Optimum (the longest step)")
     fp32_model = export_onnx(hf_dir, partial / "onnx")
 
-    progress.step("quantize", f"Quantizing: {recipe.description}")
     shipped = model_dir / "onnx" / MODEL_FILE
-    facts = recipe.apply(fp32_model, shipped, RecipeContext(source.path, source.is_gguf, hf_dir))
-    quantization = {**recipe.manifest(), **facts}
-
-    progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
-    result = validate(
-        fp32_model, shipped if recipe.quantizes else None, token_ids, context, gate, reference
-    )
+    recipe_context = RecipeContext(source.path, source.is_gguf, hf_dir)
+    tried: list[dict[str, Any]] = []
+    candidates, note = list(plan.candidates), plan.note
+    while candidates:
+        recipe = candidates.pop(0)
+        _remove_model(shipped)
+        progress.step("quantize", f"Quantizing: {recipe.description}"
+                      + (f" [{recipe.label()}]" if recipe.label() != recipe.name else ""))
+        try:
+            facts = recipe.apply(fp32_model, shipped, recipe_context)
+        except FusedLayoutError as exc:
+            # Every recipe of the same kind would fail alike: move on to the next kind.
+            candidates = [c for c in candidates if type(c) is not type(recipe)]
+            candidates = candidates or list(plan.fallback)
+            if not candidates:
+                raise
+            tried.append({"recipe": recipe.label(), "passed": False, "error": exc.reason})
+            layout = "" if candidates[0].fused else " in the Optimum layout"
+            note = (f"{recipe.label()} cannot rebuild this model ({exc.reason}): trying "
+                    f"{candidates[0].label()}{layout}.")
+            progress.note(note)
+            continue
+        progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
+        positions = min(context, facts.get("max_length") or context)  # a fused graph's bound
+        result = validate(
+            fp32_model, shipped if recipe.quantizes else None, token_ids, positions, gate,
+            reference,
+        )
+        tried.append({"recipe": recipe.label(), "passed": result.passed,
+                      "perplexity_ratio": result.perplexity_ratio,
+                      "top1_agreement": result.top1_agreement})
+        fp32_broken = (result.fp32_max_logit_diff or 0.0) > gate.max_fp32_logit_diff
+        if result.passed or fp32_broken:  # a broken fp32 export fails every recipe alike
+            break
     if not result.passed:
-        failures = "; ".join(result.failures())
         if not settings.force:
-            other = "--quant fp32" if recipe.name == DEFAULT_RECIPE else (
-                f"--quant {DEFAULT_RECIPE} (near-lossless)"
-            )
-            raise ValidationFailedError(
-                f"The {recipe.name} model failed the quality gate ({failures}); nothing was "
-                f"kept. Try {other}, or pass --force to keep it anyway."
-            )
+            raise ValidationFailedError(_gate_refusal(plan, recipe, result, tried))
         result.forced = True
     cuda_check = None
     if shipped.with_name(CUDA_FILE).is_file():
@@ -210,6 +239,11 @@ def _export(
                 f"nothing was kept. Try --quant {DEFAULT_RECIPE}, whose graph runs on CUDA "
                 "in fp32."
             ) from None
+    quantization = {**recipe.manifest(), **facts}
+    if note:
+        quantization["note"] = note
+    if plan.auto:
+        quantization["auto"] = {"chosen": recipe.label(), "tried": tried}
     progress.step("write", f"Writing {target}")
     shutil.rmtree(partial / "onnx")
     manifest = _write_folder(
@@ -220,6 +254,30 @@ def _export(
     publish(model_dir, target, settings.overwrite)
     progress.done(f"Exported {name} to {target}: {result.summary()}")
     return ExportResult(target, manifest, result, progress.elapsed())
+
+
+def _remove_model(path: Path) -> None:
+    """Delete a previous candidate's graph (and its data file) before the next one."""
+    for stale in (path, path.with_name(DATA_FILE)):
+        stale.unlink(missing_ok=True)
+
+
+def _gate_refusal(plan: RecipePlan, recipe: Recipe, result: ValidationResult,
+                  tried: list[dict[str, Any]]) -> str:
+    """The one line a refused export prints."""
+    failures = "; ".join(result.failures())
+    if not plan.auto or len(tried) == 1:
+        other = "--quant fp32" if recipe.name == DEFAULT_RECIPE else (
+            f"--quant {DEFAULT_RECIPE} (near-lossless)"
+        )
+        return (f"The {recipe.label()} model failed the quality gate ({failures}); nothing was "
+                f"kept. Try {other}, or pass --force to keep it anyway.")
+    figures = ", ".join(
+        f"{t['recipe']}: " + (t["error"] if "error" in t else (
+            f"perplexity ratio {t['perplexity_ratio']:.3f}, top-1 {t['top1_agreement']:.3f}"))
+        for t in tried)
+    return (f"No recipe passed the quality gate (tried {figures}; last: {failures}); nothing "
+            "was kept. Pass --quant with one of them and --force to keep it anyway.")
 
 
 def _write_folder(

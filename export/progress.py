@@ -56,6 +56,10 @@ class Progress:
         self._index = index
         self._emit(index, self._fraction_before(index), message)
 
+    def note(self, message: str) -> None:
+        """A line about the current step that is not a new step (a recipe fallback)."""
+        self._emit(self._index or 1, self._fraction_before(self._index or 1), message)
+
     def done(self, message: str) -> None:
         self._emit(len(STEPS), 1.0, message, done=True)
 

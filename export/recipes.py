@@ -44,6 +44,15 @@ class Recipe(abc.ABC):
         """False when the result is the fp32 export itself (the gate compares nothing)."""
         return True
 
+    @property
+    def fused(self) -> bool:
+        """Whether the result is the fused layout, which only some families have."""
+        return False
+
+    def label(self) -> str:
+        """The name, with what sets this variant apart from the registered recipe."""
+        return self.name
+
     def manifest(self) -> dict[str, Any]:
         """The recipe's settings for manifest.json ``quantization``."""
         fields = dataclasses.asdict(self)
@@ -66,14 +75,18 @@ class NoQuantization(Recipe):
 @dataclass(frozen=True)
 class WeightOnlyRecipe(Recipe):
     """onnxruntime's ``MatMulNBits`` weight-only quantization of every MatMul (the LM head
-    included); activations stay fp32. 8 bits, block 32, symmetric is near-lossless on the
-    default model (perplexity +1.9 %)."""
+    included unless ``lm_head_bits`` is 32); activations stay fp32. 8 bits, block 32,
+    symmetric is near-lossless on the default model (perplexity +1.9 %)."""
 
     method: str = "MatMulNBits"
     bits: int = 8
     block_size: int = 32
     symmetric: bool = True
     accuracy_level: int = 4
+    lm_head_bits: int = 8
+
+    def label(self) -> str:
+        return f"{self.name} (LM head fp32)" if self.lm_head_bits == 32 else self.name
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         import onnx
@@ -90,7 +103,10 @@ class WeightOnlyRecipe(Recipe):
             accuracy_level=self.accuracy_level,
             bits=self.bits,
         )
-        quantizer = MatMulNBitsQuantizer(model, algo_config=config)
+        head = [n.name for n in model.graph.node if "logits" in n.output and n.op_type == "MatMul"]
+        quantizer = MatMulNBitsQuantizer(
+            model, algo_config=config, nodes_to_exclude=head if self.lm_head_bits == 32 else []
+        )
         quantizer.process()
         quantized = quantizer.model.model
         save_model(quantized, out_model)
@@ -98,60 +114,87 @@ class WeightOnlyRecipe(Recipe):
         return {"quantized_matmuls": count, **rewrites}
 
 
-def _fused_shape(recipe: str, context: RecipeContext) -> Any:
-    """The decoder shape from the fp32 folder's config, or a one-line refusal."""
-    from export.errors import ExportError
-    from export.files import read_json
-    from export.fuse import DecoderShape
+def _fused_builder(recipe: str, context: RecipeContext) -> Any:
+    """The family's fused builder for the fp32 folder's config, or a one-line refusal."""
+    from export.builders import builder_for, load_config, shape_from_config
+    from export.errors import FusedLayoutError
 
     try:
-        return DecoderShape.from_config(read_json(context.hf_dir / "config.json"))
+        return builder_for(shape_from_config(load_config(context.hf_dir)))
     except (ValueError, KeyError) as exc:
-        raise ExportError(f"The {recipe} recipe cannot rebuild this model: {exc}.") from None
+        raise FusedLayoutError(recipe, str(exc)) from None
 
 
-def _save_fused(model: Any, out_model: Path, max_length: int) -> dict[str, Any]:
-    """Save a fused graph and, beside it, its fp16 twin for CUDA (``export/cuda_graph.py``),
-    which reads the weight blocks from the CPU graph's file."""
+def _save_fused(builder: Any, weights: Any, accuracy_level: int, accuracy_level_8bit: int,
+                out_model: Path) -> dict[str, Any]:
+    """Save the family's fused graph and, beside it, its fp16 twin for CUDA
+    (``export/cuda_graph.py``), which reads the weight blocks from the CPU graph's file. A
+    graph the fp16 pass cannot convert keeps its CPU graph; the manifest says why."""
+    from export.builders import FusedOptions
     from export.cuda_graph import write_cuda_graph
 
+    context = builder.shape.context_length
+    options = FusedOptions(max_length=context, accuracy_level=accuracy_level,
+                           accuracy_level_8bit=accuracy_level_8bit)
+    model = builder.build(weights, options)
     save_model(model, out_model)
-    write_cuda_graph(model, out_model)
-    return {"layout": "fused", "max_length": max_length}
+    facts: dict[str, Any] = {"layout": "fused", "max_length": builder.max_length(context)}
+    try:
+        write_cuda_graph(model, out_model)
+    except ValueError as exc:
+        facts["cuda_graph"] = f"not written: {exc}"
+    return facts
 
 
 @dataclass(frozen=True)
 class FusedRecipe(Recipe):
-    """The decoder rebuilt as one fused graph (``export/fuse.py``, models/README.md "Fused
+    """The decoder rebuilt as one fused graph (``export/builders/``, models/README.md "Fused
     layout"): GroupQueryAttention writing a shared KV buffer, fused RMSNorm, ``MatMulNBits``
     for every projection and the LM head, logits of the last position only. Decode on CPU is
     bound by per-op overhead and cache copies in the plain export, which this removes at the
-    same weights (they come from the fp32 export, quantized symmetrically per block)."""
+    same weights: every tensor of the fp32 folder, placed by the family's builder and
+    quantized symmetrically per block as it is placed."""
 
     method: str = "fused MatMulNBits"
+    #: weight bits of every projection; 32 keeps them fp32 (plain MatMul)
     bits: int = 8
     block_size: int = 32
     symmetric: bool = True
     accuracy_level: int = 4
+    lm_head_bits: int = 8
+
+    @property
+    def fused(self) -> bool:
+        return True
+
+    def label(self) -> str:
+        if self.lm_head_bits == self.bits:
+            return self.name
+        head = "fp32" if self.lm_head_bits == 32 else f"{self.lm_head_bits}-bit"
+        return f"{self.name} (LM head {head})"
 
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
-        from export.fuse import (
-            FusedOptions,
-            build_fused_model,
-            quantize_weights,
-            weights_from_optimum,
-        )
+        from export.builders import SourceTensors
+        from export.errors import FusedLayoutError
 
-        shape = _fused_shape(self.name, context)
-        weights = weights_from_optimum(fp32_model, shape)
-        quantize_weights(weights, self.bits, self.block_size)
-        options = FusedOptions(
-            max_length=shape.context_length,
-            accuracy_level=self.accuracy_level,
-            accuracy_level_8bit=self.accuracy_level,
-        )
-        return _save_fused(build_fused_model(shape, weights, options), out_model,
-                           shape.context_length)
+        builder = _fused_builder(self.name, context)
+        try:
+            weights = builder.weights_from(
+                SourceTensors.from_safetensors(context.hf_dir),
+                self._quantize(self.bits),
+                self._quantize(self.lm_head_bits),
+            )
+        except ValueError as exc:
+            raise FusedLayoutError(self.name, str(exc)) from None
+        return _save_fused(builder, weights, self.accuracy_level, self.accuracy_level,
+                           out_model)
+
+    def _quantize(self, bits: int) -> Any:
+        from export.builders import quantize_symmetric
+
+        if bits == 32:
+            return lambda lin: lin
+        return lambda lin: quantize_symmetric(lin, bits, self.block_size)
 
 
 @dataclass(frozen=True)
@@ -161,11 +204,21 @@ class GgufBlocksRecipe(Recipe):
     default model costs 30 % perplexity at 4 bits. Only for GGUF sources."""
 
     method: str = "GGUF blocks as MatMulNBits (fused layout)"
+    #: for the 4-bit blocks; 8-bit blocks always use level 4 (see FusedOptions)
     accuracy_level: int = 4
 
+    @property
+    def fused(self) -> bool:
+        return True
+
+    def label(self) -> str:
+        if self.accuracy_level != 4:
+            return f"{self.name} (accuracy level {self.accuracy_level})"
+        return self.name
+
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
-        from export.errors import ExportError
-        from export.fuse import FusedOptions, build_fused_model
+        from export.builders import UnplacedTensorError
+        from export.errors import ExportError, FusedLayoutError
         from export.gguf_blocks import weights_from_gguf
 
         if not context.source_is_gguf:
@@ -173,18 +226,14 @@ class GgufBlocksRecipe(Recipe):
                 f"The {self.name} recipe keeps a GGUF file's own blocks, but the source is not "
                 "a GGUF file: use --quant int8-fused instead."
             )
-        shape = _fused_shape(self.name, context)
+        builder = _fused_builder(self.name, context)
         try:
-            weights = weights_from_gguf(context.source_path, shape)
+            weights = weights_from_gguf(context.source_path, builder.shape)
+        except UnplacedTensorError as exc:
+            raise FusedLayoutError(self.name, str(exc)) from None
         except ValueError as exc:
             raise ExportError(f"Cannot carry the GGUF blocks over: {exc}.") from None
-        options = FusedOptions(
-            max_length=shape.context_length,
-            accuracy_level=self.accuracy_level,
-            accuracy_level_8bit=4,
-        )
-        return _save_fused(build_fused_model(shape, weights, options), out_model,
-                           shape.context_length)
+        return _save_fused(builder, weights, self.accuracy_level, 4, out_model)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -203,27 +252,81 @@ RECIPES: dict[str, Recipe] = {
         name="int8-fused",
         description="8-bit MatMulNBits in the fused decoder graph (fast decode)",
     ),
+    "fp32-fused": FusedRecipe(
+        name="fp32-fused",
+        description="fp32 weights in the fused decoder graph (exact, 4x the size of int8)",
+        method="fused MatMul",
+        bits=32,
+        lm_head_bits=32,
+    ),
     "q4-gguf": GgufBlocksRecipe(
         name="q4-gguf",
         description="the GGUF's own 4-bit blocks in the fused decoder graph "
         "(the source's exact weights, fast)",
     ),
 }
-#: What ``--quant`` means when not given: the best recipe for the source (see choose_recipe).
+#: What ``--quant`` means when not given: the fastest recipe that passes the gate.
 AUTO_RECIPE = "auto"
 #: The recipe for sources whose own blocks cannot be carried: near-lossless and portable.
 DEFAULT_RECIPE = "int8"
 
 
-def choose_recipe(requested: str, source_path: Path, source_is_gguf: bool) -> Recipe:
-    """``auto`` keeps a GGUF file's own 4-bit blocks in the fused graph when every tensor maps
-    exactly (the fastest and most faithful route, measured in models/README.md); any other
-    source gets the int8 weight-only recipe. A named recipe is taken as asked."""
+@dataclass(frozen=True)
+class RecipePlan:
+    """The recipes an export tries, in order, until one passes the gate; ``note`` says why a
+    recipe other than the one asked for is used (one line for the export output);
+    ``fallback`` (the Optimum layout) follows when every fused candidate fails to build with
+    a :class:`~export.errors.FusedLayoutError`."""
+
+    candidates: tuple[Recipe, ...]
+    auto: bool
+    note: str | None = None
+    fallback: tuple[Recipe, ...] = ()
+
+
+def plan_recipes(requested: str, source_path: Path, source_is_gguf: bool,
+                 config: dict[str, Any]) -> RecipePlan:
+    """``auto`` tries faithful recipes from the fastest to decode (measured on CPU, see
+    models/README.md) to the slowest: a GGUF file's own blocks with activations rounded to
+    int8 (accuracy level 4), then computed in fp32 (level 1, ~2x slower for 4-bit); 8-bit
+    weights in the fused graph, then with the LM head in fp32 (8-bit weights at level 1 run
+    ~100x slower on CPU, so fp32 weights are the more precise option); finally fp32 weights.
+    A family the fused graph cannot express gets the Optimum layout's int8, int8 with the LM
+    head in fp32, then fp32. A named recipe is taken as asked, except that a fused recipe
+    falls back to the Optimum layout for such a family, with the reason in ``note``."""
+    from export.builders import NotFusableError, shape_from_config
+
+    try:
+        shape_from_config(config)
+        reason = None
+    except NotFusableError as exc:
+        reason = str(exc)
     if requested != AUTO_RECIPE:
-        return RECIPES[requested]
+        recipe = RECIPES[requested]
+        if not recipe.fused:
+            return RecipePlan((recipe,), auto=False)
+        fallback = (RECIPES["fp32" if requested == "fp32-fused" else DEFAULT_RECIPE],)
+        if reason is None:
+            return RecipePlan((recipe,), auto=False, fallback=fallback)
+        return RecipePlan(fallback, auto=False, note=_fallback_note(reason, fallback))
+    int8, q4 = RECIPES[DEFAULT_RECIPE], RECIPES["q4-gguf"]
+    optimum = (int8, dataclasses.replace(int8, lm_head_bits=32), RECIPES["fp32"])
+    if reason is not None:
+        return RecipePlan(optimum, auto=True, note=_fallback_note(reason, optimum))
+    candidates: list[Recipe] = []
     if source_is_gguf:
         from export.gguf_blocks import can_carry_blocks
 
         if can_carry_blocks(source_path):
-            return RECIPES["q4-gguf"]
-    return RECIPES[DEFAULT_RECIPE]
+            candidates += [q4, dataclasses.replace(q4, accuracy_level=1)]
+    fused = RECIPES["int8-fused"]
+    candidates += [fused, dataclasses.replace(fused, lm_head_bits=32), RECIPES["fp32-fused"]]
+    return RecipePlan(tuple(candidates), auto=True, fallback=optimum)
+
+
+def _fallback_note(reason: str, fallback: tuple[Recipe, ...]) -> str:
+    """The line an export prints when it leaves the fused layout."""
+    if len(fallback) == 1:
+        return (f"The fused layout cannot express this model ({reason}): exporting "
+                f"{fallback[0].name} in the Optimum layout instead.")
+    return f"The fused layout cannot express this model ({reason}): trying the Optimum layout."

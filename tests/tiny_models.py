@@ -154,6 +154,84 @@ def build_llama(folder: Path, varied: bool = False) -> None:
     model.save_pretrained(folder)
 
 
+# One tiny model per family the fused layout builds, each switching on what makes the family
+# different from Llama (tests/export/test_builders.py).
+FAMILY_BASE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "max_position_embeddings": 256,
+    "rms_norm_eps": 1e-5,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "pad_token_id": 0,
+}
+FAMILY_WINDOW = {"sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"]}
+FAMILIES: dict[str, dict] = {
+    "llama": {
+        "tie_word_embeddings": False,
+        "attention_bias": True,
+        "mlp_bias": True,
+        "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+    },
+    "mistral": {"sliding_window": 8},
+    "qwen2": {
+        "tie_word_embeddings": False,
+        "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                         "original_max_position_embeddings": 64},
+    },
+    "qwen3": {"tie_word_embeddings": True,
+              "rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+    "phi3": {
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "partial_rotary_factor": 0.5,
+        "max_position_embeddings": 512,
+        "original_max_position_embeddings": 128,
+        "rope_scaling": {"type": "longrope",
+                         "short_factor": [1.0, 1.5, 2.0, 3.0, 1.0, 1.2, 1.1, 1.0],
+                         "long_factor": [2.0, 3.0, 4.0, 8.0, 2.0, 2.0, 2.0, 2.0]},
+    },
+    "gemma2": {"query_pre_attn_scalar": 24, "attn_logit_softcapping": 5.0,
+               "final_logit_softcapping": 5.0, **FAMILY_WINDOW},
+    "gemma3_text": {"query_pre_attn_scalar": 24, "rope_local_base_freq": 1000.0,
+                    "rope_theta": 100000.0, "rope_scaling": {"rope_type": "linear",
+                                                             "factor": 4.0}, **FAMILY_WINDOW},
+    "granite": {"embedding_multiplier": 12.0, "attention_multiplier": 0.1,
+                "residual_multiplier": 0.2, "logits_scaling": 4.0},
+    "olmo2": {},
+}
+
+
+def build_family(family: str, folder: Path, neutral_norms: bool = False) -> None:
+    """A tiny random ``family`` model with the tokenizer above and trained-like weights:
+    projections, embeddings and biases of std 0.2, norms in [0.5, 1.5] (``neutral_norms``:
+    exactly as transformers initialises them, ones, or zeros for Gemma's 1 + w)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    vocab = build_tokenizer(folder)
+    config = AutoConfig.for_model(family, **{**FAMILY_BASE, **FAMILIES[family],
+                                             "vocab_size": vocab})
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    offset = 1.0 if family.startswith("gemma") else 0.0  # Gemma stores w of (1 + w)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not name.endswith("norm.weight"):
+                param.normal_(0.0, 0.2)
+            elif neutral_norms:
+                param.fill_(1.0 - offset)
+            else:
+                param.uniform_(0.5 - offset, 1.5 - offset)
+    model.save_pretrained(folder)
+
+
 def export_tiny(source: Path, recipe: str, force: bool = False) -> Callable[[Path], None]:
     """A builder that exports ``source`` with ``recipe`` into the given folder (``force``:
     keep it whatever the quality gate says; random weights have many near-tied logits)."""

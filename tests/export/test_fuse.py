@@ -1,13 +1,13 @@
-"""The fused decoder graph against the plain Optimum export it is rebuilt from.
+"""The fused decoder graph against the plain Optimum export of the same model.
 
 A tiny random Llama is exported with Optimum once per session; the fused graph built from
-that export must give the same logits (fp32) and the same greedy tokens, driven the way the
-app drives it: KV buffers preallocated once and bound as both past and present.
+the same Hugging Face folder must give the same logits (fp32) and the same greedy tokens,
+driven the way the app drives it: KV buffers preallocated once and bound as both past and
+present. Every family's builder is checked against transformers in test_builders.py.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +15,19 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from export.errors import ExportError
-from export.fuse import (
+from export.builders import (
     DecoderShape,
     DenseLinear,
     FusedOptions,
+    NotFusableError,
     build_fused_model,
+    load_config,
     quantize_symmetric,
-    quantize_weights,
-    save_model,
-    weights_from_optimum,
+    shape_from_config,
+    weights_from_folder,
 )
-from export.onnx_files import forward, read_io
+from export.errors import ExportError
+from export.onnx_files import forward, read_io, save_model
 from export.recipes import RECIPES, RecipeContext
 
 TINY = {
@@ -60,8 +61,11 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
                 param.uniform_(0.5, 1.5)
     model.save_pretrained(root / "hf")
     main_export(str(root / "hf"), output=str(root / "onnx"), task="text-generation-with-past")
-    config = json.loads((root / "hf" / "config.json").read_text())
-    return root / "onnx" / "model.onnx", config
+    return root / "onnx" / "model.onnx", load_config(root / "hf")
+
+
+def hf_folder(model_path: Path) -> Path:
+    return model_path.parent.parent / "hf"
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -148,8 +152,8 @@ def greedy(decoder, prompt: list[int], chunks: list[list[int]], n: int):
 @pytest.fixture(scope="session")
 def fp32_fused(tiny_export: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> Path:
     model_path, config = tiny_export
-    shape = DecoderShape.from_config(config)
-    weights = weights_from_optimum(model_path, shape)
+    shape = shape_from_config(config)
+    weights = weights_from_folder(hf_folder(model_path), shape)
     path = tmp_path_factory.mktemp("fused") / "model.onnx"
     save_model(build_fused_model(shape, weights, FusedOptions(max_length=128)), path)
     return path
@@ -161,7 +165,7 @@ TURN = [1, 77, 88, 9, 2, 1]
 
 def test_fused_fp32_equals_optimum(tiny_export: tuple[Path, dict], fp32_fused: Path) -> None:
     model_path, config = tiny_export
-    shape = DecoderShape.from_config(config)
+    shape = shape_from_config(config)
     want_tokens, want = greedy(OptimumDecoder(session(model_path), shape), PROMPT, [TURN], 16)
     fused = SharedBufferDecoder(session(fp32_fused), shape, max_length=128)
     got_tokens, got = greedy(fused, PROMPT, [TURN], 16)
@@ -180,9 +184,9 @@ def test_fused_graph_uses_contrib_ops(fp32_fused: Path) -> None:
 
 def test_int8_fused_tracks_fp32(tiny_export: tuple[Path, dict], tmp_path: Path) -> None:
     model_path, config = tiny_export
-    shape = DecoderShape.from_config(config)
-    weights = weights_from_optimum(model_path, shape)
-    quantize_weights(weights, bits=8, block_size=32)
+    shape = shape_from_config(config)
+    weights = weights_from_folder(hf_folder(model_path), shape,
+                                  lambda lin: quantize_symmetric(lin, bits=8, block_size=32))
     path = tmp_path / "model.onnx"
     save_model(build_fused_model(shape, weights, FusedOptions(max_length=128)), path)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
@@ -207,8 +211,8 @@ def test_symmetric_quantization_round_trips() -> None:
 
 def test_dense_weights_keep_shapes(tiny_export: tuple[Path, dict]) -> None:
     model_path, config = tiny_export
-    shape = DecoderShape.from_config(config)
-    weights = weights_from_optimum(model_path, shape)
+    shape = shape_from_config(config)
+    weights = weights_from_folder(hf_folder(model_path), shape)
     layer = weights.layers[0]
     assert isinstance(layer.qkv, DenseLinear)
     assert layer.qkv.shape == (64, 4 * 16 + 2 * 2 * 16)
@@ -218,22 +222,24 @@ def test_dense_weights_keep_shapes(tiny_export: tuple[Path, dict]) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope scaling"),
-        ({"model_type": "gpt2"}, "not 'gpt2'"),
-        ({"hidden_act": "gelu"}, "SiLU"),
+        ({"rope_scaling": {"rope_type": "mrope", "factor": 2.0}}, "rope scaling 'mrope'"),
+        ({"model_type": "gpt2"}, "learned absolute positions"),
+        ({"model_type": "mamba"}, "no builder for 'mamba' models"),
+        ({"hidden_act": "gelu"}, "no 'gelu' activation"),
+        ({"partial_rotary_factor": 0.75}, "cannot rotate 12 features"),
     ],
 )
 def test_unsupported_configs_are_refused(change: dict, message: str) -> None:
     config = {**TINY, "model_type": "llama", **change}
-    with pytest.raises(ValueError, match=message):
-        DecoderShape.from_config(config)
+    with pytest.raises(NotFusableError, match=message):
+        shape_from_config(config)
 
 
 def test_shared_buffer_rewinds_by_shortening_the_mask(
     tiny_export: tuple[Path, dict], fp32_fused: Path
 ) -> None:
     """Regenerating a reply: feed from an earlier length; later buffer rows get overwritten."""
-    shape = DecoderShape.from_config(tiny_export[1])
+    shape = shape_from_config(tiny_export[1])
     decoder = SharedBufferDecoder(session(fp32_fused), shape, max_length=128)
     first, _ = greedy(decoder, PROMPT, [], 10)
     decoder.length = len(PROMPT) - 1
@@ -255,7 +261,7 @@ def test_gate_scores_every_position_of_a_fused_graph(
 
 def test_fused_recipes_in_the_registry(tiny_export: tuple[Path, dict], tmp_path: Path) -> None:
     model_path, _ = tiny_export
-    context = RecipeContext(model_path, False, model_path.parent.parent / "hf")
+    context = RecipeContext(model_path, False, hf_folder(model_path))
     out = tmp_path / "onnx" / "model.onnx"
     facts = RECIPES["int8-fused"].apply(model_path, out, context)
     assert facts == {"layout": "fused", "max_length": TINY["max_position_embeddings"]}

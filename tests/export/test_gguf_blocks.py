@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.fuse import (
+from export.builders import (
     BlockLinear,
     DecoderShape,
     DecoderWeights,
@@ -22,9 +22,9 @@ from export.fuse import (
     FusedOptions,
     LayerWeights,
     build_fused_model,
-    save_model,
 )
 from export.gguf_blocks import block_linear, unpermute_rows, weights_from_gguf
+from export.onnx_files import save_model
 
 Q = gguf.GGMLQuantizationType
 SHAPE = DecoderShape(
