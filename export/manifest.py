@@ -258,7 +258,11 @@ def build_manifest(
             "past_present_share_buffer": io.past_present_share_buffer,
             "max_length": io.max_length,
         },
-        "tokenizer": {"file": "tokenizer.json", "canonicalised": tokens.canonicalised},
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "canonicalised": tokens.canonicalised,
+            "origin": tokens.origin,
+        },
         "chat_template": {"file": "chat_template.jinja"} if tokens.chat_template else None,
         "special_tokens": tokens.special_tokens,
         "stop_token_ids": tokens.stop_token_ids,

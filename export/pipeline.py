@@ -12,6 +12,7 @@ from typing import Any
 
 from export.errors import ExportError, ValidationFailedError, is_disk_full
 from export.files import read_json, sha256_file, write_json
+from export.gguf_tokenizer import rebuild_tokenizer
 from export.loading import load_source, reference_logits
 from export.manifest import (
     MANIFEST_FILE,
@@ -26,6 +27,7 @@ from export.onnx_export import export_onnx, quiet_libraries
 from export.onnx_files import MODEL_FILE, read_io
 from export.progress import Progress
 from export.recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPES, RecipeContext, choose_recipe
+from export.source_check import llama_cpp_reference
 from export.sources import (
     GgufInfo,
     Source,
@@ -35,11 +37,12 @@ from export.sources import (
     resolve_source,
 )
 from export.staging import publish, remove_stale_partials, staging_dir, target_exists
-from export.tokenizer_files import TokenizerInfo, write_tokenizer_files
+from export.tokenizer_files import SOURCE_TOKENIZER, TokenizerInfo, write_tokenizer_files
 from export.validation import (
     ValidationGate,
     ValidationResult,
     report_markdown,
+    token_windows,
     validate,
     validation_text,
 )
@@ -163,8 +166,14 @@ def _export(
     loaded = load_source(source, gguf, hf_dir)
     context = context_length(loaded.config)
     text = validation_text()
+    hf_tokenizer, origin, source_stops = loaded.tokenizer, SOURCE_TOKENIZER, None
+    if source.is_gguf:  # tokenize as llama.cpp does for the file, not as converted
+        rebuilt = rebuild_tokenizer(source.path, hf_dir)
+        origin, source_stops = rebuilt.origin, rebuilt.stop_token_ids
+        hf_tokenizer = rebuilt.hf_tokenizer or hf_tokenizer
     tokens = write_tokenizer_files(
-        hf_dir, loaded.tokenizer, model_dir, gguf=gguf, context_length=context, check_text=text
+        hf_dir, hf_tokenizer, model_dir, gguf=gguf, context_length=context, check_text=text,
+        origin=origin, source_stop_ids=source_stops,
     )
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     token_ids = tokenizer.encode(text, add_special_tokens=False).ids
@@ -183,8 +192,13 @@ def _export(
     quantization = {**recipe.manifest(), **facts}
 
     progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
+    source_reference = None
+    if source.is_gguf:
+        windows = token_windows(token_ids, context, gate)
+        source_reference = llama_cpp_reference(source.path, text, token_ids, windows, tokenizer)
     result = validate(
-        fp32_model, shipped if recipe.quantizes else None, token_ids, context, gate, reference
+        fp32_model, shipped if recipe.quantizes else None, token_ids, context, gate, reference,
+        source_reference,
     )
     if not result.passed:
         failures = "; ".join(result.failures())

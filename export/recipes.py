@@ -147,8 +147,11 @@ class FusedRecipe(Recipe):
 @dataclass(frozen=True)
 class GgufBlocksRecipe(Recipe):
     """The GGUF file's own quantized blocks in the fused graph (``export/gguf_blocks.py``):
-    Q4_0/Q4_1/Q8_0 weights are kept bit for bit instead of being re-quantized, which on the
-    default model costs 30 % perplexity at 4 bits. Only for GGUF sources."""
+    4-bit types (Q4_0, Q4_1, Q4_K, Q3_K, Q2_K) stay 4-bit and 5- to 8-bit types (Q5_0, Q5_1,
+    Q5_K, Q6_K, Q8_0, IQ4) become 8-bit, exactly, instead of being re-quantized, which on the
+    default model costs 30 % perplexity at 4 bits. Only the types without a linear code are
+    re-quantized (to 8 bits); the manifest lists how each type was carried. Only for GGUF
+    sources."""
 
     method: str = "GGUF blocks as MatMulNBits (fused layout)"
     accuracy_level: int = 4
@@ -156,7 +159,7 @@ class GgufBlocksRecipe(Recipe):
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         from export.errors import ExportError
         from export.fuse import FusedOptions, build_fused_model
-        from export.gguf_blocks import weights_from_gguf
+        from export.gguf_blocks import carry_plan, weights_from_gguf
 
         if not context.source_is_gguf:
             raise ExportError(
@@ -174,7 +177,11 @@ class GgufBlocksRecipe(Recipe):
             accuracy_level_8bit=4,
         )
         save_model(build_fused_model(shape, weights, options), out_model)
-        return {"layout": "fused", "max_length": shape.context_length}
+        return {
+            "layout": "fused",
+            "max_length": shape.context_length,
+            "gguf_blocks": carry_plan(context.source_path),
+        }
 
 
 RECIPES: dict[str, Recipe] = {
@@ -195,8 +202,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "q4-gguf": GgufBlocksRecipe(
         name="q4-gguf",
-        description="the GGUF's own 4-bit blocks in the fused decoder graph "
-        "(the source's exact weights, fast)",
+        description="the GGUF's own blocks in the fused decoder graph, 4-bit types as "
+        "4-bit and wider ones as 8-bit (the source's exact weights, fast)",
     ),
 }
 #: What ``--quant`` means when not given: the best recipe for the source (see choose_recipe).
@@ -206,9 +213,9 @@ DEFAULT_RECIPE = "int8"
 
 
 def choose_recipe(requested: str, source_path: Path, source_is_gguf: bool) -> Recipe:
-    """``auto`` keeps a GGUF file's own 4-bit blocks in the fused graph when every tensor maps
-    exactly (the fastest and most faithful route, measured in models/README.md); any other
-    source gets the int8 weight-only recipe. A named recipe is taken as asked."""
+    """``auto`` keeps a GGUF file's own blocks in the fused graph when the fused graph builds
+    its architecture (the fastest and most faithful route, measured in models/README.md); any
+    other source gets the int8 weight-only recipe. A named recipe is taken as asked."""
     if requested != AUTO_RECIPE:
         return RECIPES[requested]
     if source_is_gguf:

@@ -31,9 +31,10 @@ def test_gguf_export_matches_the_original(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["source"]["kind"] == "gguf"
     assert manifest["source"]["sha256"] == sha256_file(tiny_llama_gguf)
-    # the converted tokenizer carried a BOS template and byte fallback: rewritten
-    assert manifest["tokenizer"]["canonicalised"] is True
-    assert manifest["stop_token_ids"] == [2]
+    # rebuilt from the GGUF header as llama.cpp reads it, canonical from the start
+    assert manifest["tokenizer"]["origin"] == "GGUF header (byte-level BPE, pre-tokenizer gpt-2)"
+    assert manifest["tokenizer"]["canonicalised"] is False
+    assert manifest["stop_token_ids"] == [0, 2]  # llama.cpp also ends on <|endoftext|>
     assert manifest["special_tokens"]["bos_token_id"] == 1
     assert manifest["special_tokens"]["eos_token_id"] == 2
     assert (folder / "chat_template.jinja").read_text().startswith("{% for message")
