@@ -46,7 +46,8 @@ TEXTS = [
     "def f(x):\n    return x ** 2  # squares 🦙🙂\n",
     "Emoji 🙂🦙 and accents: café, naïve, Äpfel.",
 ]
-SPM_CONTROLS = ["<start_of_turn>", "<end_of_turn>", "<|user|>", "<|end|>", "<|assistant|>"]
+SPM_CONTROLS = ["<start_of_turn>", "<end_of_turn>", "<|user|>", "<|end|>", "<|assistant|>",
+                "<|endoftext|>"]
 BPE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -192,7 +193,8 @@ def test_end_of_generation_tokens_are_llama_cpps(tmp_path: Path) -> None:
     path = spm_vocab(tmp_path / "spm.gguf", False)
     vocab = read_vocab(path)
     index = vocab.tokens.index
-    assert vocab.end_of_generation_ids() == sorted([2, index("<end_of_turn>"), index("<|end|>")])
+    assert vocab.end_of_generation_ids() == sorted(
+        [2, index("<end_of_turn>"), index("<|end|>"), index("<|endoftext|>")])
 
 
 def test_unknown_tokenizer_models_are_named(tmp_path: Path) -> None:
@@ -203,3 +205,17 @@ def test_unknown_tokenizer_models_are_named(tmp_path: Path) -> None:
     path = bpe_vocab(tmp_path / "falcon.gguf", "falcon")
     with pytest.raises(UnsupportedGgufTokenizer, match="pre-tokenizer 'falcon'"):
         tokenizer_json(read_vocab(path))
+
+
+def test_header_reader_agrees_with_gguf_py(tmp_path: Path) -> None:
+    from export.gguf_header import GgufHeaderError, read_metadata
+
+    path = spm_vocab(tmp_path / "spm.gguf", True)
+    fields = gguf.GGUFReader(str(path)).fields
+    expected = {key: field.contents() for key, field in fields.items()
+                if not key.startswith("GGUF.")}
+    assert read_metadata(path) == expected
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(GgufHeaderError, match="truncated"):
+        read_metadata(cut)
