@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quant",
         choices=[AUTO_RECIPE, *RECIPES],
         default=AUTO_RECIPE,
-        help=f"quantization recipe (default {AUTO_RECIPE}: q4-gguf for a GGUF file whose blocks "
-        f"map exactly, else {DEFAULT_RECIPE}): "
+        help=f"quantization recipe (default {AUTO_RECIPE}: q4-gguf for a llama-layout GGUF file "
+        f"(its own blocks, exactly), else {DEFAULT_RECIPE}): "
         + "; ".join(f"{name}: {recipe.description}" for name, recipe in RECIPES.items()),
     )
     parser.add_argument("--name", help="model folder name (default: from the source)")

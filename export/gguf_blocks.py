@@ -28,6 +28,7 @@ the Optimum export it is checked against all agree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,16 +360,25 @@ def match_formats(parts: list[Linear]) -> list[Linear]:
     ]
 
 
-def can_carry_blocks(path: Path) -> bool:
-    """Whether the fused graph builds this GGUF file's architecture and every weight matrix
-    is of a type it can carry (see :func:`mapping_of`; gguf can dequantize every type it
-    can read, so only an unknown type refuses)."""
-    from export.fuse import FUSABLE_MODEL_TYPES
+# The tensors weights_from_gguf places; a file with any other (biases, rope factors) is
+# left to the Optimum layout rather than losing a weight.
+_LLAMA_TENSORS = re.compile(
+    r"(token_embd|output_norm|output)\.weight"
+    r"|blk\.\d+\.(attn_norm|attn_q|attn_k|attn_v|attn_output|ffn_norm|ffn_gate|ffn_up|ffn_down)"
+    r"\.weight"
+)
 
-    reader = _reader(path)
-    field = reader.fields.get("general.architecture")
-    architecture = bytes(field.parts[field.data[0]]).decode("utf-8") if field else None
-    return architecture in FUSABLE_MODEL_TYPES
+
+def can_carry_blocks(path: Path) -> bool:
+    """Whether :func:`weights_from_gguf` places every tensor of this file: a llama-layout
+    GGUF (Llama, Mistral, SmolLM …) with no tensor it would drop. Every block type is
+    carried (see :func:`mapping_of`). Qwen2 files are not: llama.cpp stores their Q and K
+    rows unpermuted and with biases, which :func:`weights_from_gguf` does not read."""
+    from export.gguf_header import read_metadata
+
+    if read_metadata(path).get("general.architecture") != "llama":
+        return False
+    return all(_LLAMA_TENSORS.fullmatch(t.name) for t in _reader(path).tensors)
 
 
 def carry_plan(path: Path) -> dict[str, dict[str, Any]]:

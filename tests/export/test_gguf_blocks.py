@@ -33,6 +33,7 @@ from export.gguf_blocks import (
     EXACT_8BIT,
     REQUANTIZED,
     block_linear,
+    can_carry_blocks,
     carry_plan,
     mapping_of,
     unpermute_rows,
@@ -337,3 +338,11 @@ def test_unpermute_inverts_llama_cpp_permutation() -> None:
     w = np.arange(24 * 5, dtype=np.float32).reshape(24, 5)  # (out, in) rows, 3 heads
     lin = DenseLinear(np.ascontiguousarray(llama_cpp_permute(w, 3).T))
     np.testing.assert_array_equal(unpermute_rows(lin, 3).weight, w.T)
+
+
+def test_only_files_whose_every_tensor_is_placed_are_carried(tmp_path: Path) -> None:
+    write_gguf(tmp_path / "tiny.gguf", Q.Q4_0)
+    assert can_carry_blocks(tmp_path / "tiny.gguf")
+    extra = {"blk.0.attn_q.bias": (np.zeros(SHAPE.hidden_size, np.float32), Q.F32)}
+    write_tensors(tmp_path / "bias.gguf", extra)  # a llama file with a tensor it would drop
+    assert not can_carry_blocks(tmp_path / "bias.gguf")
