@@ -36,8 +36,10 @@ from export.tokenizer_files import BYTE_LEVEL_DECODER, BYTE_LEVEL_POST_PROCESSOR
 # gguf.TokenType values
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
-_CONTRACTIONS = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
-_GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+# The regular expressions below are the original ones of the families' tokenizer.json files,
+# which llama.cpp adapts to its own regex engine (same splits); runtimes that pattern-match
+# known pre-tokenizers (onnxruntime-genai) recognise these forms.
+_CONTRACTIONS = "(?i:'s|'t|'re|'ve|'m|'ll|'d)"
 _LLAMA3 = (
     _CONTRACTIONS + "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
     "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
@@ -48,9 +50,9 @@ _QWEN2 = (
 )
 _GPT4O = (
     "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
-    "(?:" + _CONTRACTIONS + ")?"
+    + _CONTRACTIONS + "?"
     "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"
-    "(?:" + _CONTRACTIONS + ")?"
+    + _CONTRACTIONS + "?"
     "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
 _TEKKEN = (
@@ -58,43 +60,65 @@ _TEKKEN = (
     "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"
     "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
+# llama.cpp's regexes for files without a pre-tokenizer name (no tokenizer.json has them)
+_DEFAULT = (
+    "[\\p{P}\\$\\+<=>\\^~\\|]+",
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
+    "\\p{N}+",
+    "[0-9][0-9][0-9]",
+)
+
+
+def _split(regex: str) -> dict[str, Any]:
+    return {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated",
+            "invert": False}
 
 
 @dataclass(frozen=True)
 class _Pre:
-    """One llama.cpp pre-tokenizer: its regular expressions, applied in turn, and whether a
-    whole word found in the vocabulary skips the merges."""
+    """One llama.cpp pre-tokenizer as tokenizers components: ``steps`` split the text first,
+    then a byte-level step that also applies GPT-2's regex when ``gpt2_regex``; with
+    ``ignore_merges`` a whole word found in the vocabulary skips the merges."""
 
-    regexes: tuple[str, ...]
+    steps: tuple[dict[str, Any], ...] = ()
+    gpt2_regex: bool = False
     ignore_merges: bool = False
 
+    def pre_tokenizer(self) -> dict[str, Any]:
+        byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                      "use_regex": self.gpt2_regex}
+        if not self.steps:
+            return byte_level
+        return {"type": "Sequence", "pretokenizers": [*self.steps, byte_level]}
 
-_DIGITS_THEN_GPT2 = _Pre(("\\p{N}", _GPT2))
+
+_GPT2_PRE = _Pre(gpt2_regex=True)
+_DIGITS_THEN_GPT2 = _Pre(({"type": "Digits", "individual_digits": True},), gpt2_regex=True)
 # tokenizer.ggml.pre → pre-tokenizer, for the byte-level families people chat with.
 PRE_TOKENIZERS: dict[str, _Pre] = {
-    "default": _Pre(("[\\p{P}\\$\\+<=>\\^~\\|]+", _GPT2, "\\p{N}+", "[0-9][0-9][0-9]")),
-    "gpt-2": _Pre((_GPT2,)),
-    "phi-2": _Pre((_GPT2,)),
-    "olmo": _Pre((_GPT2,)),
-    "mpt": _Pre((_GPT2,)),
-    "llama-bpe": _Pre((_LLAMA3,), ignore_merges=True),
-    "llama3": _Pre((_LLAMA3,), ignore_merges=True),
-    "llama-v3": _Pre((_LLAMA3,), ignore_merges=True),
-    "falcon3": _Pre((_LLAMA3,), ignore_merges=True),
-    "pixtral": _Pre((_LLAMA3,), ignore_merges=True),
-    "dbrx": _Pre((_LLAMA3,)),
-    "smaug-bpe": _Pre((_LLAMA3,)),
-    "qwen2": _Pre((_QWEN2,)),
-    "deepseek-r1-qwen": _Pre((_QWEN2,)),
-    "stablelm2": _Pre((_QWEN2,)),
+    "default": _Pre(tuple(_split(r) for r in _DEFAULT)),
+    "gpt-2": _GPT2_PRE,
+    "phi-2": _GPT2_PRE,
+    "olmo": _GPT2_PRE,
+    "mpt": _GPT2_PRE,
+    "llama-bpe": _Pre((_split(_LLAMA3),), ignore_merges=True),
+    "llama3": _Pre((_split(_LLAMA3),), ignore_merges=True),
+    "llama-v3": _Pre((_split(_LLAMA3),), ignore_merges=True),
+    "falcon3": _Pre((_split(_LLAMA3),), ignore_merges=True),
+    "pixtral": _Pre((_split(_LLAMA3),), ignore_merges=True),
+    "dbrx": _Pre((_split(_LLAMA3),)),
+    "smaug-bpe": _Pre((_split(_LLAMA3),)),
+    "qwen2": _Pre((_split(_QWEN2),)),
+    "deepseek-r1-qwen": _Pre((_split(_QWEN2),)),
+    "stablelm2": _Pre((_split(_QWEN2),)),
     "smollm": _DIGITS_THEN_GPT2,
     "starcoder": _DIGITS_THEN_GPT2,
     "refact": _DIGITS_THEN_GPT2,
     "command-r": _DIGITS_THEN_GPT2,
     "exaone": _DIGITS_THEN_GPT2,
-    "gpt-4o": _Pre((_GPT4O,)),
-    "llama4": _Pre((_GPT4O,)),
-    "tekken": _Pre((_TEKKEN,), ignore_merges=True),
+    "gpt-4o": _Pre((_split(_GPT4O),)),
+    "llama4": _Pre((_split(_GPT4O),)),
+    "tekken": _Pre((_split(_TEKKEN),), ignore_merges=True),
 }
 # Token texts llama.cpp treats as ending generation whatever the header says.
 END_OF_GENERATION_TEXTS = frozenset({
@@ -262,12 +286,6 @@ def _bpe_tokenizer(vocab: GgufVocab) -> dict[str, Any]:
     pre = PRE_TOKENIZERS.get(vocab.pre or "default")
     if pre is None:
         raise UnsupportedGgufTokenizer(f"pre-tokenizer {vocab.pre!r}")
-    splits = [
-        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}
-        for regex in pre.regexes
-    ]
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
-                  "use_regex": False}
     merges = []
     for merge in vocab.merges:
         cut = merge.find(" ", 1)
@@ -278,7 +296,7 @@ def _bpe_tokenizer(vocab: GgufVocab) -> dict[str, Any]:
         "padding": None,
         "added_tokens": _added_tokens(vocab),
         "normalizer": None,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [*splits, byte_level]},
+        "pre_tokenizer": pre.pre_tokenizer(),
         "post_processor": dict(BYTE_LEVEL_POST_PROCESSOR),
         "decoder": dict(BYTE_LEVEL_DECODER),
         "model": {
