@@ -94,10 +94,9 @@ def _rows(q: np.ndarray) -> np.ndarray:
     return q.reshape(q.shape[0], -1).astype(np.int16)
 
 
-def _per_block(x: np.ndarray, repeat: int = 1) -> np.ndarray:
-    """(N, super-blocks[, sub]) → (N, K/block) float32, each super-block's value ``repeat``×."""
-    x = x.reshape(x.shape[0], -1)
-    return np.repeat(x, repeat, axis=1).astype(np.float32) if repeat > 1 else x.astype(np.float32)
+def _per_block(x: np.ndarray) -> np.ndarray:
+    """(N, super-blocks, sub-blocks) → (N, K/block) float32."""
+    return x.reshape(x.shape[0], -1).astype(np.float32)
 
 
 def _q4_0(b: np.ndarray) -> _Decoded:
