@@ -1,14 +1,25 @@
-"""Carry a GGUF file's quantized blocks into the fused graph unchanged.
+"""Carry a GGUF file's quantized blocks into the fused graph without re-quantizing.
 
 Re-quantizing weights that are already 4-bit loses quality (perplexity 23.1 → 29.9 on the
-default model); mapping the GGUF blocks onto ``MatMulNBits`` keeps them bit for bit:
+default model); mapping the GGUF blocks onto ``MatMulNBits`` keeps them exact. Every linear
+block type llama.cpp writes decodes to integer codes ``q`` with a float scale ``s`` and, for
+the affine types, an offset ``m`` per block of 32 or 16 weights: ``w = s·q + m``.
+``MatMulNBits`` holds ``s·(c − z)`` with codes ``c = q + t`` and the operator's implicit zero
+point ``z = 2^(bits−1)``; whatever remains, ``s·(z − t) + m`` per block, is carried as the
+block-sum correction (``BlockLinear.correction``: the input summed over each block times a
+(K/block, N) matrix), which the operator's float zero points could also express but only
+through a kernel about 30× slower on CPU. The result equals gguf's own dequantization up to
+float rounding:
 
-* ``Q4_0`` (``w = d·(q − 8)``) is exactly ``MatMulNBits`` bits 4 with its implicit zero point 8.
-* ``Q8_0`` (``w = d·q``, signed) is exactly bits 8 with codes ``q + 128`` and zero point 128.
-* ``Q4_1`` (``w = d·q + m``) is bits 4 with zero point 8 plus a per-block offset
-  ``(8·d + m)``, applied as ``ReduceSum`` of the input over each block times a
-  (K/32, N) fp32 matrix (``BlockLinear.correction``). The operator's float zero points would
-  express ``m`` too, but that kernel is about 30× slower on CPU.
+* 4-bit codes (``Q4_0``, ``Q4_1``, ``Q4_K``, ``Q3_K``, ``Q2_K``) map onto bits 4 exactly.
+* 5-, 6- and 8-bit codes and the non-linear 4-bit grids (``Q5_0``, ``Q5_1``, ``Q5_K``,
+  ``Q6_K``, ``Q8_0``, ``IQ4_NL``, ``IQ4_XS``) do not fit 4 bits; they map onto bits 8
+  exactly (bigger than the source, never less faithful).
+* K-quant super-blocks of 256 fold their 6- or 8-bit sub-block scales (and mins) into one fp32
+  scale (and offset) per sub-block of 32 (``Q4_K``, ``Q5_K``, ``IQ4_XS``) or 16 (``Q2_K``,
+  ``Q3_K``, ``Q6_K``); the products of an fp16 and a small integer are exact in fp32.
+* Other types (the ``IQ1``/``IQ2``/``IQ3`` lattices, ternary types) have no linear form: they
+  are dequantized and re-quantized to 8 bits, and :func:`carry_plan` says so.
 
 llama.cpp stores Q and K projections with their rows permuted for its interleaved rotary
 embedding; the rows are put back in Hugging Face order so the fused graph, its KV cache and
@@ -19,7 +30,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,9 +46,18 @@ from export.builders.weights import (
     Tensor,
     UnplacedTensorError,
     pack_codes,
+    quantize_symmetric,
 )
 
-QK = 32  # elements per block in Q4_0, Q4_1 and Q8_0
+QK = 32  # elements per block in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL
+QK_K = 256  # elements per super-block of the k-quants and IQ4_XS
+# IQ4_NL and IQ4_XS index this non-linear grid with 4-bit codes.
+IQ4_GRID = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                    dtype=np.int16)
+EXACT_4BIT = "exact 4-bit"
+EXACT_8BIT = "exact 8-bit"
+DENSE = "dense fp32"
+REQUANTIZED = "re-quantized 8-bit"
 
 
 def _reader(path: Path):
@@ -44,76 +66,278 @@ def _reader(path: Path):
     return gguf.GGUFReader(str(path))
 
 
-def _blocks(tensor, block_bytes: int) -> np.ndarray:
-    """Raw rows (N, bytes) → (N, K/32, block_bytes) uint8 blocks."""
-    data = np.asarray(tensor.data, dtype=np.uint8)
-    n = data.shape[0]
-    return data.reshape(n, -1, block_bytes)
+# --------------------------------------------------------------------------------------
+# Decoding: raw blocks (rows, blocks, bytes) → codes, scales and offsets
+# --------------------------------------------------------------------------------------
 
 
-def _half(blocks: np.ndarray, start: int) -> np.ndarray:
-    """The fp16 field at byte ``start`` of every block, as float32 (N, K/32)."""
-    return (
-        np.ascontiguousarray(blocks[..., start : start + 2])
-        .view(np.float16)[..., 0]
-        .astype(np.float32)
+@dataclass
+class _Decoded:
+    """``w = scale·q + offset``, one scale (and offset) per block of weights along K."""
+
+    q: np.ndarray  # (N, K) int16
+    scale: np.ndarray  # (N, K/block) float32
+    offset: np.ndarray | None = None  # (N, K/block) float32
+
+
+def _f16(raw: np.ndarray) -> np.ndarray:
+    """Little-endian fp16 fields (…, 2) bytes → float32 (…)."""
+    return np.ascontiguousarray(raw).view(np.float16)[..., 0].astype(np.float32)
+
+
+def _nibbles(qs: np.ndarray) -> np.ndarray:
+    """(…, n) bytes → (…, 2n): all low nibbles, then all high nibbles."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+
+
+def _rows(q: np.ndarray) -> np.ndarray:
+    """(N, blocks, elements) → (N, K) int16."""
+    return q.reshape(q.shape[0], -1).astype(np.int16)
+
+
+def _per_block(x: np.ndarray) -> np.ndarray:
+    """(N, super-blocks, sub-blocks) → (N, K/block) float32."""
+    return x.reshape(x.shape[0], -1).astype(np.float32)
+
+
+def _q4_0(b: np.ndarray) -> _Decoded:
+    q = _nibbles(b[..., 2:]).astype(np.int16) - 8
+    return _Decoded(_rows(q), _f16(b[..., 0:2]))
+
+
+def _q4_1(b: np.ndarray) -> _Decoded:
+    return _Decoded(_rows(_nibbles(b[..., 4:])), _f16(b[..., 0:2]), _f16(b[..., 2:4]))
+
+
+def _high_bits(qh: np.ndarray) -> np.ndarray:
+    """Q5_0/Q5_1's 32 fifth bits, packed little-endian in 4 bytes → (…, 32) of 0/1."""
+    return np.unpackbits(qh, axis=-1, bitorder="little")
+
+
+def _q5_0(b: np.ndarray) -> _Decoded:
+    q = (_nibbles(b[..., 6:]) | (_high_bits(b[..., 2:6]) << 4)).astype(np.int16) - 16
+    return _Decoded(_rows(q), _f16(b[..., 0:2]))
+
+
+def _q5_1(b: np.ndarray) -> _Decoded:
+    q = _nibbles(b[..., 8:]) | (_high_bits(b[..., 4:8]) << 4)
+    return _Decoded(_rows(q), _f16(b[..., 0:2]), _f16(b[..., 2:4]))
+
+
+def _q8_0(b: np.ndarray) -> _Decoded:
+    q = np.ascontiguousarray(b[..., 2:]).view(np.int8)
+    return _Decoded(_rows(q), _f16(b[..., 0:2]))
+
+
+def _iq4_nl(b: np.ndarray) -> _Decoded:
+    q = IQ4_GRID[_nibbles(b[..., 2:])]
+    return _Decoded(_rows(q), _f16(b[..., 0:2]))
+
+
+def _k_scales_mins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K/Q5_K's 12 bytes → eight 6-bit scales and eight 6-bit mins (…, 8) each."""
+    low, mid, top = s[..., 0:4], s[..., 4:8], s[..., 8:12]
+    scales = np.concatenate([low & 63, (top & 15) | ((low >> 6) << 4)], axis=-1)
+    mins = np.concatenate([mid & 63, (top >> 4) | ((mid >> 6) << 4)], axis=-1)
+    return scales, mins
+
+
+def _k_low_nibbles(qs: np.ndarray) -> np.ndarray:
+    """Q4_K/Q5_K's 128 bytes → 256 4-bit codes: each 32 bytes hold 64 weights, the first 32
+    in the low nibbles and the next 32 in the high ones."""
+    chunks = qs.reshape(*qs.shape[:-1], 4, 32)
+    return np.stack([chunks & 0x0F, chunks >> 4], axis=-2).reshape(*qs.shape[:-1], QK_K)
+
+
+def _q4_k(b: np.ndarray) -> _Decoded:
+    d, dmin = _f16(b[..., 0:2])[..., None], _f16(b[..., 2:4])[..., None]
+    scales, mins = _k_scales_mins(b[..., 4:16])
+    q = _k_low_nibbles(b[..., 16:])
+    return _Decoded(_rows(q), _per_block(d * scales), _per_block(-dmin * mins))
+
+
+def _q5_k(b: np.ndarray) -> _Decoded:
+    d, dmin = _f16(b[..., 0:2])[..., None], _f16(b[..., 2:4])[..., None]
+    scales, mins = _k_scales_mins(b[..., 4:16])
+    qh = b[..., 16:48]  # bit j of byte l: the fifth bit of weight l of sub-block j
+    high = (qh[..., None, :] >> np.arange(8, dtype=np.uint8)[:, None]) & 1
+    q = _k_low_nibbles(b[..., 48:]) | (high.reshape(*qh.shape[:-1], QK_K) << 4)
+    return _Decoded(_rows(q), _per_block(d * scales), _per_block(-dmin * mins))
+
+
+def _two_bit_groups(qs: np.ndarray) -> np.ndarray:
+    """Q2_K/Q3_K/Q6_K's 2-bit fields: each 32 bytes hold 128 weights, shifted out 2 bits at a
+    time (bits 0-1 for the first 32, 2-3 for the next …) → (…, 4·len) codes."""
+    groups = qs.reshape(*qs.shape[:-1], -1, 1, 32) >> np.array([0, 2, 4, 6], np.uint8)[:, None]
+    return (groups & 3).reshape(*qs.shape[:-1], -1)
+
+
+def _q2_k(b: np.ndarray) -> _Decoded:
+    s = b[..., 0:16]
+    d, dmin = _f16(b[..., 80:82])[..., None], _f16(b[..., 82:84])[..., None]
+    q = _two_bit_groups(b[..., 16:80])
+    return _Decoded(_rows(q), _per_block(d * (s & 15)), _per_block(-dmin * (s >> 4)))
+
+
+def _q3_k(b: np.ndarray) -> _Decoded:
+    hmask, qs, s, d = b[..., 0:32], b[..., 32:96], b[..., 96:108], _f16(b[..., 108:110])
+    low = _two_bit_groups(qs).astype(np.int16)
+    high = (hmask[..., None, :] >> np.arange(8, dtype=np.uint8)[:, None]) & 1
+    q = low - 4 * (1 - high.reshape(low.shape).astype(np.int16))
+    j = np.arange(16)
+    low4 = (s[..., j % 8] >> (4 * (j // 8)).astype(np.uint8)) & 15
+    high2 = (s[..., 8 + j % 4] >> (2 * (j // 4)).astype(np.uint8)) & 3
+    scales = (low4 | (high2 << 4)).astype(np.int16) - 32
+    return _Decoded(_rows(q), _per_block(d[..., None] * scales))
+
+
+def _q6_k(b: np.ndarray) -> _Decoded:
+    ql, qh = b[..., 0:128], b[..., 128:192]
+    scales = np.ascontiguousarray(b[..., 192:208]).view(np.int8).astype(np.float32)
+    d = _f16(b[..., 208:210])[..., None]
+    halves = ql.reshape(*ql.shape[:-1], 2, 64)
+    low = np.concatenate([halves & 0x0F, halves >> 4], axis=-1).reshape(*ql.shape[:-1], QK_K)
+    q = (low | (_two_bit_groups(qh) << 4)).astype(np.int16) - 32
+    return _Decoded(_rows(q), _per_block(d * scales))
+
+
+def _iq4_xs(b: np.ndarray) -> _Decoded:
+    d = _f16(b[..., 0:2])[..., None]
+    high = np.ascontiguousarray(b[..., 2:4]).view(np.uint16)  # (…, 1)
+    j = np.arange(8)
+    scale_low = (b[..., 4 + j // 2] >> (4 * (j % 2)).astype(np.uint8)) & 15
+    scale_high = ((high >> (2 * j).astype(np.uint16)) & 3).astype(np.uint8)
+    scales = (scale_low | (scale_high << 4)).astype(np.int16) - 32
+    q = IQ4_GRID[_nibbles(b[..., 8:].reshape(*b.shape[:-1], 8, 16))]
+    return _Decoded(_rows(q), _per_block(d * scales))
+
+
+@dataclass(frozen=True)
+class _Format:
+    """A linear GGUF block type: its decoder, bytes per GGUF block, the weights sharing one
+    scale, and the range of its integer codes."""
+
+    decode: Callable[[np.ndarray], _Decoded]
+    nbytes: int
+    block: int
+    lo: int
+    hi: int
+
+    @property
+    def bits(self) -> int:
+        """The narrowest MatMulNBits width (4 or 8) that holds every code."""
+        return 4 if self.hi - self.lo <= 15 else 8
+
+
+def _formats() -> dict[Any, _Format]:
+    """The GGUF block types with an exact MatMulNBits form."""
+    from gguf import GGML_QUANT_SIZES
+    from gguf import GGMLQuantizationType as T
+
+    table = {
+        T.Q4_0: (_q4_0, QK, -8, 7),
+        T.Q4_1: (_q4_1, QK, 0, 15),
+        T.Q5_0: (_q5_0, QK, -16, 15),
+        T.Q5_1: (_q5_1, QK, 0, 31),
+        T.Q8_0: (_q8_0, QK, -128, 127),
+        T.IQ4_NL: (_iq4_nl, QK, -127, 113),
+        T.Q2_K: (_q2_k, 16, 0, 3),
+        T.Q3_K: (_q3_k, 16, -4, 3),
+        T.Q4_K: (_q4_k, QK, 0, 15),
+        T.Q5_K: (_q5_k, QK, 0, 31),
+        T.Q6_K: (_q6_k, 16, -32, 31),
+        T.IQ4_XS: (_iq4_xs, QK, -127, 113),
+    }
+    return {kind: _Format(fn, GGML_QUANT_SIZES[kind][1], block, lo, hi)
+            for kind, (fn, block, lo, hi) in table.items()}
+
+
+def _dense_types() -> frozenset[Any]:
+    from gguf import GGMLQuantizationType as T
+
+    return frozenset({T.F32, T.F16, T.BF16})
+
+
+# --------------------------------------------------------------------------------------
+# Mapping onto MatMulNBits
+# --------------------------------------------------------------------------------------
+
+
+def _to_block_linear(dec: _Decoded, fmt: _Format, k: int, n: int) -> BlockLinear:
+    """Codes into MatMulNBits' unsigned range around its implicit zero point; what the shift
+    leaves over goes into the block-sum correction (omitted when it is zero everywhere)."""
+    bits = fmt.bits
+    zero = 1 << (bits - 1)
+    symmetric = dec.offset is None and -zero <= fmt.lo and fmt.hi < zero
+    centre = 0 if symmetric else (fmt.lo + fmt.hi + 1) // 2
+    codes = dec.q + (zero - centre)
+    correction = None
+    if not symmetric:
+        rest = dec.scale * np.float32(centre)
+        if dec.offset is not None:
+            rest = rest + dec.offset
+        correction = np.ascontiguousarray(rest.T, dtype=np.float32)
+    return BlockLinear(
+        in_features=k,
+        out_features=n,
+        bits=bits,
+        block_size=fmt.block,
+        packed=pack_codes(codes, bits, fmt.block),
+        scales=np.ascontiguousarray(dec.scale, dtype=np.float32),
+        correction=correction,
     )
 
 
-def block_linear(tensor) -> Linear:
-    """One GGUF weight (rows = output features) as a linear the fused graph can run exactly."""
-    import gguf
+def mapping_of(kind: Any) -> str:
+    """How a GGUF tensor type is carried: exact 4-bit, exact 8-bit, dense fp32, or
+    re-quantized 8-bit for types without a linear code (the IQ lattices, ternary types)."""
+    if kind in _dense_types():
+        return DENSE
+    fmt = _formats().get(kind)
+    if fmt is None:
+        return REQUANTIZED
+    return EXACT_4BIT if fmt.bits == 4 else EXACT_8BIT
 
+
+def block_linear(tensor: Any) -> Linear:
+    """One GGUF weight (rows = output features) as a linear the fused graph can run: its own
+    blocks wherever ``MatMulNBits`` holds them exactly, dense for float tensors, and the
+    dequantized weight re-quantized to 8 bits only for types without a linear code."""
     kind = tensor.tensor_type
     k, n = (int(x) for x in tensor.shape[:2])
-    if kind == gguf.GGMLQuantizationType.F32 or kind == gguf.GGMLQuantizationType.F16:
-        rows = np.asarray(tensor.data).reshape(n, k).astype(np.float32)
-        return DenseLinear(np.ascontiguousarray(rows.T))
-    if k % QK:
-        raise ValueError(f"{tensor.name}: {k} input features is not a whole number of blocks")
-    if kind == gguf.GGMLQuantizationType.Q4_1:
-        blocks = _blocks(tensor, 4 + QK // 2)
-        d, m = _half(blocks, 0), _half(blocks, 2)
-        qs = blocks[..., 4:]
-        codes = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)  # elements 0-15, then 16-31
-        return BlockLinear(
-            in_features=k,
-            out_features=n,
-            bits=4,
-            block_size=QK,
-            packed=pack_codes(codes.reshape(n, k), 4, QK),
-            scales=d,
-            correction=np.ascontiguousarray((8.0 * d + m).T),
-        )
-    if kind == gguf.GGMLQuantizationType.Q4_0:
-        blocks = _blocks(tensor, 2 + QK // 2)
-        qs = blocks[..., 2:]
-        codes = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
-        return BlockLinear(k, n, 4, QK, pack_codes(codes.reshape(n, k), 4, QK), _half(blocks, 0))
-    if kind == gguf.GGMLQuantizationType.Q8_0:
-        blocks = _blocks(tensor, 2 + QK)
-        codes = blocks[..., 2:].view(np.int8).astype(np.int16) + 128
-        return BlockLinear(k, n, 8, QK, pack_codes(codes.reshape(n, k), 8, QK), _half(blocks, 0))
-    raise ValueError(
-        f"{tensor.name} is {kind.name}; carrying GGUF blocks supports Q4_0, Q4_1, Q8_0, F16 and "
-        "F32 only — use a re-quantizing recipe for this file"
-    )
+    if kind in _dense_types():
+        return DenseLinear(np.ascontiguousarray(dequantize_rows(tensor).T))
+    fmt = _formats().get(kind)
+    if fmt is None:
+        return quantize_symmetric(np.ascontiguousarray(dequantize_rows(tensor).T), 8, QK)
+    blocks = np.asarray(tensor.data, dtype=np.uint8).reshape(n, -1, fmt.nbytes)
+    return _to_block_linear(fmt.decode(blocks), fmt, k, n)
 
 
 def can_carry_blocks(path: Path) -> bool:
-    """Whether every weight of the GGUF file is of a block type the fused graph carries exactly
-    (so the ``q4-gguf`` recipe applies), and its architecture is one whose tensors are named
-    below."""
-    import gguf
-
+    """Whether the fused builders read this GGUF file: its architecture is one whose tensor
+    names are mapped below. Every block type is carried (see :func:`mapping_of`); a tensor
+    the family's builder cannot place is refused when the weights are read, and the export
+    falls back to the Optimum layout with the reason."""
     reader = _reader(path)
     field = reader.fields.get("general.architecture")
     architecture = bytes(field.parts[field.data[0]]).decode("utf-8") if field else None
-    carried = {gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q4_1,
-               gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.F16,
-               gguf.GGMLQuantizationType.F32}
-    return architecture in GGUF_FAMILIES and all(
-        t.tensor_type in carried for t in reader.tensors)
+    return architecture in GGUF_FAMILIES
+
+
+def carry_plan(path: Path) -> dict[str, dict[str, Any]]:
+    """For the manifest: per GGUF type of the file's matrices (the embedding included), how
+    many there are and how each is carried; re-quantized tensors are named."""
+    plan: dict[str, dict[str, Any]] = {}
+    for tensor in _reader(path).tensors:
+        if len(tensor.shape) < 2:
+            continue
+        kind = tensor.tensor_type
+        entry = plan.setdefault(kind.name, {"tensors": 0, "carried_as": mapping_of(kind)})
+        entry["tensors"] += 1
+        if entry["carried_as"] == REQUANTIZED:
+            entry.setdefault("names", []).append(tensor.name)
+    return plan
 
 
 def unpermute_rows(lin: Linear, n_heads: int) -> Linear:

@@ -277,7 +277,11 @@ def build_manifest(
             "max_length": io.max_length,
             "graphs": graphs,
         },
-        "tokenizer": {"file": "tokenizer.json", "canonicalised": tokens.canonicalised},
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "canonicalised": tokens.canonicalised,
+            "origin": tokens.origin,
+        },
         "chat_template": {"file": "chat_template.jinja"} if tokens.chat_template else None,
         "special_tokens": tokens.special_tokens,
         "stop_token_ids": tokens.stop_token_ids,

@@ -12,6 +12,7 @@ from typing import Any
 
 from export.errors import ExportError, FusedLayoutError, ValidationFailedError, is_disk_full
 from export.files import read_json, sha256_file, write_json
+from export.gguf_tokenizer import rebuild_tokenizer
 from export.loading import load_source, reference_logits
 from export.manifest import (
     MANIFEST_FILE,
@@ -35,6 +36,7 @@ from export.recipes import (
     RecipePlan,
     plan_recipes,
 )
+from export.source_check import llama_cpp_reference
 from export.sources import (
     GgufInfo,
     Source,
@@ -44,11 +46,12 @@ from export.sources import (
     resolve_source,
 )
 from export.staging import publish, remove_stale_partials, staging_dir, target_exists
-from export.tokenizer_files import TokenizerInfo, write_tokenizer_files
+from export.tokenizer_files import SOURCE_TOKENIZER, TokenizerInfo, write_tokenizer_files
 from export.validation import (
     ValidationGate,
     ValidationResult,
     report_markdown,
+    token_windows,
     validate,
     validation_text,
 )
@@ -171,8 +174,14 @@ def _export(
     loaded = load_source(source, gguf, hf_dir)
     context = context_length(loaded.config)
     text = validation_text()
+    hf_tokenizer, origin, source_stops = loaded.tokenizer, SOURCE_TOKENIZER, None
+    if source.is_gguf:  # tokenize as llama.cpp does for the file, not as converted
+        rebuilt = rebuild_tokenizer(source.path, hf_dir)
+        origin, source_stops = rebuilt.origin, rebuilt.stop_token_ids
+        hf_tokenizer = rebuilt.hf_tokenizer or hf_tokenizer
     tokens = write_tokenizer_files(
-        hf_dir, loaded.tokenizer, model_dir, gguf=gguf, context_length=context, check_text=text
+        hf_dir, hf_tokenizer, model_dir, gguf=gguf, context_length=context, check_text=text,
+        origin=origin, source_stop_ids=source_stops,
     )
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     token_ids = tokenizer.encode(text, add_special_tokens=False).ids
@@ -190,6 +199,10 @@ def _export(
 
     shipped = model_dir / "onnx" / MODEL_FILE
     recipe_context = RecipeContext(source.path, source.is_gguf, hf_dir)
+    source_reference = None  # a GGUF's own runtime, llama.cpp, on the same tokens
+    if source.is_gguf:
+        windows = token_windows(token_ids, context, gate)
+        source_reference = llama_cpp_reference(source.path, text, token_ids, windows, tokenizer)
     tried: list[dict[str, Any]] = []
     candidates, note = list(plan.candidates), plan.note
     while candidates:
@@ -215,7 +228,7 @@ def _export(
         positions = min(context, facts.get("max_length") or context)  # a fused graph's bound
         result = validate(
             fp32_model, shipped if recipe.quantizes else None, token_ids, positions, gate,
-            reference,
+            reference, source_reference,
         )
         tried.append({"recipe": recipe.label(), "passed": result.passed,
                       "perplexity_ratio": result.perplexity_ratio,

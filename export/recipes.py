@@ -200,8 +200,11 @@ class FusedRecipe(Recipe):
 @dataclass(frozen=True)
 class GgufBlocksRecipe(Recipe):
     """The GGUF file's own quantized blocks in the fused graph (``export/gguf_blocks.py``):
-    Q4_0/Q4_1/Q8_0 weights are kept bit for bit instead of being re-quantized, which on the
-    default model costs 30 % perplexity at 4 bits. Only for GGUF sources."""
+    4-bit types (Q4_0, Q4_1, Q4_K, Q3_K, Q2_K) stay 4-bit and 5- to 8-bit types (Q5_0, Q5_1,
+    Q5_K, Q6_K, Q8_0, IQ4) become 8-bit, exactly, instead of being re-quantized, which on the
+    default model costs 30 % perplexity at 4 bits. Only the types without a linear code are
+    re-quantized (to 8 bits); the manifest lists how each type was carried. Only for GGUF
+    sources."""
 
     method: str = "GGUF blocks as MatMulNBits (fused layout)"
     #: for the 4-bit blocks; 8-bit blocks always use level 4 (see FusedOptions)
@@ -219,7 +222,7 @@ class GgufBlocksRecipe(Recipe):
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         from export.builders import UnplacedTensorError
         from export.errors import ExportError, FusedLayoutError
-        from export.gguf_blocks import weights_from_gguf
+        from export.gguf_blocks import carry_plan, weights_from_gguf
 
         if not context.source_is_gguf:
             raise ExportError(
@@ -233,7 +236,8 @@ class GgufBlocksRecipe(Recipe):
             raise FusedLayoutError(self.name, str(exc)) from None
         except ValueError as exc:
             raise ExportError(f"Cannot carry the GGUF blocks over: {exc}.") from None
-        return _save_fused(builder, weights, self.accuracy_level, 4, out_model)
+        facts = _save_fused(builder, weights, self.accuracy_level, 4, out_model)
+        return {**facts, "gguf_blocks": carry_plan(context.source_path)}
 
 
 RECIPES: dict[str, Recipe] = {
@@ -261,8 +265,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "q4-gguf": GgufBlocksRecipe(
         name="q4-gguf",
-        description="the GGUF's own 4-bit blocks in the fused decoder graph "
-        "(the source's exact weights, fast)",
+        description="the GGUF's own blocks in the fused decoder graph, 4-bit types as "
+        "4-bit and wider ones as 8-bit (the source's exact weights, fast)",
     ),
 }
 #: What ``--quant`` means when not given: the fastest recipe that passes the gate.

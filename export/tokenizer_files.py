@@ -39,6 +39,7 @@ BYTE_LEVEL_DECODER = {
 _USER = "OnnxchatUserSentinel"
 _ASSISTANT = "OnnxchatAssistantSentinel"
 SPECIAL_NAMES = ("bos", "eos", "pad", "unk")
+SOURCE_TOKENIZER = "the source's tokenizer.json"
 
 
 def _contains_byte_level(component: dict[str, Any] | None) -> bool:
@@ -114,6 +115,22 @@ def check_equivalent(original: dict[str, Any], canonical: dict[str, Any], text: 
         )
 
 
+def check_source_ids(source: Any, exported: Any, text: str) -> None:
+    """A folder's export must encode ``text`` into exactly the ids the folder's own tokenizer
+    gives (as transformers loads it from the folder), or the model sees other text."""
+    expected = list(source.encode(text, add_special_tokens=False))
+    got = exported.encode(text, add_special_tokens=False).ids
+    if got != expected:
+        first = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False))
+                      if a != b),
+                     min(len(got), len(expected)))
+        raise ExportError(
+            f"The exported tokenizer.json encodes the validation text into {len(got)} tokens "
+            f"where the folder's own tokenizer makes {len(expected)} (first difference at "
+            f"token {first}): export with --debug and report it."
+        )
+
+
 @dataclass
 class TemplateTokens:
     """What a chat template's structure says about special tokens."""
@@ -170,6 +187,7 @@ class TokenizerInfo:
     stop_token_ids: list[int]
     chat_template: str | None
     vocab_size: int
+    origin: str = SOURCE_TOKENIZER
 
 
 def _as_id_list(value: Any) -> list[int]:
@@ -188,9 +206,15 @@ def write_tokenizer_files(
     gguf: GgufInfo | None,
     context_length: int,
     check_text: str,
+    origin: str = SOURCE_TOKENIZER,
+    source_stop_ids: list[int] | None = None,
 ) -> TokenizerInfo:
     """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json and
-    chat_template.jinja into ``out_dir`` from the tokenizer transformers saved in ``hf_dir``."""
+    chat_template.jinja into ``out_dir`` from the tokenizer saved in ``hf_dir``.
+
+    ``origin`` says where that tokenizer came from (for a GGUF source: rebuilt from its
+    header, see export/gguf_tokenizer.py); ``source_stop_ids`` are the tokens the source
+    runtime ends generation on (llama.cpp's set for a GGUF), kept unless they open a turn."""
     from tokenizers import Tokenizer
 
     source_json = hf_dir / "tokenizer.json"
@@ -205,6 +229,8 @@ def write_tokenizer_files(
     if canonicalised:
         check_equivalent(raw, final, check_text)
     tokenizer = Tokenizer.from_str(json.dumps(final))
+    if gguf is None:
+        check_source_ids(hf_tokenizer, tokenizer, check_text)
     special_ids = {
         token["content"]: int(token["id"])
         for token in final.get("added_tokens", [])
@@ -223,7 +249,7 @@ def write_tokenizer_files(
     markers = template.turn_marker_ids
 
     stop_ids = [i for i in generation_eos if i not in markers]
-    for candidate in (template.end_of_turn_token_id, declared["eos"]):
+    for candidate in (template.end_of_turn_token_id, declared["eos"], *(source_stop_ids or [])):
         if candidate is not None and candidate not in markers and candidate not in stop_ids:
             stop_ids.append(candidate)
     if not stop_ids:
@@ -256,12 +282,16 @@ def write_tokenizer_files(
         else None
         for name in SPECIAL_NAMES
     }
-    _write_tokenizer_config(hf_dir, out_dir, names, chat_template, context_length, canonicalised)
+    plain_byte_level = canonicalised or (gguf is not None and is_byte_level_bpe(final))
+    _write_tokenizer_config(
+        hf_dir, out_dir, names, chat_template, context_length, plain_byte_level
+    )
     _write_special_tokens_map(hf_dir, out_dir, names)
     if chat_template:
         (out_dir / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
     return TokenizerInfo(
         canonicalised=canonicalised,
+        origin=origin,
         special_tokens=special_tokens,
         stop_token_ids=sorted(stop_ids),
         chat_template=chat_template,
@@ -291,14 +321,14 @@ def _write_tokenizer_config(
     names: dict[str, str | None],
     chat_template: str | None,
     context_length: int,
-    canonicalised: bool,
+    plain_byte_level: bool,
 ) -> None:
     """transformers and transformers.js read this file; it must agree with tokenizer.json."""
     config = _read_optional(hf_dir / "tokenizer_config.json")
     for name, content in names.items():
         config[f"{name}_token"] = content
         config.pop(f"{name}_token_id", None)
-    if canonicalised:
+    if plain_byte_level:
         # A plain byte-level BPE: GPT2Tokenizer loads tokenizer.json without re-adding a
         # BOS template or SentencePiece-style prefix spaces (LlamaTokenizer would).
         config["tokenizer_class"] = "GPT2Tokenizer"

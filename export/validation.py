@@ -6,7 +6,9 @@ model's perplexity while producing plausible-looking text). The gate runs both O
 on ``data/validation.txt`` (English prose, Chinese and code) with onnxruntime and compares
 perplexity and the top-1 next-token choice position by position. It also checks that the
 fp32 ONNX export reproduces the PyTorch logits, so an export bug is caught before
-quantization hides it. It takes seconds.
+quantization hides it. For a GGUF source it also holds the shipped model against llama.cpp
+on the same file (:mod:`export.source_check`): the same token ids, and an NLL per byte
+within a few percent. It takes seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from export.onnx_files import forward, make_session
+from export.source_check import SourceReference
 
 VALIDATION_TEXT = Path(__file__).with_name("data") / "validation.txt"
 
@@ -36,6 +39,8 @@ class ValidationGate:
     # tokens per forward pass (each pass starts with an empty cache); capped by the context
     window: int = 1024
     reference_tokens: int = 64
+    # |NLL per byte ÷ the source runtime's − 1| on the same file and token ids
+    max_source_nll_deviation: float = 0.05
 
 
 @dataclass
@@ -53,6 +58,8 @@ class ValidationResult:
     passed: bool
     forced: bool
     seconds: float
+    # against the source runtime (GGUF: llama.cpp); None for other sources
+    source: dict[str, Any] | None = None
 
     def manifest(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,6 +67,7 @@ class ValidationResult:
             "max_perplexity_ratio": self.gate.max_perplexity_ratio,
             "min_top1_agreement": self.gate.min_top1_agreement,
             "max_fp32_logit_diff": self.gate.max_fp32_logit_diff,
+            "max_source_nll_deviation": self.gate.max_source_nll_deviation,
         }
         return data
 
@@ -81,14 +89,46 @@ class ValidationResult:
                 f"fp32 ONNX logits differ from PyTorch by {self.fp32_max_logit_diff:.2e} "
                 f"(> {self.gate.max_fp32_logit_diff:.0e})"
             )
+        return problems + self._source_failures()
+
+    def _source_failures(self) -> list[str]:
+        source = self.source
+        if not source or not source["ran"]:
+            return []
+        problems = []
+        if not source["tokenizer_matches"]:
+            problems.append(
+                f"the tokenizer splits the text into {self.text_tokens} tokens where "
+                f"{source['runtime']} makes {source['tokens']} (first difference at token "
+                f"{source['first_difference']})"
+            )
+        deviation = abs(source["nll_ratio"] - 1)
+        if deviation > self.gate.max_source_nll_deviation:
+            problems.append(
+                f"NLL per byte {source['nll_per_byte']:.4f} vs {source['runtime']}'s "
+                f"{source['source_nll_per_byte']:.4f} on the same file (ratio "
+                f"{source['nll_ratio']:.3f}, allowed ±{self.gate.max_source_nll_deviation:.0%})"
+            )
         return problems
 
+    @property
+    def text_tokens(self) -> int | None:
+        return None if self.source is None else self.source.get("our_tokens")
+
     def summary(self) -> str:
-        return (
+        line = (
             f"perplexity {self.perplexity:.2f} (fp32 {self.perplexity_fp32:.2f}, "
             f"ratio {self.perplexity_ratio:.3f}), top-1 agreement {self.top1_agreement:.3f} "
             f"over {self.tokens} tokens"
         )
+        if self.source and self.source["ran"]:
+            line += (
+                f"; NLL per byte {self.source['nll_per_byte']:.4f} vs "
+                f"{self.source['source_nll_per_byte']:.4f} in llama.cpp"
+            )
+        elif self.source:
+            line += f"; not checked against llama.cpp: {self.source['reason']}"
+        return line
 
 
 def validation_text() -> str:
@@ -128,6 +168,32 @@ def _run(model: Path, windows: list[np.ndarray], reference_tokens: int) -> _Pass
     return _Pass(nll, count, np.concatenate(top1), first_logits)
 
 
+def token_windows(
+    token_ids: list[int], context_length: int, gate: ValidationGate
+) -> list[np.ndarray]:
+    """The forward passes the gate scores: the first ``gate.max_tokens`` ids in windows of at
+    most ``gate.window`` (and the context), each starting with an empty cache."""
+    ids = np.asarray(token_ids[: gate.max_tokens], dtype=np.int64)
+    window = max(2, min(gate.window, context_length))
+    windows = [ids[i: i + window] for i in range(0, len(ids), window)]
+    windows = [w for w in windows if len(w) >= 2]
+    if not windows:
+        raise ValueError("the validation text encodes to fewer than two tokens")
+    return windows
+
+
+def _source_figures(
+    source: SourceReference, token_ids: list[int], fp32: _Pass, shipped: _Pass
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {**source.manifest(), "our_tokens": len(token_ids)}
+    if source.ran and source.nll is not None and source.bytes:
+        figures["source_nll_per_byte"] = round(source.nll / source.bytes, 5)
+        figures["nll_per_byte_fp32"] = round(fp32.nll / source.bytes, 5)
+        figures["nll_per_byte"] = round(shipped.nll / source.bytes, 5)
+        figures["nll_ratio"] = round(shipped.nll / source.nll, 4)
+    return figures
+
+
 def validate(
     fp32_model: Path,
     model: Path | None,
@@ -135,18 +201,15 @@ def validate(
     context_length: int,
     gate: ValidationGate,
     reference_logits: np.ndarray | None = None,
+    source: SourceReference | None = None,
 ) -> ValidationResult:
     """Compare ``model`` with ``fp32_model`` (``model`` None: the fp32 export is shipped).
 
-    ``reference_logits`` are PyTorch's logits for the first ``gate.reference_tokens`` ids.
+    ``reference_logits`` are PyTorch's logits for the first ``gate.reference_tokens`` ids;
+    ``source`` is the source runtime's view of the same windows (:func:`token_windows`).
     """
     start = time.monotonic()
-    ids = np.asarray(token_ids[: gate.max_tokens], dtype=np.int64)
-    window = max(2, min(gate.window, context_length))
-    windows = [ids[i: i + window] for i in range(0, len(ids), window)]
-    windows = [w for w in windows if len(w) >= 2]
-    if not windows:
-        raise ValueError("the validation text encodes to fewer than two tokens")
+    windows = token_windows(token_ids, context_length, gate)
     reference = _run(fp32_model, windows, gate.reference_tokens)
     candidate = _run(model, windows, gate.reference_tokens) if model is not None else reference
     perplexity_fp32 = float(np.exp(reference.nll / reference.count))
@@ -160,7 +223,7 @@ def validate(
     result = ValidationResult(
         text=f"export/data/{VALIDATION_TEXT.name}",
         text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        tokens=len(ids),
+        tokens=min(len(token_ids), gate.max_tokens),
         windows=len(windows),
         perplexity_fp32=round(perplexity_fp32, 4),
         perplexity=round(perplexity, 4),
@@ -171,6 +234,8 @@ def validate(
         passed=False,
         forced=False,
         seconds=0.0,
+        source=None if source is None else _source_figures(source, token_ids, reference,
+                                                           candidate),
     )
     result.passed = not result.failures()
     result.seconds = round(time.monotonic() - start, 2)
@@ -208,7 +273,32 @@ def report_markdown(name: str, recipe: dict[str, Any], result: ValidationResult)
         f"tokens) | {diff} | ≤ {result.gate.max_fp32_logit_diff:.0e} |",
         "",
     ]
+    lines += _source_lines(result)
     problems = result.failures()
     if problems:
         lines += ["Failures:", "", *[f"- {p}" for p in problems], ""]
     return "\n".join(lines)
+
+
+def _source_lines(result: ValidationResult) -> list[str]:
+    """The report's paragraph on the check against the source runtime."""
+    source = result.source
+    if source is None:
+        return []
+    if not source["ran"]:
+        return [f"Not checked against the source runtime: {source['reason']}.", ""]
+    same = "the same ids" if source["tokenizer_matches"] else (
+        f"**different ids** from token {source['first_difference']}"
+    )
+    return [
+        f"Against {source['runtime']} on the same file: its tokenizer gives {source['tokens']} "
+        f"tokens for the text, ours {source['our_tokens']} ({same}).",
+        "",
+        "| NLL per byte (same token ids) | value | gate |",
+        "|---|---|---|",
+        f"| {source['runtime']} | {source['source_nll_per_byte']:.4f} | |",
+        f"| fp32 ONNX | {source['nll_per_byte_fp32']:.4f} | |",
+        f"| shipped model | {source['nll_per_byte']:.4f} | ratio {source['nll_ratio']:.3f}, "
+        f"within ±{result.gate.max_source_nll_deviation:.0%} |",
+        "",
+    ]

@@ -301,7 +301,7 @@ def build_llama_gguf(source: Path) -> Callable[[Path], None]:
         vocab = sorted(tokenizer["model"]["vocab"].items(), key=lambda item: item[1])
         specials = {token["content"] for token in tokenizer["added_tokens"]}
         writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre("default")
+        writer.add_tokenizer_pre("gpt-2")
         writer.add_token_list([token for token, _ in vocab])
         writer.add_token_types([
             gguf.TokenType.CONTROL if token in specials else gguf.TokenType.NORMAL

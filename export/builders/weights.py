@@ -153,8 +153,56 @@ def _biases(parts: list[Linear]) -> np.ndarray | None:
     ]).astype(np.float32)
 
 
+def _unpack(lin: BlockLinear) -> np.ndarray:
+    """MatMulNBits' packed codes → (N, K) uint8 codes."""
+    if lin.bits == 8:
+        return lin.packed.reshape(lin.out_features, -1)
+    low, high = lin.packed & 0x0F, lin.packed >> 4
+    return np.stack([low, high], axis=-1).reshape(lin.out_features, -1)
+
+
+def _widen(lin: BlockLinear, bits: int, block: int, correction: bool) -> BlockLinear:
+    """The same weights with wider codes, smaller blocks, or an all-zero correction: exact."""
+    codes = _unpack(lin).astype(np.int16)
+    if bits != lin.bits:
+        codes = codes + ((1 << (bits - 1)) - (1 << (lin.bits - 1)))
+    split = lin.block_size // block
+    offsets = lin.correction
+    if offsets is None and correction:
+        offsets = np.zeros((lin.in_features // lin.block_size, lin.out_features), np.float32)
+    return BlockLinear(
+        in_features=lin.in_features,
+        out_features=lin.out_features,
+        bits=bits,
+        block_size=block,
+        packed=pack_codes(codes, bits, block),
+        scales=np.repeat(lin.scales, split, axis=1),
+        correction=None if offsets is None else np.repeat(offsets, split, axis=0),
+    )
+
+
+def match_formats(parts: list[Linear]) -> list[Linear]:
+    """Block weights that share an input (Q, K and V; gate and up) in one common format, so
+    they can be concatenated: a file may store them in different types (Q4_K_M keeps some V
+    projections in Q6_K). The widest bits, smallest block and any correction win; nothing is
+    rounded. Dense parts, or a mix of dense and block parts, are returned unchanged."""
+    blocks = [p for p in parts if isinstance(p, BlockLinear)]
+    if len(blocks) != len(parts):
+        return parts
+    bits = max(p.bits for p in blocks)
+    block = min(p.block_size for p in blocks)
+    correction = any(p.correction is not None for p in blocks)
+    return [
+        p if (p.bits, p.block_size, p.correction is not None) == (bits, block, correction)
+        else _widen(p, bits, block, correction)
+        for p in blocks
+    ]
+
+
 def concat_outputs(parts: list[Linear]) -> Linear:
-    """Concatenate linears that share an input along their output features (Q, K, V)."""
+    """Concatenate linears that share an input along their output features (Q, K, V); block
+    weights of different formats are first brought to a common one (:func:`match_formats`)."""
+    parts = match_formats(parts)
     if all(isinstance(p, DenseLinear) for p in parts):
         return DenseLinear(np.concatenate([p.weight for p in parts], axis=1), _biases(parts))
     if not all(isinstance(p, BlockLinear) for p in parts):

@@ -63,10 +63,18 @@ def test_quantization_and_validation_figures(manifest: dict, default_model: Path
     assert validation["fp32_max_logit_diff"] < 1e-2
     report = (default_model / "validation_report.md").read_text()
     assert "**passed**" in report and f"{validation['perplexity']:.3f}" in report
+    # checked against llama.cpp on the same GGUF file, or the manifest says why not
+    source = validation["source"]
+    if source["ran"]:
+        assert source["tokenizer_matches"] is True
+        assert abs(source["nll_ratio"] - 1) <= 0.05
+    else:
+        assert source["reason"].startswith("llama-cpp-python is not installed")
 
 
 def test_stop_tokens_and_special_ids(manifest: dict, default_model: Path) -> None:
-    assert manifest["stop_token_ids"] == [2]  # <|im_end|>; never <|im_start|> (1)
+    # <|im_end|>, and <|endoftext|> as llama.cpp ends on it too; never <|im_start|> (1)
+    assert manifest["stop_token_ids"] == [0, 2]
     special = manifest["special_tokens"]
     assert (special["bos_token_id"], special["eos_token_id"]) == (1, 2)
     assert special["end_of_turn_token_id"] == 2
@@ -74,9 +82,9 @@ def test_stop_tokens_and_special_ids(manifest: dict, default_model: Path) -> Non
     assert tokenizer_config["eos_token"] == "<|im_end|>"
     assert "<|im_start|>" in tokenizer_config["chat_template"]
     generation = json.loads((default_model / "generation_config.json").read_text())
-    assert generation["eos_token_id"] == 2
+    assert generation["eos_token_id"] == [0, 2]
     genai = json.loads((default_model / "genai_config.json").read_text())
-    assert genai["model"]["eos_token_id"] == [2]
+    assert genai["model"]["eos_token_id"] == [0, 2]
     assert genai["model"]["type"] == "llama"
     # The fused layout: positions come from the mask; genai shares the KV buffer like we do.
     assert "position_ids" not in genai["model"]["decoder"]["inputs"]

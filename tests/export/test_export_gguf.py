@@ -3,6 +3,7 @@ through transformers' GGUF loader, exported, and checked against the PyTorch ori
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -31,12 +32,25 @@ def test_gguf_export_matches_the_original(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["source"]["kind"] == "gguf"
     assert manifest["source"]["sha256"] == sha256_file(tiny_llama_gguf)
-    # the converted tokenizer carried a BOS template and byte fallback: rewritten
-    assert manifest["tokenizer"]["canonicalised"] is True
-    assert manifest["stop_token_ids"] == [2]
+    # rebuilt from the GGUF header as llama.cpp reads it, canonical from the start
+    assert manifest["tokenizer"]["origin"] == "GGUF header (byte-level BPE, pre-tokenizer gpt-2)"
+    assert manifest["tokenizer"]["canonicalised"] is False
+    assert manifest["stop_token_ids"] == [0, 2]  # llama.cpp also ends on <|endoftext|>
     assert manifest["special_tokens"]["bos_token_id"] == 1
     assert manifest["special_tokens"]["eos_token_id"] == 2
     assert (folder / "chat_template.jinja").read_text().startswith("{% for message")
+    # checked against llama.cpp on the same file, or the manifest says why not
+    source_check = manifest["validation"]["source"]
+    if importlib.util.find_spec("llama_cpp") is None:
+        assert source_check["ran"] is False
+        assert source_check["reason"].startswith("llama-cpp-python is not installed")
+        assert "not checked against llama.cpp" in result.validation.summary()
+    else:
+        assert source_check["ran"] is True, source_check["reason"]
+        assert source_check["tokenizer_matches"] is True
+        assert source_check["tokens"] == source_check["our_tokens"]
+        # fp32 weights in both runtimes: the same NLL up to float rounding
+        assert abs(source_check["nll_ratio"] - 1) < 1e-3
 
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     original = Tokenizer.from_file(str(tiny_llama_hf / "tokenizer.json"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
+from export.errors import ExportError
 from export.sources import GgufInfo
 from export.tokenizer_files import (
     analyse_chat_template,
@@ -139,10 +140,38 @@ def test_transformers_loads_the_canonical_folder_without_a_bos(
     assert loaded.eos_token_id == 2
 
 
+def test_a_folder_export_must_give_the_folders_own_ids(
+    tiny_gpt2_hf: Path, tmp_path: Path
+) -> None:
+    """The folder's tokenizer as transformers loads it is the reference; a tokenizer.json
+    that encodes otherwise (here: it lacks the prefix space the folder's config asks for)
+    is refused rather than shipped."""
+    from transformers import AutoTokenizer
+
+    own = AutoTokenizer.from_pretrained(tiny_gpt2_hf, add_prefix_space=True)
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        (hf_dir / name).write_bytes((tiny_gpt2_hf / name).read_bytes())
+    with pytest.raises(ExportError, match="the folder's own tokenizer makes"):
+        write_tokenizer_files(hf_dir, own, tmp_path / "out", gguf=None, context_length=128,
+                              check_text=MULTILINGUAL)
+    same = AutoTokenizer.from_pretrained(tiny_gpt2_hf)
+    info = write_tokenizer_files(hf_dir, same, tmp_path / "out", gguf=None, context_length=128,
+                                 check_text=MULTILINGUAL)
+    assert info.origin == "the source's tokenizer.json"
+
+
 @pytest.mark.slow
-def test_default_model_tokenizer_is_the_canonical_rewrite(
+def test_default_model_tokenizer_is_rebuilt_from_the_gguf_header(
     default_model: Path, gguf_tokenizer: tuple[Path, object]
 ) -> None:
+    """Built from the header as llama.cpp reads it (pre-tokenizer "smollm": digits one by
+    one); on this text it agrees with the canonical rewrite of transformers' conversion."""
     folder, _ = gguf_tokenizer
-    shipped = _json(default_model / "tokenizer.json")
-    assert shipped == canonicalise(_json(folder / "tokenizer.json"))
+    manifest = _json(default_model / "manifest.json")
+    assert manifest["tokenizer"]["origin"] == (
+        "GGUF header (byte-level BPE, pre-tokenizer smollm)")
+    shipped = Tokenizer.from_file(str(default_model / "tokenizer.json"))
+    converted = Tokenizer.from_str(json.dumps(canonicalise(_json(folder / "tokenizer.json"))))
+    assert shipped.encode(MULTILINGUAL).ids == converted.encode(MULTILINGUAL).ids
