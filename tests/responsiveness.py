@@ -16,8 +16,9 @@ from PySide6.QtCore import Qt, QTimer
 
 #: The longest stretch of work the UI thread may do between two events.
 WORK_BOUND_S = 0.100
-#: The worst lateness on the clock, however busy the machine.
-LATE_BOUND_S = 1.0
+#: The worst lateness on the clock, however busy the machine: a frozen window (minutes) is
+#: caught, a machine whose other processes hold both cores for a moment is not blamed.
+LATE_BOUND_S = 5.0
 #: Ticks a measurement needs; on a machine busy with other work it runs longer to get them.
 MIN_TICKS = 25
 
@@ -59,8 +60,8 @@ def ui_thread_stalls(qtbot, milliseconds: int,
 
 
 def assert_responsive(stalls: Stalls, what: str = "") -> None:
-    """The UI thread never works 100 ms at a stretch, and the window never freezes for a
-    second even on a machine busy with other work."""
+    """The UI thread never works 100 ms at a stretch, and the window never freezes for
+    seconds even on a machine busy with other work."""
     where = f" ({what})" if what else ""
     assert stalls.ticks >= 20, f"only {stalls.ticks} timer ticks were measured{where}"
     assert stalls.work < WORK_BOUND_S, \

@@ -3,12 +3,10 @@ switching and closing while a reply streams, and the event loop staying responsi
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
+from responsiveness import assert_responsive, ui_thread_stalls
 
 from desktop.store import CANCELLED, COMPLETE, ChatStore
 from desktop.ui.chat_settings import ChatSettings
@@ -152,48 +150,6 @@ def test_closing_during_a_reply_stops_it_and_saves_the_partial_text(app, tmp_pat
     with ChatStore.open(tmp_path / "data") as store:
         reply = store.messages(conversation_id)[-1]
     assert reply.role == "assistant" and reply.state == CANCELLED and reply.text
-
-
-@dataclass
-class Stalls:
-    """What a 10 ms timer saw while the event loop ran: the longest stretch of work the UI
-    thread did between two ticks (its own CPU time, which a busy machine does not inflate) and
-    the worst lateness on the clock (which it does), over ``ticks`` ticks."""
-
-    work: float
-    late: float
-    ticks: int
-
-
-def ui_thread_stalls(qtbot, milliseconds: int, until=lambda: False) -> Stalls:
-    """Run the event loop for ``milliseconds`` (or until ``until()``) with a 10 ms timer."""
-    work: list[float] = []
-    late: list[float] = []
-    previous = [time.thread_time(), time.perf_counter()]
-
-    def tick() -> None:
-        cpu, now = time.thread_time(), time.perf_counter()
-        work.append(cpu - previous[0])
-        late.append(now - previous[1] - 0.010)
-        previous[:] = [cpu, now]
-
-    timer = QTimer()
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(tick)
-    timer.start(10)
-    deadline = time.perf_counter() + milliseconds / 1000
-    while time.perf_counter() < deadline and not until():
-        qtbot.wait(20)
-    timer.stop()
-    return Stalls(max(work, default=0.0), max(late, default=0.0), len(work))
-
-
-def assert_responsive(stalls: Stalls) -> None:
-    """The UI thread never works 100 ms at a stretch, and the window never freezes for a
-    second even on a machine busy with other work."""
-    assert stalls.ticks >= 20, f"only {stalls.ticks} timer ticks were measured"
-    assert stalls.work < 0.100, f"the UI thread worked {stalls.work * 1000:.0f} ms at a stretch"
-    assert stalls.late < 1.0, f"the event loop stalled for {stalls.late * 1000:.0f} ms"
 
 
 def test_event_loop_stays_responsive_while_a_reply_streams(qtbot, window, long_reply):
