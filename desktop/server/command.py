@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 API_KEY_ENV = "ONNXCHAT_API_KEY"
 DEFAULT_PORT = 8080
@@ -82,7 +83,10 @@ def _serve(args: argparse.Namespace, sock: object) -> int:
         from desktop.server.history import HistoryRecorder
         from desktop.store import ChatStore
 
-        store = ChatStore.open(data_dir(), recover=False)
+        store = ChatStore.open(data_dir())
+        notice = store.take_notice()  # a damaged history moved aside: told once, by anyone
+        if notice:
+            print(f"onnxchat: {notice}", file=sys.stderr, flush=True)
         recorder = HistoryRecorder(store, model)
     options = ServerOptions(api_key=args.api_key, cors_origins=tuple(args.cors_origin),
                             client_timeout=args.client_timeout)

@@ -33,9 +33,12 @@ MIN_DISTINCT = 8
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
 MESSAGES = [{"role": "user", "content": "Write a short poem about the sea."}]
 # Scripts, accents, emoji (with a skin-tone modifier), code, odd whitespace: the places where
-# a byte-level tokenizer read as something else goes wrong first.
+# a byte-level tokenizer read as something else goes wrong first. No vulgar fractions (½):
+# under a `Digits` pre-tokenizer (SmolLM's own tokenizer.json, which llama.cpp's `smollm`
+# pre-tokenizer matches) onnxruntime-genai and transformers.js split them differently from
+# tokenizers and llama.cpp (models/README.md, "Tokenizer").
 TEXTS = [
-    "Hello wörld! Ünïcödé façade, naïve café — “quotes” ½.",
+    "Hello wörld! Ünïcödé façade, naïve café — “quotes” 3.5.",
     "你好，世界。小模型也要能处理中文。日本語のテキスト、한국어 문장.",
     "Привет, мир! مرحبا بالعالم नमस्ते दुनिया Γειά σου κόσμε",
     "Emoji 🙂👍🏽🚀 and symbols ∑∫√∞ ≠ ≤ ≥ €£¥",
