@@ -95,7 +95,7 @@ def test_requests_are_saved_only_with_history(keyed_server, keyed_data, auth, se
         "max_tokens": 6, "temperature": 0}, auth)
     assert reply.status == 200
     answer = reply.json()["choices"][0]["message"]["content"]
-    with ChatStore.open(keyed_data, recover=False) as store:
+    with ChatStore.open(keyed_data) as store:
         (conversation,) = [c for c in store.list_conversations()
                            if c.title == f"API: {question}"]
         assert conversation.system_prompt == "Answer briefly."
