@@ -103,12 +103,13 @@ class LlamaCppWorker:
 
     def run(self, ids: Sequence[int], new_tokens: int) -> tuple[float, float]:
         """Prefill ``ids`` on an empty cache, then ``new_tokens`` greedy steps: tokens/s."""
-        reply = self.request(f"running a {len(ids)}-token prompt", op="run", ids=list(ids),
-                             new=new_tokens)
+        reply = self.request(f"running a {len(ids)}-token prompt", op="run",
+                             ids=[int(i) for i in ids], new=new_tokens)
         return len(ids) / reply["prefill_s"], new_tokens / reply["decode_s"]
 
     def prefill(self, ids: Sequence[int]) -> float:
-        reply = self.request(f"prefilling {len(ids)} tokens", op="prefill", ids=list(ids))
+        reply = self.request(f"prefilling {len(ids)} tokens", op="prefill",
+                             ids=[int(i) for i in ids])
         return len(ids) / reply["prefill_s"]
 
     def decode_after(self, length: int, new_tokens: int) -> float:
