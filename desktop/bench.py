@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from desktop.bench_shape import GGUF_NAME, SHAPE_NAMES, ShapeModel, ensure_built
+from desktop.bench_shape import (
+    GGUF_NAME,
+    SHAPE_NAMES,
+    ShapeModel,
+    check_can_build,
+    ensure_built,
+)
 from desktop.bench_shape import prompt as shape_prompt
 from desktop.cpuinfo import CpuIsa, cpu_isa
 from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model, resolve_model
@@ -254,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
     shape = args.shape or ("1b" if "llama-cpp" in comparators else "none")
     if long_context < 0:
         raise UserError("--long-context must be 0 (skip) or a number of tokens")
+    if shape != "none":
+        check_can_build()
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UserError("--plot needs matplotlib: pip install 'onnxchat[bench]'")
     load_before = _load_average()

@@ -39,11 +39,18 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "bench"
 
 
+def check_can_build() -> None:
+    """Refuse before anything is measured when the export step that builds the pair is not
+    installed (the packaged app ships without it)."""
+    if importlib.util.find_spec("export") is None or importlib.util.find_spec("gguf") is None:
+        raise UserError("--shape needs the export step to build its model: pip install "
+                        "'onnxchat[export]' (or pass --shape none)")
+
+
 def _export_source_key() -> str:
+    check_can_build()
     spec = importlib.util.find_spec("export")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("--shape needs the export step to build its model: "
-                        "pip install 'onnxchat[export]'")
+    assert spec is not None and spec.submodule_search_locations
     digest = hashlib.sha256()
     folder = Path(next(iter(spec.submodule_search_locations)))
     for file in sorted(folder.glob("*.py")):

@@ -69,18 +69,16 @@ def _linux(cpuinfo: str) -> CpuIsa:
 
 
 def _from_numpy() -> CpuIsa:
+    import importlib
     import os
 
-    import numpy as np
-
-    table = {}
+    table: dict[str, bool] = {}
     for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
         try:
-            table = __import__(module, fromlist=["__cpu_features__"]).__cpu_features__
+            table = importlib.import_module(module).__cpu_features__
             break
         except (ImportError, AttributeError):
             continue
-    del np
     features: dict[str, bool | None] = {
         name: (bool(table.get(key)) if key and table else None)
         for name, key in NUMPY_FLAGS.items()}
