@@ -167,13 +167,14 @@ def open_llama_worker(gguf: Path, threads: int, n_ctx: int = 8192,
                       flash_attn: int = -1) -> LlamaCppWorker:
     """A llama.cpp child process for ``gguf``; its build facts are in ``worker.info``."""
     if importlib.util.find_spec("llama_cpp") is None:
-        raise UserError("--compare llama-cpp needs llama-cpp-python built for this CPU: "
-                        "CMAKE_ARGS=-DGGML_NATIVE=ON pip install 'onnxchat[bench]'")
+        raise UserError(NO_LLAMA_CPP)
     worker = LlamaCppWorker(str(gguf), threads, n_ctx, flash_attn)
     _WORKERS.append(worker)
     return worker
 
 
+NO_LLAMA_CPP = ("--compare llama-cpp needs llama-cpp-python built for this CPU: "
+                "CMAKE_ARGS=-DGGML_NATIVE=ON pip install 'onnxchat[bench]'")
 #: Open comparator children, closed when the benchmark ends.
 _WORKERS: list[LlamaCppWorker] = []
 
@@ -260,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
     shape = args.shape or ("1b" if "llama-cpp" in comparators else "none")
     if long_context < 0:
         raise UserError("--long-context must be 0 (skip) or a number of tokens")
+    if "llama-cpp" in comparators and importlib.util.find_spec("llama_cpp") is None:
+        raise UserError(NO_LLAMA_CPP)
     if shape != "none":
         check_can_build()
     if args.plot and importlib.util.find_spec("matplotlib") is None:
