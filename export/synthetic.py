@@ -149,7 +149,7 @@ def write_gguf(shape: SyntheticShape, quant: str, path: Path, seed: int = 0) -> 
 
 def build_onnx(shape: SyntheticShape, gguf_path: Path, onnx_path: Path) -> None:
     """The fused graph of the GGUF file's own blocks, as the ``q4-gguf`` recipe builds it."""
-    from export.fuse import DecoderShape, FusedOptions, build_fused_model
+    from export.builders import DecoderShape, FusedOptions, builder_for
     from export.gguf_blocks import weights_from_gguf
     from export.onnx_files import save_model
 
@@ -160,7 +160,8 @@ def build_onnx(shape: SyntheticShape, gguf_path: Path, onnx_path: Path) -> None:
         rms_norm_eps=shape.rms_norm_eps, rope_theta=shape.rope_theta,
         context_length=shape.context_length)
     weights = weights_from_gguf(gguf_path, decoder)
-    model = build_fused_model(decoder, weights, FusedOptions(max_length=shape.context_length))
+    builder = builder_for(decoder)
+    model = builder.build(weights, FusedOptions(max_length=shape.context_length))
     del weights
     save_model(model, onnx_path)
 
