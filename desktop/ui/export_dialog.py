@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QProcess, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.paths import DEFAULT_MODEL_NAME, bundle_root, model_dirs
+from desktop.ui.child_process import child_process
 from desktop.ui.i18n import arg
 
 INSTALL_COMMAND = "pip install 'onnxchat[export]'"
@@ -288,14 +289,8 @@ class ExportDialog(QDialog):
         self.log.clear()
         self.progress.setValue(0)
         self.status_label.setText(self.tr("Starting…"))
-        process = QProcess(self)
-        environment = QProcessEnvironment.systemEnvironment()
-        environment.insert("PYTHONUNBUFFERED", "1")
-        process.setProcessEnvironment(environment)
-        process.readyReadStandardOutput.connect(self._on_stdout_ready)
-        process.readyReadStandardError.connect(self._on_stderr_ready)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_process_error)
+        process = child_process(self, self._on_stdout_ready, self._on_stderr_ready,
+                                self._on_finished, self._on_process_error)
         self._process = process
         self._set_running(True)
         process.start(sys.executable, self.command())

@@ -14,9 +14,10 @@ import os
 import signal
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QProcess, QTimer, Signal, Slot
 
 from desktop.server.launch import serve_command
+from desktop.ui.child_process import child_process
 from desktop.ui.i18n import arg
 
 STOP_GRACE_MS = 10_000
@@ -67,14 +68,8 @@ class LocalServer(QObject):
             return
         command = serve_command(self.arguments(folder, device, port, history),
                                 str(self._data_dir))
-        process = QProcess(self)
-        environment = QProcessEnvironment.systemEnvironment()
-        environment.insert("PYTHONUNBUFFERED", "1")
-        process.setProcessEnvironment(environment)
-        process.readyReadStandardOutput.connect(self._on_stdout_ready)
-        process.readyReadStandardError.connect(self._on_stderr_ready)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_process_error)
+        process = child_process(self, self._on_stdout_ready, self._on_stderr_ready,
+                                self._on_finished, self._on_process_error)
         self._process, self._buffer, self._errors = process, b"", []
         self.folder = folder
         self.url, self.model, self.counts = "", "", {}
