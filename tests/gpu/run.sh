@@ -27,6 +27,7 @@
 #      bench_cpu.json      and on this machine's CPU (2 threads) for the speed ratio;
 #   4. profile_summary.json  ONNX Runtime's profile of 16 decode steps on CUDA, per op;
 #   5. summary.md          the figures above in one page.
+# PYTEST_TIMEOUT (default 900 s) and BENCH_TIMEOUT (600 s) bound each step.
 # The exit status is 0 only if every step succeeded.
 
 set -u
@@ -97,7 +98,7 @@ if "$PYTHON" -c "import onnx" 2>/dev/null; then
     tests+=(tests/export/test_accuracy_levels.py)
 fi
 note "GPU tests: ${tests[*]}"
-(cd "$REPO" && timeout 900 "$PYTHON" -m pytest -m gpu -p no:cacheprovider -rs \
+(cd "$REPO" && timeout "${PYTEST_TIMEOUT:-900}" "$PYTHON" -m pytest -m gpu -p no:cacheprovider -rs \
     "${tests[@]}") >"$OUT/pytest.log" 2>&1
 record "pytest -m gpu" $?
 
@@ -105,7 +106,7 @@ record "pytest -m gpu" $?
 bench() {  # NAME, then onnxchat bench arguments
     local name="$1"; shift
     note "bench $name"
-    (cd "$REPO" && timeout 600 "$PYTHON" -m desktop bench --model "$MODEL_LINK" --json \
+    (cd "$REPO" && timeout "${BENCH_TIMEOUT:-600}" "$PYTHON" -m desktop bench --model "$MODEL_LINK" --json \
         --runs 5 "$@") >"$OUT/bench_$name.json" 2>"$WORK/bench_$name.err"
     local code=$?
     [ $code -eq 0 ] || cat "$WORK/bench_$name.err" >>"$OUT/bench_$name.json"
@@ -117,7 +118,7 @@ bench cpu --device cpu --threads 2
 
 # -- 4. profile of decode steps ------------------------------------------------------------
 note "profiling 16 decode steps on CUDA"
-(cd "$REPO" && timeout 300 "$PYTHON" tests/gpu/profile_step.py "$MODEL_LINK" --device cuda \
+(cd "$REPO" && timeout "${BENCH_TIMEOUT:-300}" "$PYTHON" tests/gpu/profile_step.py "$MODEL_LINK" --device cuda \
     --steps 16 --out "$WORK/profile") >"$WORK/profile.log" 2>&1
 code=$?
 if [ -f "$WORK/profile/profile_summary.json" ]; then
