@@ -34,6 +34,8 @@ PROMPTS = [
 NEW_TOKENS = 64
 TEACHER_TOKENS = 512
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
+#: How far two fp16 CUDA computations of the same step may differ in a logit.
+FP16_NOISE = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -167,17 +169,22 @@ def test_cuda_graph_capture_answers_like_plain_steps(cuda_default_model: Path,
     uncaptured after captured steps, on the same buffers."""
     captured = load_model(cuda_default_model, device="cuda", cuda_graph=True)
     assert captured.decoder.cuda_graph and captured.decoder.static_decode
-    answers, rows = [], []
+    answers, turns = [], []
     for model in (cuda_model, captured):
         generator = Generator(model)
         first, first_rows = greedy(model, chat_ids(model, PROMPTS[0]), 32, generator)
         second, second_rows = greedy(model, chat_ids(model, PROMPTS[1]), 32, generator)
         answers.append(first + second)
-        rows.append(np.concatenate([first_rows, second_rows]))
-    diff = float(np.abs(rows[0] - rows[1]).max())
+        turns.append((first_rows, second_rows))
+    diffs = [float(np.abs(plain - replayed).max()) for plain, replayed
+             in zip(*turns, strict=True)]
     figures["cuda_graph"] = {"same_greedy": answers[0] == answers[1],
-                             "max_logit_diff": round(diff, 4)}
-    assert diff < 0.05
+                             "max_logit_diff_turn1": round(diffs[0], 4),
+                             "max_logit_diff_turn2": round(diffs[1], 4)}
+    # Replayed steps attend over the buffer-long cache, plain ones over the filled part: in
+    # fp16 the two sum in another order (measured on an H200: 0.12 over the two turns, where
+    # plain CUDA steps differ from the exact fp32 graph by 0.18), and greedy agrees.
+    assert max(diffs) < FP16_NOISE
     assert answers[0] == answers[1]
 
 
