@@ -1,7 +1,8 @@
 """``onnxchat bench``: load time, prefill and decode speed, time to first token at turns 1 and
 10, peak memory — and the same workload through llama.cpp and transformers for comparison.
 ``--server`` measures the local server under concurrent clients instead
-(:mod:`desktop.server.bench`).
+(:mod:`desktop.server.bench`), ``--templates`` chat template rendering against transformers
+(:mod:`desktop.template_bench`).
 
 Figures on a shared machine drift, so comparators run interleaved, run by run, and the
 report gives medians and ratios from the same run. Nothing here is a test: tests only check
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from desktop import template_bench
 from desktop.bench_shape import (
     GGUF_NAME,
     SHAPE_NAMES,
@@ -242,6 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also compare decode on a random-weight Llama of this shape, built "
                              "once into a cache folder (default: 1b with --compare llama-cpp, "
                              "else none; needs the export extra)")
+    template_bench.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -250,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
         from desktop.server.bench import run_server_bench
 
         return run_server_bench(args)
+    if args.templates:
+        return template_bench.run_template_bench(args)
     if args.prompt_tokens < 1 or args.new_tokens < 1 or args.runs < 1:
         raise UserError("--prompt-tokens, --new-tokens and --runs must be at least 1")
     comparators = [c for c in args.compare.split(",") if c]

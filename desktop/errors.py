@@ -12,6 +12,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line for the user: a :class:`UserError`'s own words, else the exception's type and
+    message (a bug, but the user still sees what failed)."""
+    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+
+
 class ModelError(UserError):
     """A model folder that cannot be loaded (missing, corrupt or unsupported files)."""
 

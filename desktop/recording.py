@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from desktop.engine import ReplyStats as EngineStats
 from desktop.engine import ReplyStream
 from desktop.engine.chat import STOP_CANCELLED
-from desktop.errors import UserError
+from desktop.errors import UserError, failure_reason
 from desktop.store import (
     CANCELLED,
     COMPLETE,
@@ -58,11 +58,6 @@ def repro_of(stream: ReplyStream) -> Repro:
                  device=model.device.used, sampling=stream.settings.to_dict(),
                  seed=stream.seed, prompt_tokens=len(plan.prompt_ids),
                  context_length=plan.context_length, dropped_messages=tuple(plan.dropped))
-
-
-def failure_reason(exc: Exception) -> str:
-    """One line for the user: a :class:`UserError`'s own words, else the exception's."""
-    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
 
 
 class RecordedReply:

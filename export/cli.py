@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     # The app works offline: never let a library wait on the Hugging Face hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not args.debug:
+        # transformers' GGUF loader draws a bare tqdm bar ("Converting and de-quantizing GGUF
+        # tensors") into the output the window reads, out of reach of its disable_progress_bar();
+        # tqdm takes TQDM_* defaults once, when first imported (by the gguf package, before any
+        # library is quieted), so this must come before the pipeline's imports.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     from export.pipeline import ExportSettings, export_model
 
     _interrupt_on_sigterm()

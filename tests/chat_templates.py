@@ -1,15 +1,19 @@
 """Real chat templates (tests/engine/templates/) and conversations to render them with.
 
-Shared by the parity test (tests/engine/test_template_parity.py) and the speed comparison
-(tests/bench_templates.py). The reference renderer is transformers' own
-``render_jinja_template``, the function ``apply_chat_template`` calls.
+Used by the parity test (tests/engine/test_template_parity.py); `onnxchat bench --templates`
+(desktop/template_bench.py) times the same templates with the same special tokens
+(tests/engine/templates/special_tokens.json) and long conversations. The reference renderer
+is transformers' own ``render_jinja_template``, the function ``apply_chat_template`` calls.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from desktop.template_bench import SPECIAL_TOKENS_FILE, SYSTEM
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "engine" / "templates"
 
@@ -34,25 +38,12 @@ class Family:
 
 
 THINKING = ({}, {"enable_thinking": False})
+VARIANTS = {"qwen3-0.6b.jinja": THINKING, "smollm3-3b.jinja": THINKING}
 
 FAMILIES = [
-    Family("llama-3.1-8b-instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
-    Family("llama-3.2-3b-instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
-    Family("qwen2.5-7b-instruct.jinja", "", "<|im_end|>"),
-    Family("qwen3-0.6b.jinja", "", "<|im_end|>", THINKING),
-    Family("phi-3.5-mini-instruct.jinja", "<s>", "<|endoftext|>"),
-    Family("phi-4.jinja", "<|endoftext|>", "<|im_end|>"),
-    Family("phi-4-mini-instruct.jinja", "<|endoftext|>", "<|endoftext|>"),
-    Family("gemma-2-2b-it.jinja", "<bos>", "<eos>"),
-    Family("gemma-3-it.jinja", "<bos>", "<eos>"),
-    Family("mistral-7b-instruct-v0.3.jinja", "<s>", "</s>"),
-    Family("mistral-nemo-instruct-2407.jinja", "<s>", "</s>"),
-    Family("granite-3.0-8b-instruct.jinja", "<|end_of_text|>", "<|end_of_text|>"),
-    Family("granite-3.3-2b-instruct.jinja", "<|end_of_text|>", "<|end_of_text|>"),
-    Family("smollm2-135m-instruct.jinja", "<|im_start|>", "<|im_end|>"),
-    Family("smollm3-3b.jinja", "", "<|im_end|>", THINKING),
-    Family("olmo-2-1124-7b-sft.jinja", "<|endoftext|>", "<|endoftext|>"),
-    Family("deepseek-r1.jinja", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    Family(file, tokens["bos_token"], tokens["eos_token"], VARIANTS.get(file, ({},)))
+    for file, tokens in json.loads(
+        (TEMPLATE_DIR / SPECIAL_TOKENS_FILE).read_text(encoding="utf-8")).items()
 ]
 
 WEATHER_TOOL = {
@@ -79,8 +70,6 @@ def _user(text: str) -> dict[str, str]:
 def _assistant(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text}
 
-
-SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
 
 #: name → (messages, tools)
 CONVERSATIONS: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]] | None]] = {
@@ -139,16 +128,3 @@ def reference_render(
         **(variables or {}),
     )
     return rendered[0]
-
-
-def long_conversation(count: int) -> list[dict[str, str]]:
-    """``count`` ordinary messages: a system prompt, then alternating user/assistant turns."""
-    messages = [SYSTEM]
-    for i in range(count - 1):
-        if i % 2 == 0:
-            messages.append(_user(f"Question {i}: what should I see in Paris on day {i}?"))
-        else:
-            messages.append(_assistant(f"On day {i}, visit a museum, then walk by the Seine."))
-    if messages[-1]["role"] == "assistant":
-        messages[-1] = _user("Thanks, one more idea please?")
-    return messages

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from desktop.engine import ChatEngine, SamplingSettings
 from desktop.engine.chat import STOP_CANCELLED, ReplyStream
-from desktop.errors import ContextOverflowError, SettingsError, UserError
+from desktop.errors import ContextOverflowError, SettingsError, UserError, failure_reason
 from desktop.server.protocol import (
     FINISH_REASONS,
     MAX_BODY_BYTES,
@@ -270,7 +270,7 @@ async def _events(job: Job, req: GenerationRequest, envelope: Envelope) -> Async
         async for piece in job.pieces():
             yield chunk(piece)
     except Exception as exc:
-        yield sse(ApiError(500, f"the generation failed: {_describe(exc)}").body())
+        yield sse(ApiError(500, f"the generation failed: {failure_reason(exc)}").body())
         return
     stats = job.stats
     if stats.stop_reason == STOP_CANCELLED:  # not by this client, which is still here
@@ -298,7 +298,7 @@ async def _collect(job: Job, receive: Receive) -> str | None:
             try:
                 return collecting.result()
             except Exception as exc:
-                raise ApiError(500, f"the generation failed: {_describe(exc)}") from None
+                raise ApiError(500, f"the generation failed: {failure_reason(exc)}") from None
         return None
     finally:
         gone.cancel()
@@ -309,10 +309,6 @@ async def _collect(job: Job, receive: Receive) -> str | None:
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
 
 
 def _too_large() -> ApiError:
@@ -338,4 +334,4 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 async def _on_bug(request: Request, exc: Exception) -> Response:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(ApiError(500, f"the server failed: {_describe(exc)}"))
+    return error_response(ApiError(500, f"the server failed: {failure_reason(exc)}"))

@@ -19,8 +19,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.engine import ChatEngine, SamplingSettings, load_model
 from desktop.engine.chat import STOP_CANCELLED, ReplyStream
-from desktop.errors import UserError
-from desktop.recording import RecordedReply, failure_reason
+from desktop.errors import UserError, failure_reason
+from desktop.recording import RecordedReply
 from desktop.store import ChatStore
 
 log = logging.getLogger(__name__)

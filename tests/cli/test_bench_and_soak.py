@@ -68,3 +68,31 @@ def test_bench_measures_the_local_server(default_model):
     assert 0 < server["ttft_ms"]["p50"] <= server["ttft_ms"]["p95"]
     assert 0 < server["completion_tokens"] <= 16
     assert server["total_tokens_per_s"] > 0
+
+
+def test_bench_times_chat_templates_against_transformers():
+    result = onnxchat("bench", "--templates", "--only", "gemma-2-2b-it,qwen3-0.6b",
+                      "--messages", "6", "--runs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["workload"]["messages"] == [6] and report["workload"]["special_tokens"]
+    rows = {row["template"]: row for row in report["results"]}
+    assert set(rows) == {"gemma-2-2b-it", "qwen3-0.6b"}
+    # Gemma 2 refuses a system message: it is timed on the same turns without it.
+    assert rows["gemma-2-2b-it"]["messages"] == 5 and rows["qwen3-0.6b"]["messages"] == 6
+    for row in rows.values():
+        assert row["identical"] is True
+        assert {"chars", "onnxchat_ms", "transformers_ms", "ratio"} <= set(row)
+    assert report["ratio"]["cases"] == 2
+
+
+def test_bench_templates_without_transformers_names_the_extra():
+    # transformers blocked as if it were not installed (a None entry makes its import fail).
+    code = ("import sys; sys.modules['transformers'] = None; from desktop.cli import main; "
+            "raise SystemExit(main(['bench', '--templates']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "onnxchat: error: --templates compares with transformers, which is in the export "
+        "extra: pip install 'onnxchat[export]'")

@@ -10,9 +10,10 @@ engine must refuse it too.
 from __future__ import annotations
 
 import pytest
-from chat_templates import CONVERSATIONS, FAMILIES, Family, long_conversation, reference_render
+from chat_templates import CONVERSATIONS, FAMILIES, Family, reference_render
 
 from desktop.engine.template import MAX_OUTPUT_CHARS, ChatTemplate, TemplateError
+from desktop.template_bench import long_conversation
 
 IDS = [f.name for f in FAMILIES]
 
@@ -64,7 +65,7 @@ def test_renders_like_transformers(family):
 @pytest.mark.parametrize("family", FAMILIES, ids=IDS)
 def test_twenty_thousand_messages_render_like_transformers(family):
     # The size bound as shipped; the time bound is generous here because speed is measured
-    # by tests/bench_templates.py, never asserted.
+    # by `onnxchat bench --templates`, never asserted.
     messages = long_conversation(20_000)
     template = ChatTemplate(family.source, bos_token=family.bos_token,
                             eos_token=family.eos_token, max_seconds=120)

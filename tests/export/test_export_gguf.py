@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from export.onnx_files import forward, make_session
 from export.pipeline import ExportSettings, export_model
 from export.verify import verify_folder
 
+REPO = Path(__file__).resolve().parents[2]
 TEXT = "The keeper wrote the weather into the ledger, 每天晚上 🙂 def f(x): return x"
 
 
@@ -63,3 +66,19 @@ def test_gguf_export_matches_the_original(
         expected = model(input_ids=torch.tensor([ids])).logits[0].numpy()
     logits, _ = forward(make_session(folder / "onnx" / "model.onnx"), np.array(ids))
     np.testing.assert_allclose(logits[0], expected, atol=1e-4, rtol=0)
+
+
+def test_gguf_export_output_has_only_its_own_lines(tiny_llama_gguf: Path, tmp_path: Path) -> None:
+    """The window reads the export's output: transformers' GGUF loader must not draw its
+    "Converting and de-quantizing GGUF tensors" bar into it (it does with --debug)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "export", str(tiny_llama_gguf), "--quant", "fp32",
+         "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "GGUF tensors" not in done.stderr
+    assert "\r" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert [line[:5] for line in lines[:5]] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
+    assert len(lines) == 6 and lines[5].lstrip().startswith("Exported tiny-llama-fp32")

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from tiny_models import FAMILY_BASE
 
 from export.builders import (
     DecoderShape,
@@ -30,19 +31,8 @@ from export.errors import ExportError
 from export.onnx_files import forward, read_io, save_model
 from export.recipes import RECIPES, RecipeContext
 
-TINY = {
-    "vocab_size": 320,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-    "max_position_embeddings": 256,
-    "rope_theta": 10000.0,
-    "rms_norm_eps": 1e-5,
-    "tie_word_embeddings": True,
-}
+#: The shared tiny family shape (tests/tiny_models.py) as a Llama with a 320-token vocabulary.
+TINY = {**FAMILY_BASE, "vocab_size": 320, "rope_theta": 10000.0, "tie_word_embeddings": True}
 
 
 @pytest.fixture(scope="session")
