@@ -218,8 +218,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure speed and memory")
     parser.add_argument("--model", help="model name or folder (default: the default model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="capture decode steps as CUDA graphs (fused models on CUDA)")
+    parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                        help="capture decode steps as CUDA graphs (fused models on CUDA; on "
+                             "unless ONNXCHAT_CUDA_GRAPH=0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -274,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--plot needs matplotlib: pip install 'onnxchat[bench]'")
     load_before = _load_average()
     model = load_model(resolve_model(args.model), device=args.device, threads=args.threads,
-                       cuda_graph=args.cuda_graph or None)
+                       cuda_graph=args.cuda_graph)
     if model.context_length < args.prompt_tokens + args.new_tokens:
         raise UserError("--prompt-tokens + --new-tokens exceed the model's context "
                         f"({model.context_length})")
