@@ -26,15 +26,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.engine import DeviceInfo, InstalledModel
+from desktop.model_folders import model_facts, size_text
 from desktop.ui.i18n import arg
 from desktop.ui.long_text import shorten_runs
 
 DEVICES = ("auto", "cuda", "cpu")
 REASON_WIDTH = 340  # pixels of the "CUDA unavailable: …" reason shown in the status bar
-
-
-def _size_text(size: int) -> str:
-    return f"{size / 1e6:.0f} MB" if size < 1e9 else f"{size / 1e9:.2f} GB"
 
 
 class ModelBar(QWidget):
@@ -123,7 +120,9 @@ class ModelBar(QWidget):
     def _describe(self, entry: InstalledModel) -> str:
         manifest = entry.manifest
         assert manifest is not None
-        parts = [manifest.recipe, _size_text(manifest.size_bytes)]
+        facts = model_facts(entry)
+        parts = [facts.family, facts.parameters_text, manifest.recipe,
+                 size_text(facts.disk.total)]
         validation = manifest.validation
         ratio, top1 = validation.get("perplexity_ratio"), validation.get("top1_agreement")
         if isinstance(ratio, (int, float)) and isinstance(top1, (int, float)):
