@@ -33,7 +33,7 @@ class ExportSummary(QWidget):
         form.addRow(self.tr("Recipe"), self.recipe_label)
         form.addRow(self.tr("Why"), self.choice_label)
         form.addRow(self.tr("Quality gate"), self.gate_label)
-        self._source_title = QLabel(self.tr("llama.cpp"), self)
+        self._source_title = QLabel("llama.cpp", self)  # a name, the same in every language
         form.addRow(self._source_title, self.source_label)
 
     def _field(self) -> QLabel:

@@ -30,7 +30,7 @@ from desktop.engine import InstalledModel, list_models
 from desktop.model_folders import DeleteRefused, delete_model, model_facts, size_text
 from desktop.ui.i18n import arg
 
-#: Column order of the table.
+# Column order of the table.
 NAME, FAMILY, PARAMETERS, RECIPE, DISK = range(5)
 
 
