@@ -61,10 +61,8 @@ class ModelBar(QWidget):
         self.model_box.setMinimumWidth(220)
         self.model_box.activated.connect(self._on_model_activated)
         model_label.setBuddy(self.model_box)
-        self.details_label = QLabel(self)
+        self.details_label = ElidingLabel(self)  # the whole line is its tooltip
         self.details_label.setObjectName("metaLabel")
-        self.details_label.setSizePolicy(QSizePolicy.Policy.Ignored,
-                                         QSizePolicy.Policy.Preferred)
         device_label = QLabel(self.tr("Device"), self)
         self.device_box = QComboBox(self)
         self.device_box.setAccessibleName(self.tr("Device"))

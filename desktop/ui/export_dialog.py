@@ -98,9 +98,12 @@ class ExportDialog(QDialog):
 
     Signals:
         modelExported(str): the folder of the model that was written.
+        stageChanged(str): the export entered a stage ("load", "onnx", "quantize",
+            "validate", "write"; again when ``auto`` tries another recipe).
     """
 
     modelExported = Signal(str)
+    stageChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, preselect_default: bool = True) -> None:
         super().__init__(parent)
@@ -424,7 +427,10 @@ class ExportDialog(QDialog):
         if not isinstance(record, dict) or self._progress is None:
             return
         progress = self._progress
+        stage = progress.stage
         progress.feed(record, time.monotonic())
+        if progress.stage is not None and progress.stage != stage:
+            self.stageChanged.emit(progress.stage)
         if progress.error is not None:
             self._error = progress.error
             return
@@ -685,8 +691,9 @@ class ExportDialog(QDialog):
         layout = self.layout()
         layout.activate()
         width = max(self.width(), self.sizeHint().width())
-        height = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else -1
-        self.resize(width, max(self.height(), height, self.sizeHint().height()))
+        height = (layout.totalHeightForWidth(width) if layout.hasHeightForWidth()
+                  else self.sizeHint().height())
+        self.resize(width, max(self.height(), height))
 
     @Slot()
     def _on_use_clicked(self) -> None:

@@ -46,7 +46,7 @@ class ModelsDialog(QDialog):
     def __init__(self, in_use: Callable[[], list[Path]], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Models"))
-        self.setMinimumSize(720, 360)
+        self.setMinimumSize(680, 300)
         self._in_use = in_use
         self._models: list[InstalledModel] = []
         layout = QVBoxLayout(self)

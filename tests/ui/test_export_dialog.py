@@ -175,8 +175,9 @@ def test_exporting_a_gguf_file_shows_stages_the_recipe_and_the_gate(qtbot, tiny_
     qtbot.addWidget(dialog)
     assert drop(dialog, tiny_llama_gguf)
     dialog.out_edit.setText(str(tmp_path / "models"))
-    steps = []
+    steps, stages = [], []
     dialog.progress.valueChanged.connect(steps.append)
+    dialog.stageChanged.connect(stages.append)
     with qtbot.waitSignal(dialog.modelExported, timeout=240_000) as exported:
         dialog.start_button.click()
         assert dialog.running and dialog.stop_button.isVisibleTo(dialog)
@@ -186,6 +187,7 @@ def test_exporting_a_gguf_file_shows_stages_the_recipe_and_the_gate(qtbot, tiny_
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert dialog.progress.value() == 1000
     assert len(set(steps)) >= 4 and steps == sorted(steps)  # step by step, never backwards
+    assert stages[:3] == ["load", "onnx", "quantize"] and stages[-2:] == ["validate", "write"]
     assert dialog.stages_label.text().count("✓") == 5
     assert dialog.time_label.text().startswith("Took ")
     chosen = manifest["quantization"]["auto"]["chosen"]
