@@ -180,6 +180,7 @@ class Shots:
             return
         dialog.out_edit.setText(str(self.tmp / "exported"))
         dialog.name_edit.setText("smollm2-135m-instruct-2")  # listed beside the default
+        dialog.name_edit.textEdited.emit(dialog.name_edit.text())  # as if typed: it stays
         dialog.show()
         stages: list[str] = []
         dialog.stageChanged.connect(stages.append)

@@ -23,6 +23,7 @@ from desktop.model_folders import (
     DiskUse,
     delete_model,
     disk_use,
+    model_facts,
     size_text,
 )
 from desktop.ui.models_dialog import DISK, FAMILY, NAME, PARAMETERS, RECIPE, ModelsDialog
@@ -132,3 +133,11 @@ def test_delete_asks_with_the_size_freed_and_removes_the_whole_folder(qtbot, two
     assert dialog.status_label.text() == "Deleted second."
     files = sum(f.stat().st_size for f in first.rglob("*") if f.is_file())
     assert disk_use(first) == DiskUse(total=files, freed=files)  # now its files alone
+
+
+def test_the_default_model_reads_as_people_name_it(default_model):
+    (entry,) = [m for m in list_models([default_model.parent]) if m.path == default_model]
+    facts = model_facts(entry)
+    assert (facts.family, facts.parameters_text) == ("Llama", "135M")  # SmolLM2-135M
+    assert facts.disk.total == entry.manifest.size_bytes + (default_model / "manifest.json"
+                                                            ).stat().st_size
