@@ -568,32 +568,7 @@ class ExportDialog(QDialog):
         self._show_details(self.details_button.isChecked())
         return True
 
-    @Slot()
-    def _on_source_changed(self, *_: object) -> None:
-        self.folder_edit.setEnabled(self.folder_radio.isChecked() and not self.running)
-        self.gguf_edit.setEnabled(self.gguf_radio.isChecked() and not self.running)
-        source = self.source()
-        if not self._name_edited:
-            self.name_edit.setText(folder_name_for(source) if source else "")
-        self._enable_recipes(not self.folder_radio.isChecked())
-        self.start_button.setEnabled(self._can_start())
-
-    def _enable_recipes(self, gguf_source: bool) -> None:
-        """A folder has no GGUF blocks to carry: those recipes are greyed out for it."""
-        items = self.recipe_box.model()
-        for index in range(self.recipe_box.count()):
-            if self.recipe_box.itemData(index) in GGUF_ONLY and isinstance(items,
-                                                                           QStandardItemModel):
-                items.item(index).setEnabled(gguf_source)
-        if not gguf_source and self.recipe_box.currentData() in GGUF_ONLY:
-            self.recipe_box.setCurrentIndex(self.recipe_box.findData("auto"))
-
-    @Slot(str)
-    def _on_name_edited(self, _text: str) -> None:
-        self._name_edited = True
-        self.start_button.setEnabled(self._can_start())
-
-    # --- dropping a source ----------------------------------------------------------------
+    # --- dropping a source --------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self.available and not self.running and model_drop.has_files(event.mimeData()):
@@ -650,6 +625,31 @@ class ExportDialog(QDialog):
                            "folder."), name)
 
     # --- slots --------------------------------------------------------------------------
+
+    @Slot()
+    def _on_source_changed(self, *_: object) -> None:
+        self.folder_edit.setEnabled(self.folder_radio.isChecked() and not self.running)
+        self.gguf_edit.setEnabled(self.gguf_radio.isChecked() and not self.running)
+        source = self.source()
+        if not self._name_edited:
+            self.name_edit.setText(folder_name_for(source) if source else "")
+        self._enable_recipes(not self.folder_radio.isChecked())
+        self.start_button.setEnabled(self._can_start())
+
+    def _enable_recipes(self, gguf_source: bool) -> None:
+        """A folder has no GGUF blocks to carry: those recipes are greyed out for it."""
+        items = self.recipe_box.model()
+        for index in range(self.recipe_box.count()):
+            if self.recipe_box.itemData(index) in GGUF_ONLY and isinstance(items,
+                                                                           QStandardItemModel):
+                items.item(index).setEnabled(gguf_source)
+        if not gguf_source and self.recipe_box.currentData() in GGUF_ONLY:
+            self.recipe_box.setCurrentIndex(self.recipe_box.findData("auto"))
+
+    @Slot(str)
+    def _on_name_edited(self, _text: str) -> None:
+        self._name_edited = True
+        self.start_button.setEnabled(self._can_start())
 
     @Slot()
     def _on_browse_folder_clicked(self) -> None:
