@@ -1,5 +1,6 @@
-"""``onnxchat models``: the installed models, their recipes and validation figures; with
-``--verify``, every file checked against its manifest. Reads manifests only: no ONNX Runtime."""
+"""``onnxchat models``: the installed models with the columns of the window's model list
+(family, parameters, recipe, disk use) and their validation figures; with ``--verify``, every
+file checked against its manifest. Reads manifests only: no ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 
 from desktop.engine import list_models, verify_files
+from desktop.model_folders import model_facts, size_text
 from desktop.paths import model_dirs
 
 
@@ -28,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
     rows, failed = [], False
     for entry in models:
         m = entry.manifest
-        row = {"name": entry.name, "path": str(entry.path), "problem": entry.problem}
+        facts = model_facts(entry)
+        row = {"name": entry.name, "path": str(entry.path), "problem": entry.problem,
+               "family": facts.family, "parameters": facts.parameters,
+               "parameters_text": facts.parameters_text, "disk_bytes": facts.disk.total}
         if m is not None:
             v = m.validation
             row |= {"recipe": m.recipe, "size_mb": round(m.size_bytes / 1e6, 1),
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
+        print(f"{'name':<28} {'family':<9} {'params':>6}  {'recipe':<10} {'disk':>8}  quality")
         for r in rows:
             if r.get("recipe"):
                 ratio = r["perplexity_ratio"]
@@ -52,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                            and isinstance(top1, float) else "not validated")
                 status = "" if r.get("passed", True) else " (failed validation, kept with --force)"
                 verified = {True: ", files verified", False: ""}.get(r.get("verified"), "")
-                print(f"{r['name']:<28} {r['recipe']:<10} {r['size_mb']:>8.1f} MB  "
+                print(f"{r['name']:<28} {r['family']:<9} {r['parameters_text']:>6}  "
+                      f"{r['recipe']:<10} {size_text(r['disk_bytes']):>8}  "
                       f"{quality}{status}{verified}\n  {r['path']}")
             if r["problem"]:
                 print(f"  problem: {r['problem']}")

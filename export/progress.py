@@ -2,7 +2,8 @@
 
 An export takes about a minute for the default model; step lines with the elapsed time tell
 a person it is alive, and one JSON object per line lets a GUI draw a progress bar without
-parsing prose.
+parsing prose. Each JSON line names its stage and the fraction at which that stage ends, so a
+GUI can estimate the time left from the lines alone (the stage weights stay here).
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class Progress:
             record = {
                 "step": index,
                 "steps": len(STEPS),
+                "stage": STEPS[index - 1].key,
                 "fraction": round(fraction, 3),
+                "stage_end": round(self._fraction_before(index + 1), 3),
                 "message": message,
                 "elapsed_s": round(elapsed, 1),
             }

@@ -26,15 +26,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.engine import DeviceInfo, InstalledModel
+from desktop.model_folders import model_facts, size_text
 from desktop.ui.i18n import arg
 from desktop.ui.long_text import shorten_runs
 
 DEVICES = ("auto", "cuda", "cpu")
 REASON_WIDTH = 340  # pixels of the "CUDA unavailable: …" reason shown in the status bar
-
-
-def _size_text(size: int) -> str:
-    return f"{size / 1e6:.0f} MB" if size < 1e9 else f"{size / 1e9:.2f} GB"
 
 
 class ModelBar(QWidget):
@@ -64,10 +61,8 @@ class ModelBar(QWidget):
         self.model_box.setMinimumWidth(220)
         self.model_box.activated.connect(self._on_model_activated)
         model_label.setBuddy(self.model_box)
-        self.details_label = QLabel(self)
+        self.details_label = ElidingLabel(self)  # the whole line is its tooltip
         self.details_label.setObjectName("metaLabel")
-        self.details_label.setSizePolicy(QSizePolicy.Policy.Ignored,
-                                         QSizePolicy.Policy.Preferred)
         device_label = QLabel(self.tr("Device"), self)
         self.device_box = QComboBox(self)
         self.device_box.setAccessibleName(self.tr("Device"))
@@ -123,7 +118,9 @@ class ModelBar(QWidget):
     def _describe(self, entry: InstalledModel) -> str:
         manifest = entry.manifest
         assert manifest is not None
-        parts = [manifest.recipe, _size_text(manifest.size_bytes)]
+        facts = model_facts(entry)
+        parts = [facts.family, facts.parameters_text, manifest.recipe,
+                 size_text(facts.disk.total)]
         validation = manifest.validation
         ratio, top1 = validation.get("perplexity_ratio"), validation.get("top1_agreement")
         if isinstance(ratio, (int, float)) and isinstance(top1, (int, float)):

@@ -1,10 +1,11 @@
-"""The export step behind a dialog: choose a source and a recipe, watch the progress bar, read
-the validation report.
+"""The export step behind a dialog: choose or drop a source, pick a recipe, watch the stages
+with the time left, read which recipe was kept and the quality gate's figures.
 
 The app never imports the ``export`` package (it is an optional extra with torch behind it);
 the dialog runs ``python -m export ... --progress-json`` as a child process and reads one JSON
-object per line from its stdout (``step``, ``steps``, ``fraction``, ``message``; ``done`` at
-the end, or ``error``). Stopping sends the child an interrupt, so it removes its partial folder.
+object per line from its stdout (``step``, ``steps``, ``stage``, ``fraction``, ``stage_end``,
+``message``; ``done`` at the end, or ``error``), then the finished folder's manifest.json.
+Stopping sends the child an interrupt, so it removes its partial folder.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QProcess, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QStandardItemModel
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -39,15 +42,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.engine.manifest import read_manifest
+from desktop.errors import ModelError
 from desktop.paths import DEFAULT_MODEL_NAME, bundle_root, model_dirs
+from desktop.ui import model_drop
 from desktop.ui.child_process import child_process
+from desktop.ui.export_progress import STAGES, ExportProgress
+from desktop.ui.export_result import ExportSummary
 from desktop.ui.i18n import arg
 
 INSTALL_COMMAND = "pip install 'onnxchat[export]'"
-#: The export CLI's --quant choices; auto (its default) picks q4-gguf or int8 for the source.
-RECIPES = ("auto", "int8", "q4-gguf", "int8-fused", "int4", "fp32")
+#: The export CLI's --quant choices, in the order ``auto`` tries them (models/README.md).
+RECIPES = ("auto", "q4-gguf", "int8-fused", "fp32-fused", "int8", "int4", "fp32")
+#: Recipes that read a GGUF file's own blocks (the bundled default model is a GGUF too).
+GGUF_ONLY = frozenset({"q4-gguf"})
 _NAME = re.compile(r"[^a-z0-9._-]+")
 _STOP_GRACE_MS = 10_000
+_TICK_MS = 1000
 
 
 def export_available() -> bool:
@@ -65,6 +76,14 @@ def default_output_dir() -> Path:
     return model_dirs()[-1]
 
 
+def duration_text(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``1:02:09``: elapsed time as a clock shows it."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def folder_name_for(source: str) -> str:
     """A model folder name for a source path, like the export step's own default."""
     if source == "default":
@@ -79,18 +98,25 @@ class ExportDialog(QDialog):
 
     Signals:
         modelExported(str): the folder of the model that was written.
+        stageChanged(str): the export entered a stage ("load", "onnx", "quantize",
+            "validate", "write"; again when ``auto`` tries another recipe).
     """
 
     modelExported = Signal(str)
+    stageChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, preselect_default: bool = True) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Prepare a model"))
-        self.setMinimumWidth(620)
+        self.setMinimumWidth(660)
         self._process: QProcess | None = None
         self._stdout_buffer = b""
         self._error: str | None = None
         self._target: Path | None = None
+        self._progress: ExportProgress | None = None
+        self._tick = QTimer(self)
+        self._tick.setInterval(_TICK_MS)
+        self._tick.timeout.connect(self._on_tick)
         #: The folder of the model this dialog exported ("" until one was).
         self.exported = ""
         self._name_edited = False
@@ -104,6 +130,7 @@ class ExportDialog(QDialog):
         self._build_buttons(layout)
         self.default_radio.setChecked(preselect_default)
         self._on_source_changed()
+        self.setAcceptDrops(True)
 
     # --- building -----------------------------------------------------------------------
 
@@ -163,6 +190,15 @@ class ExportDialog(QDialog):
         grid.addWidget(self.gguf_radio, 2, 0)
         grid.addWidget(self.gguf_edit, 2, 1)
         grid.addWidget(gguf_browse, 2, 2)
+        drop_hint = QLabel(self.tr("Or drop a .gguf file or a model folder on this window."),
+                           source_box)
+        drop_hint.setObjectName("hintLabel")
+        grid.addWidget(drop_hint, 3, 0, 1, 3)
+        self.drop_error = QLabel(source_box)
+        self.drop_error.setObjectName("errorLabel")
+        self.drop_error.setWordWrap(True)
+        self.drop_error.hide()
+        grid.addWidget(self.drop_error, 4, 0, 1, 3)
         self.source_group.idToggled.connect(self._on_source_changed)
         self.folder_edit.textChanged.connect(self._on_source_changed)
         self.gguf_edit.textChanged.connect(self._on_source_changed)
@@ -171,11 +207,20 @@ class ExportDialog(QDialog):
         form = QFormLayout()
         self.recipe_box = QComboBox(self)
         self.recipe_box.setAccessibleName(self.tr("Quantization"))
+        # The descriptions are long: the list shows them whole, the closed box elides them.
+        self.recipe_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.recipe_box.setMinimumContentsLength(40)
         descriptions = {
-            "auto": self.tr("auto — the best recipe for the source (recommended)"),
-            "int8": self.tr("int8 — 8-bit weights, near-lossless, loads in every runtime"),
-            "q4-gguf": self.tr("q4-gguf — a GGUF file's own 4-bit weights, fused graph, fastest"),
+            "auto": self.tr("auto — the fastest recipe that passes the quality gate "
+                            "(recommended)"),
+            "q4-gguf": self.tr("q4-gguf — a GGUF file's own quantized blocks, carried exactly "
+                               "(4-bit types as 4-bit, wider ones as 8-bit), fused graph, "
+                               "fastest"),
             "int8-fused": self.tr("int8-fused — 8-bit weights in the fused graph, fast"),
+            "fp32-fused": self.tr("fp32-fused — full-precision weights in the fused graph, "
+                                  "exact, 4× the size of int8"),
+            "int8": self.tr("int8 — 8-bit weights, near-lossless, loads in every runtime"),
             "int4": self.tr("int4 — 4-bit weights, smaller and faster, some quality loss"),
             "fp32": self.tr("fp32 — no quantization, largest"),
         }
@@ -206,10 +251,22 @@ class ExportDialog(QDialog):
         self.progress.setTextVisible(False)
         self.progress.setAccessibleName(self.tr("Export progress"))
         layout.addWidget(self.progress)
+        self.stages_label = QLabel(self)
+        self.stages_label.setTextFormat(Qt.TextFormat.RichText)
+        self.stages_label.setAccessibleName(self.tr("Export stages"))
+        self.stages_label.hide()
+        layout.addWidget(self.stages_label)
         self.status_label = QLabel(self.tr("Ready. An export of the default model takes about "
                                            "a minute."), self)
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
+        self.time_label = QLabel(self)
+        self.time_label.setObjectName("metaLabel")
+        self.time_label.hide()
+        layout.addWidget(self.time_label)
+        self.summary = ExportSummary(self)
+        self.summary.hide()
+        layout.addWidget(self.summary)
         self.error_label = QLabel(self)
         self.error_label.setObjectName("errorLabel")
         self.error_label.setWordWrap(True)
@@ -233,6 +290,7 @@ class ExportDialog(QDialog):
         self.report.setMinimumHeight(180)
         self.report.hide()
         layout.addWidget(self.report)
+        layout.addStretch(1)
 
     def _build_buttons(self, layout: QVBoxLayout) -> None:
         row = QHBoxLayout()
@@ -284,15 +342,24 @@ class ExportDialog(QDialog):
         self._stdout_buffer = b""
         self._target = Path(self.out_edit.text().strip()) / self.name_edit.text().strip()
         self.error_label.hide()
+        self.drop_error.hide()
+        self.summary.hide()
         self.report.hide()
         self.use_button.hide()
+        self.details_button.setChecked(False)
+        self.report.clear()
         self.log.clear()
         self.progress.setValue(0)
         self.status_label.setText(self.tr("Starting…"))
+        self._progress = ExportProgress(time.monotonic())
+        self._show_stages()
+        self._show_time()
         process = child_process(self, self._on_stdout_ready, self._on_stderr_ready,
                                 self._on_finished, self._on_process_error)
         self._process = process
         self._set_running(True)
+        self._tick.start()
+        self._grow_to_fit()
         process.start(sys.executable, self.command())
 
     @Slot()
@@ -357,20 +424,75 @@ class ExportDialog(QDialog):
         except json.JSONDecodeError:
             self.log.appendPlainText(line)
             return
-        if not isinstance(record, dict):
+        if not isinstance(record, dict) or self._progress is None:
             return
-        if "error" in record:
-            self._error = str(record["error"])
+        progress = self._progress
+        stage = progress.stage
+        progress.feed(record, time.monotonic())
+        if progress.stage is not None and progress.stage != stage:
+            self.stageChanged.emit(progress.stage)
+        if progress.error is not None:
+            self._error = progress.error
             return
-        fraction = record.get("fraction")
-        if isinstance(fraction, (int, float)):
-            self.progress.setValue(round(max(0.0, min(1.0, float(fraction))) * 1000))
-        message = str(record.get("message", ""))
-        if record.get("done"):
-            self.status_label.setText(message)
-        elif message:
-            self.status_label.setText(arg(self.tr("Step %1 of %2: %3"), record.get("step", "?"),
-                                          record.get("steps", "?"), message))
+        if progress.done:
+            self.status_label.setText(arg(self.tr("Done: the model is in %1."), self._target))
+        elif progress.message:
+            self.status_label.setText(arg(self.tr("Step %1 of %2: %3"), progress.step,
+                                          progress.steps, progress.message))
+        self._show_stages()
+        self._show_time()
+
+    def _stage_names(self) -> dict[str, str]:
+        return {"load": self.tr("Load"), "onnx": self.tr("Convert to ONNX"),
+                "quantize": self.tr("Quantize"), "validate": self.tr("Check quality"),
+                "write": self.tr("Write")}
+
+    def _show_stages(self) -> None:
+        """The stages in a row: finished ones ticked, the current one in bold."""
+        progress = self._progress
+        if progress is None:
+            self.stages_label.hide()
+            return
+        current = STAGES.index(progress.stage) if progress.stage in STAGES else -1
+        names = self._stage_names()
+        parts = []
+        for index, stage in enumerate(STAGES):
+            name = names[stage].replace("&", "&amp;")
+            if progress.done or index < current:
+                parts.append(f"✓ {name}")
+            elif index == current:
+                parts.append(f"<b>{name}</b>")
+            else:
+                parts.append(name)
+        self.stages_label.setText(" &nbsp;›&nbsp; ".join(parts))
+        self.stages_label.show()
+
+    def _show_time(self) -> None:
+        progress = self._progress
+        if progress is None:
+            self.time_label.hide()
+            return
+        now = time.monotonic()
+        elapsed = duration_text(progress.elapsed(now))
+        remaining = progress.remaining(now)
+        if progress.done:
+            text = arg(self.tr("Took %1"), elapsed)
+        elif remaining is None:
+            text = arg(self.tr("Elapsed %1 · estimating the time left…"), elapsed)
+        elif remaining < 60:
+            text = arg(self.tr("Elapsed %1 · about %2 s left"), elapsed,
+                       max(5, round(remaining / 5) * 5))
+        else:
+            text = arg(self.tr("Elapsed %1 · about %2 min left"), elapsed,
+                       round(remaining / 60))
+        self.time_label.setText(text)
+        self.time_label.show()
+        self.progress.setValue(round(progress.fraction(now) * 1000))
+
+    @Slot()
+    def _on_tick(self) -> None:
+        if self.running:
+            self._show_time()
 
     @Slot()
     def _on_stderr_ready(self) -> None:
@@ -388,12 +510,14 @@ class ExportDialog(QDialog):
         self._on_stdout_ready()
         self._on_stderr_ready()
         self._process = None
+        self._tick.stop()
         self._set_running(False)
         if code == 0 and status == QProcess.ExitStatus.NormalExit:
             self.progress.setValue(1000)
             self._show_report()
             return
         self.progress.setValue(0)
+        self.time_label.hide()
         if self._error is None:
             self._error = (self.tr("The export was stopped.")
                            if status == QProcess.ExitStatus.CrashExit or code == 130
@@ -402,11 +526,13 @@ class ExportDialog(QDialog):
         self.error_label.setText(self._error)
         self.error_label.show()
         self.details_button.setChecked(True)
+        self._grow_to_fit()
 
     @Slot(QProcess.ProcessError)
     def _on_process_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
             self._process = None
+            self._tick.stop()
             self._set_running(False)
             self.error_label.setText(arg(self.tr("The export could not start: %1"),
                                          sys.executable))
@@ -414,16 +540,89 @@ class ExportDialog(QDialog):
 
     def _show_report(self) -> None:
         target = self._target
-        report = target / "validation_report.md" if target else None
-        if report is not None and report.is_file():
+        if target is None or not self.show_result(target):
+            self.report.setPlainText(self.status_label.text())
+            self.report.show()
+            return
+        self.use_button.show()
+        self.exported = str(target)
+        self.modelExported.emit(str(target))
+
+    def show_result(self, folder: Path) -> bool:
+        """Show what the export of ``folder`` kept and why, from its manifest.json, with its
+        validation report under the details; False when the folder has no readable manifest."""
+        try:
+            manifest = read_manifest(folder)
+        except ModelError as exc:
+            self.error_label.setText(str(exc))
+            self.error_label.show()
+            return False
+        self.summary.show_manifest(manifest)
+        self.summary.show()
+        self._grow_to_fit()
+        report = folder / "validation_report.md"
+        if report.is_file():
             self.report.setMarkdown(report.read_text(encoding="utf-8"))
         else:
             self.report.setPlainText(self.status_label.text())
-        self.report.show()
-        if target is not None and (target / "manifest.json").is_file():
-            self.use_button.show()
-            self.exported = str(target)
-            self.modelExported.emit(str(target))
+        self._show_details(self.details_button.isChecked())
+        return True
+
+    # --- dropping a source --------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self.available and not self.running and model_drop.has_files(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        if not self.available or self.running:
+            event.ignore()
+            return
+        self.apply_drop(event.mimeData().urls())
+        event.acceptProposedAction()
+
+    def apply_drop(self, urls: list[QUrl]) -> bool:
+        """Take a dropped ``.gguf`` file or model folder as the source; anything else leaves
+        the source as it was and says why in one line. True when the drop was taken."""
+        drop = model_drop.classify_urls(urls)
+        if drop.usable and drop.path is not None:
+            self.drop_error.hide()
+            self.use_source(drop.kind, drop.path)
+            return True
+        self.drop_error.setText(self._drop_problem(drop))
+        self.drop_error.show()
+        self._grow_to_fit()
+        return False
+
+    def use_source(self, kind: str, path: Path) -> None:
+        """Choose ``path`` as a GGUF file (``model_drop.GGUF``) or a model folder."""
+        radio, edit = ((self.gguf_radio, self.gguf_edit) if kind == model_drop.GGUF
+                       else (self.folder_radio, self.folder_edit))
+        radio.setChecked(True)
+        edit.setText(str(path))
+
+    def _drop_problem(self, drop: model_drop.Drop) -> str:
+        name = drop.path.name if drop.path is not None else ""
+        if drop.kind == model_drop.SEVERAL:
+            return arg(self.tr("%1 items were dropped: drop one .gguf file or one model "
+                               "folder."), drop.count)
+        if drop.kind == model_drop.NOT_LOCAL:
+            return self.tr("Only files on this computer can be exported: download the model "
+                           "first, then drop the file or folder.")
+        if drop.kind == model_drop.MISSING:
+            return arg(self.tr("%1 cannot be found: drop a .gguf file or a model folder."),
+                       name)
+        if drop.kind == model_drop.ALREADY_MODEL:
+            return arg(self.tr("%1 is already an OnnxChat model folder: put it in a models "
+                               "folder to use it, no export needed."), name)
+        if drop.kind == model_drop.NOT_MODEL_FOLDER:
+            return arg(self.tr("%1 is not a model folder (it has no config.json): drop the "
+                               "folder with config.json and the weights, or a .gguf file."),
+                       name)
+        return arg(self.tr("%1 is not a .gguf file: drop a .gguf file or a Hugging Face model "
+                           "folder."), name)
 
     # --- slots --------------------------------------------------------------------------
 
@@ -434,7 +633,18 @@ class ExportDialog(QDialog):
         source = self.source()
         if not self._name_edited:
             self.name_edit.setText(folder_name_for(source) if source else "")
+        self._enable_recipes(not self.folder_radio.isChecked())
         self.start_button.setEnabled(self._can_start())
+
+    def _enable_recipes(self, gguf_source: bool) -> None:
+        """A folder has no GGUF blocks to carry: those recipes are greyed out for it."""
+        items = self.recipe_box.model()
+        for index in range(self.recipe_box.count()):
+            if self.recipe_box.itemData(index) in GGUF_ONLY and isinstance(items,
+                                                                           QStandardItemModel):
+                items.item(index).setEnabled(gguf_source)
+        if not gguf_source and self.recipe_box.currentData() in GGUF_ONLY:
+            self.recipe_box.setCurrentIndex(self.recipe_box.findData("auto"))
 
     @Slot(str)
     def _on_name_edited(self, _text: str) -> None:
@@ -445,16 +655,16 @@ class ExportDialog(QDialog):
     def _on_browse_folder_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, self.tr("Choose a model folder"))
         if folder:
-            self.folder_radio.setChecked(True)
-            self.folder_edit.setText(folder)
+            self.drop_error.hide()
+            self.use_source(model_drop.FOLDER, Path(folder))
 
     @Slot()
     def _on_browse_gguf_clicked(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, self.tr("Choose a GGUF file"), "",
                                               self.tr("GGUF models (*.gguf)"))
         if path:
-            self.gguf_radio.setChecked(True)
-            self.gguf_edit.setText(path)
+            self.drop_error.hide()
+            self.use_source(model_drop.GGUF, Path(path))
 
     @Slot()
     def _on_browse_out_clicked(self) -> None:
@@ -465,9 +675,25 @@ class ExportDialog(QDialog):
 
     @Slot(bool)
     def _on_details_toggled(self, shown: bool) -> None:
+        self._show_details(shown)
+
+    def _show_details(self, shown: bool) -> None:
+        """The log, and the full validation report once there is one."""
         self.log.setVisible(shown)
+        self.report.setVisible(shown and not self.report.document().isEmpty())
         self.details_button.setText(self.tr("Hide details") if shown
                                     else self.tr("Show details"))
+        self._grow_to_fit()
+
+    def _grow_to_fit(self) -> None:
+        """Make room for what was just shown (wrapped lines included); never shrink a dialog
+        the user made larger."""
+        layout = self.layout()
+        layout.activate()
+        width = max(self.width(), self.sizeHint().width())
+        height = (layout.totalHeightForWidth(width) if layout.hasHeightForWidth()
+                  else self.sizeHint().height())
+        self.resize(width, max(self.height(), height))
 
     @Slot()
     def _on_use_clicked(self) -> None:

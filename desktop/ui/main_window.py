@@ -10,8 +10,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
     QMainWindow,
@@ -33,6 +40,8 @@ from desktop.ui.composer import Composer
 from desktop.ui.controller import ChatController, ReplyEnd
 from desktop.ui.export_dialog import ExportDialog
 from desktop.ui.i18n import arg
+from desktop.ui.model_drop import has_files
+from desktop.ui.models_dialog import ModelsDialog
 from desktop.ui.planner import PlanResult
 from desktop.ui.prefs import Preferences
 from desktop.ui.server_process import ON, STARTING, LocalServer
@@ -91,6 +100,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(prefs.geometry)
         if prefs.splitter is not None:
             self.splitter.restoreState(prefs.splitter)
+        self.setAcceptDrops(True)  # a .gguf file or model folder opens the export dialog
 
     # --- building -----------------------------------------------------------------------
 
@@ -174,6 +184,7 @@ class MainWindow(QMainWindow):
         self._action(chat_menu, self.tr("&Rename chat"), "F2", self.sidebar.rename_current)
         model_menu = self.menuBar().addMenu(self.tr("&Model"))
         self._action(model_menu, self.tr("&Prepare a model…"), None, self.open_export_dialog)
+        self._action(model_menu, self.tr("&Manage models…"), None, self.open_models_dialog)
         self._action(model_menu, self.tr("&Refresh the model list"), None, self.refresh_models)
         model_menu.addSeparator()
         self.server_action = self._action(model_menu, self.tr("&Local server"), None,
@@ -648,8 +659,14 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_export_dialog(self) -> None:
+        self._run_export_dialog(None)
+
+    def _run_export_dialog(self, dropped: list[QUrl] | None) -> None:
+        """The export dialog, with ``dropped`` as its source when a drop opened it."""
         dialog = ExportDialog(self, preselect_default=True)
         dialog.modelExported.connect(self._on_model_exported)
+        if dropped is not None and dialog.available:
+            dialog.apply_drop(dropped)
         accepted = dialog.exec() == ExportDialog.DialogCode.Accepted
         if accepted and dialog.exported:
             self.controller.load_model(Path(dialog.exported), self.prefs.device)
@@ -660,6 +677,38 @@ class MainWindow(QMainWindow):
         self.refresh_models()
         if self.controller.engine is None and self.controller.loading is None:
             self.controller.load_model(Path(folder), self.prefs.device)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if has_files(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        """Open the export dialog with the drop once the drop is over (a modal dialog must
+        not run inside the drop's own event)."""
+        urls = list(event.mimeData().urls())
+        event.acceptProposedAction()
+        QTimer.singleShot(0, self, lambda: self._run_export_dialog(urls))
+
+    @Slot()
+    def open_models_dialog(self) -> None:
+        dialog = ModelsDialog(self._models_in_use, self)
+        dialog.modelDeleted.connect(self._on_model_deleted)
+        dialog.exec()
+        dialog.deleteLater()
+
+    def _models_in_use(self) -> list[Path]:
+        """The folders a deletion must leave alone: the loaded model, the one loading, and
+        the one the local server runs."""
+        loading = self.controller.loading
+        folders = [self.controller.model_folder, loading.folder if loading else None,
+                   self.server.folder if self.server.state in (STARTING, ON) else None]
+        return [Path(folder) for folder in folders if folder is not None]
+
+    @Slot(str)
+    def _on_model_deleted(self, _folder: str) -> None:
+        self.refresh_models()
 
     # --- settings -----------------------------------------------------------------------
 

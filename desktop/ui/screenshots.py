@@ -94,6 +94,7 @@ class Shots:
         from desktop.ui.app import Application
         from desktop.ui.chat_settings import ChatSettings
         from desktop.ui.export_dialog import ExportDialog
+        from desktop.ui.models_dialog import ModelsDialog
         from desktop.ui.settings_dialog import SettingsDialog
 
         data = self.tmp / "data"
@@ -130,6 +131,20 @@ class Shots:
         export.show()
         self.save(export, "05-export-dialog")
         export.close()
+        self._export_states(window)
+
+        saved_env = os.environ.get("ONNXCHAT_MODELS_DIR")
+        os.environ["ONNXCHAT_MODELS_DIR"] = str(self.tmp / "exported")  # beside the default
+        models = ModelsDialog(lambda: [app.controller.model_folder], window)
+        models.table.setCurrentItem(models.table.topLevelItem(models.table.topLevelItemCount()
+                                                              - 1))
+        models.show()
+        self.save(models, "11-models")
+        models.close()
+        if saved_env is None:
+            os.environ.pop("ONNXCHAT_MODELS_DIR", None)
+        else:
+            os.environ["ONNXCHAT_MODELS_DIR"] = saved_env
 
         app.set_theme("dark")
         window = app.window
@@ -153,6 +168,31 @@ class Shots:
         self.save(settings, "08-chinese-settings")
         settings.close()
         window.close()
+
+    def _export_states(self, window) -> None:
+        """A real export of the default model into the temporary folder: the dialog as the
+        ONNX conversion runs (its time estimate from the first stage) and when it is done.
+        Left out where the export extra is not installed."""
+        from desktop.ui.export_dialog import ExportDialog
+
+        dialog = ExportDialog(window)
+        if not dialog.available:
+            return
+        dialog.out_edit.setText(str(self.tmp / "exported"))
+        dialog.name_edit.setText("smollm2-135m-instruct-2")  # listed beside the default
+        dialog.name_edit.textEdited.emit(dialog.name_edit.text())  # as if typed: it stays
+        dialog.show()
+        stages: list[str] = []
+        dialog.stageChanged.connect(stages.append)
+        dialog.start_button.click()
+        _wait_until(lambda: "onnx" in stages or not dialog.running)
+        _wait_until(lambda: not dialog.running, seconds=1.5)  # a tick of the elapsed time
+        self.save(dialog, "09-export-running")
+        _wait_until(lambda: not dialog.running, seconds=1800)
+        if not dialog.exported:
+            raise SystemExit(f"screenshots: the export failed: {dialog.error_label.text()}")
+        self.save(dialog, "10-export-finished")
+        dialog.close()
 
     def _wait_for_model(self, app) -> None:
         from desktop.ui.selftest import _wait
@@ -185,6 +225,25 @@ class Shots:
         loop.exec()
         controller.replyProgress.disconnect(on_progress)
         controller.replyEnded.disconnect(loop.quit)
+
+
+def _wait_until(done: Callable[[], bool], seconds: float = 600) -> None:
+    """Run the event loop until ``done()`` or ``seconds`` pass (checked ten times a second,
+    so the export running meanwhile keeps the CPU)."""
+    import time
+
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    if done():
+        return
+    loop, timer = QEventLoop(), QTimer()
+    deadline = time.monotonic() + seconds
+    timer.setInterval(100)
+    timer.timeout.connect(lambda: loop.quit() if done() or time.monotonic() > deadline
+                          else None)
+    timer.start()
+    loop.exec()
+    timer.stop()
 
 
 if __name__ == "__main__":

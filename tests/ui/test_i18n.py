@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from desktop.ui import i18n_build
 from desktop.ui.chat_settings import ChatSettings
 from desktop.ui.export_dialog import ExportDialog
+from desktop.ui.models_dialog import ModelsDialog
 from desktop.ui.settings_dialog import SettingsDialog
 from desktop.ui.welcome import WelcomePage
 
@@ -94,9 +95,13 @@ def test_nothing_visible_is_left_in_english_under_chinese(qtbot, app, send, mode
     window.banner.show_message("x", action_text=window.tr("Undo"), action=lambda: None)
     name = model.name
     assert untranslated(window, name) == set()
+    exported = ExportDialog(window)
+    if exported.available:
+        assert exported.show_result(model.manifest.folder)
     dialogs = [SettingsDialog(window.chat_settings(), app.controller.model_defaults(), name,
                               "zh_CN", "system", window),
-               ExportDialog(window), WelcomePage(window)]
+               ExportDialog(window), exported, WelcomePage(window),
+               ModelsDialog(lambda: [model.manifest.folder], window)]
     dialogs[0].fields["temperature"].setText("9")
     dialogs[0].fields["top_k"].setText("x")
     for dialog in dialogs:

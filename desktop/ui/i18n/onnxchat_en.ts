@@ -120,7 +120,7 @@
     <name>ExportDialog</name>
     <message>
         <source>Prepare a model</source>
-        <extracomment>The export CLI&apos;s --quant choices; auto (its default) picks q4-gguf or int8 for the source.</extracomment>
+        <extracomment>The export CLI&apos;s --quant choices, in the order ``auto`` tries them (models/README.md). Recipes that read a GGUF file&apos;s own blocks (the bundled default model is a GGUF too).</extracomment>
         <translation>Prepare a model</translation>
     </message>
     <message>
@@ -189,24 +189,32 @@
         <translation>Choose a GGUF file</translation>
     </message>
     <message>
-        <source>Quantization</source>
-        <translation>Quantization</translation>
+        <source>Or drop a .gguf file or a model folder on this window.</source>
+        <translation>Or drop a .gguf file or a model folder on this window.</translation>
     </message>
     <message>
-        <source>auto — the best recipe for the source (recommended)</source>
-        <translation>auto — the best recipe for the source (recommended)</translation>
+        <source>Quantization</source>
+        <translation>Quantization</translation>
     </message>
     <message>
         <source>int8 — 8-bit weights, near-lossless, loads in every runtime</source>
         <translation>int8 — 8-bit weights, near-lossless, loads in every runtime</translation>
     </message>
     <message>
-        <source>q4-gguf — a GGUF file&apos;s own 4-bit weights, fused graph, fastest</source>
-        <translation>q4-gguf — a GGUF file&apos;s own 4-bit weights, fused graph, fastest</translation>
+        <source>auto — the fastest recipe that passes the quality gate (recommended)</source>
+        <translation>auto — the fastest recipe that passes the quality gate (recommended)</translation>
+    </message>
+    <message>
+        <source>q4-gguf — a GGUF file&apos;s own quantized blocks, carried exactly (4-bit types as 4-bit, wider ones as 8-bit), fused graph, fastest</source>
+        <translation>q4-gguf — a GGUF file&apos;s own quantized blocks, carried exactly (4-bit types as 4-bit, wider ones as 8-bit), fused graph, fastest</translation>
     </message>
     <message>
         <source>int8-fused — 8-bit weights in the fused graph, fast</source>
         <translation>int8-fused — 8-bit weights in the fused graph, fast</translation>
+    </message>
+    <message>
+        <source>fp32-fused — full-precision weights in the fused graph, exact, 4× the size of int8</source>
+        <translation>fp32-fused — full-precision weights in the fused graph, exact, 4× the size of int8</translation>
     </message>
     <message>
         <source>int4 — 4-bit weights, smaller and faster, some quality loss</source>
@@ -239,6 +247,10 @@
     <message>
         <source>Export progress</source>
         <translation>Export progress</translation>
+    </message>
+    <message>
+        <source>Export stages</source>
+        <translation>Export stages</translation>
     </message>
     <message>
         <source>Ready. An export of the default model takes about a minute.</source>
@@ -277,8 +289,48 @@
         <translation>Stopping…</translation>
     </message>
     <message>
+        <source>Done: the model is in %1.</source>
+        <translation>Done: the model is in %1.</translation>
+    </message>
+    <message>
         <source>Step %1 of %2: %3</source>
         <translation>Step %1 of %2: %3</translation>
+    </message>
+    <message>
+        <source>Load</source>
+        <translation>Load</translation>
+    </message>
+    <message>
+        <source>Convert to ONNX</source>
+        <translation>Convert to ONNX</translation>
+    </message>
+    <message>
+        <source>Quantize</source>
+        <translation>Quantize</translation>
+    </message>
+    <message>
+        <source>Check quality</source>
+        <translation>Check quality</translation>
+    </message>
+    <message>
+        <source>Write</source>
+        <translation>Write</translation>
+    </message>
+    <message>
+        <source>Took %1</source>
+        <translation>Took %1</translation>
+    </message>
+    <message>
+        <source>Elapsed %1 · estimating the time left…</source>
+        <translation>Elapsed %1 · estimating the time left…</translation>
+    </message>
+    <message>
+        <source>Elapsed %1 · about %2 s left</source>
+        <translation>Elapsed %1 · about %2 s left</translation>
+    </message>
+    <message>
+        <source>Elapsed %1 · about %2 min left</source>
+        <translation>Elapsed %1 · about %2 min left</translation>
     </message>
     <message>
         <source>The export was stopped.</source>
@@ -297,6 +349,30 @@
         <translation>The export could not start: %1</translation>
     </message>
     <message>
+        <source>%1 items were dropped: drop one .gguf file or one model folder.</source>
+        <translation>%1 items were dropped: drop one .gguf file or one model folder.</translation>
+    </message>
+    <message>
+        <source>Only files on this computer can be exported: download the model first, then drop the file or folder.</source>
+        <translation>Only files on this computer can be exported: download the model first, then drop the file or folder.</translation>
+    </message>
+    <message>
+        <source>%1 cannot be found: drop a .gguf file or a model folder.</source>
+        <translation>%1 cannot be found: drop a .gguf file or a model folder.</translation>
+    </message>
+    <message>
+        <source>%1 is already an OnnxChat model folder: put it in a models folder to use it, no export needed.</source>
+        <translation>%1 is already an OnnxChat model folder: put it in a models folder to use it, no export needed.</translation>
+    </message>
+    <message>
+        <source>%1 is not a model folder (it has no config.json): drop the folder with config.json and the weights, or a .gguf file.</source>
+        <translation>%1 is not a model folder (it has no config.json): drop the folder with config.json and the weights, or a .gguf file.</translation>
+    </message>
+    <message>
+        <source>%1 is not a .gguf file: drop a .gguf file or a Hugging Face model folder.</source>
+        <translation>%1 is not a .gguf file: drop a .gguf file or a Hugging Face model folder.</translation>
+    </message>
+    <message>
         <source>GGUF models (*.gguf)</source>
         <translation>GGUF models (*.gguf)</translation>
     </message>
@@ -306,15 +382,82 @@
     </message>
 </context>
 <context>
-    <name>LocalServer</name>
+    <name>ExportSummary</name>
     <message>
-        <source>the server ended with exit code %1</source>
-        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
-        <translation>the server ended with exit code %1</translation>
+        <source>Recipe</source>
+        <translation>Recipe</translation>
     </message>
     <message>
-        <source>the server could not start: %1</source>
-        <translation>the server could not start: %1</translation>
+        <source>Why</source>
+        <translation>Why</translation>
+    </message>
+    <message>
+        <source>Quality gate</source>
+        <translation>Quality gate</translation>
+    </message>
+    <message>
+        <source>Asked for by name.</source>
+        <translation>Asked for by name.</translation>
+    </message>
+    <message>
+        <source>auto: the fastest recipe for this model, and it passed the quality gate.</source>
+        <translation>auto: the fastest recipe for this model, and it passed the quality gate.</translation>
+    </message>
+    <message>
+        <source>auto: the fastest recipe that passed the quality gate, after %1.</source>
+        <translation>auto: the fastest recipe that passed the quality gate, after %1.</translation>
+    </message>
+    <message>
+        <source>%1 could not be built (%2)</source>
+        <translation>%1 could not be built (%2)</translation>
+    </message>
+    <message>
+        <source>%1 failed</source>
+        <translation>%1 failed</translation>
+    </message>
+    <message>
+        <source>%1 failed (perplexity ×%2, top-1 %3%)</source>
+        <translation>%1 failed (perplexity ×%2, top-1 %3%)</translation>
+    </message>
+    <message>
+        <source>Not validated.</source>
+        <translation>Not validated.</translation>
+    </message>
+    <message>
+        <source>perplexity ×%1 of fp32 (at most ×%2), top-1 agreement %3% (at least %4%) over %5 tokens</source>
+        <translation>perplexity ×%1 of fp32 (at most ×%2), top-1 agreement %3% (at least %4%) over %5 tokens</translation>
+    </message>
+    <message>
+        <source>Passed: %1.</source>
+        <translation>Passed: %1.</translation>
+    </message>
+    <message>
+        <source>Failed, kept because of --force: %1.</source>
+        <translation>Failed, kept because of --force: %1.</translation>
+    </message>
+    <message>
+        <source>Failed: %1.</source>
+        <translation>Failed: %1.</translation>
+    </message>
+    <message>
+        <source>Not run: %1.</source>
+        <translation>Not run: %1.</translation>
+    </message>
+    <message>
+        <source>Ran, without figures.</source>
+        <translation>Ran, without figures.</translation>
+    </message>
+    <message>
+        <source>NLL per byte %1, llama.cpp %2 (ratio %3, within ±%4%).</source>
+        <translation>NLL per byte %1, llama.cpp %2 (ratio %3, within ±%4%).</translation>
+    </message>
+    <message>
+        <source>The same token ids as llama.cpp.</source>
+        <translation>The same token ids as llama.cpp.</translation>
+    </message>
+    <message>
+        <source>The token ids differ from llama.cpp&apos;s from token %1 on.</source>
+        <translation>The token ids differ from llama.cpp&apos;s from token %1 on.</translation>
     </message>
 </context>
 <context>
@@ -358,6 +501,18 @@
     <message>
         <source>Copied</source>
         <translation>Copied</translation>
+    </message>
+</context>
+<context>
+    <name>LocalServer</name>
+    <message>
+        <source>the server ended with exit code %1</source>
+        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
+        <translation>the server ended with exit code %1</translation>
+    </message>
+    <message>
+        <source>the server could not start: %1</source>
+        <translation>the server could not start: %1</translation>
     </message>
 </context>
 <context>
@@ -417,6 +572,10 @@
     <message>
         <source>&amp;Prepare a model…</source>
         <translation>&amp;Prepare a model…</translation>
+    </message>
+    <message>
+        <source>&amp;Manage models…</source>
+        <translation>&amp;Manage models…</translation>
     </message>
     <message>
         <source>&amp;Refresh the model list</source>
@@ -729,6 +888,93 @@
     <message>
         <source>Loading %1…</source>
         <translation>Loading %1…</translation>
+    </message>
+</context>
+<context>
+    <name>ModelsDialog</name>
+    <message>
+        <source>Models</source>
+        <translation>Models</translation>
+    </message>
+    <message>
+        <source>Installed models</source>
+        <translation>Installed models</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>Model</translation>
+    </message>
+    <message>
+        <source>Family</source>
+        <translation>Family</translation>
+    </message>
+    <message>
+        <source>Parameters</source>
+        <translation>Parameters</translation>
+    </message>
+    <message>
+        <source>Quantization</source>
+        <translation>Quantization</translation>
+    </message>
+    <message>
+        <source>Disk use</source>
+        <translation>Disk use</translation>
+    </message>
+    <message>
+        <source>Delete…</source>
+        <translation>Delete…</translation>
+    </message>
+    <message>
+        <source>Delete the selected model</source>
+        <translation>Delete the selected model</translation>
+    </message>
+    <message>
+        <source>Close</source>
+        <translation>Close</translation>
+    </message>
+    <message>
+        <source>%1 (in use)</source>
+        <translation>%1 (in use)</translation>
+    </message>
+    <message>
+        <source>%1 (unusable)</source>
+        <translation>%1 (unusable)</translation>
+    </message>
+    <message>
+        <source>No model is installed.</source>
+        <translation>No model is installed.</translation>
+    </message>
+    <message>
+        <source>Deleted %1.</source>
+        <translation>Deleted %1.</translation>
+    </message>
+    <message>
+        <source>%1 is in use: choose another model first, then delete it.</source>
+        <translation>%1 is in use: choose another model first, then delete it.</translation>
+    </message>
+    <message>
+        <source>Deleting a model removes its folder from the disk; chats that used it are kept.</source>
+        <translation>Deleting a model removes its folder from the disk; chats that used it are kept.</translation>
+    </message>
+    <message>
+        <source>Delete a model</source>
+        <translation>Delete a model</translation>
+    </message>
+    <message>
+        <source>Delete %1? This frees %2 on the disk.</source>
+        <translation>Delete %1? This frees %2 on the disk.</translation>
+    </message>
+    <message>
+        <source>The folder %1 is removed. Chats that used the model are kept.</source>
+        <translation>The folder %1 is removed. Chats that used the model are kept.</translation>
+    </message>
+    <message>
+        <source>Delete</source>
+        <translation>Delete</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>Cancel</translation>
     </message>
 </context>
 <context>

@@ -119,7 +119,7 @@
     <name>ExportDialog</name>
     <message>
         <source>Prepare a model</source>
-        <extracomment>The export CLI&apos;s --quant choices; auto (its default) picks q4-gguf or int8 for the source.</extracomment>
+        <extracomment>The export CLI&apos;s --quant choices, in the order ``auto`` tries them (models/README.md). Recipes that read a GGUF file&apos;s own blocks (the bundled default model is a GGUF too).</extracomment>
         <translation>准备模型</translation>
     </message>
     <message>
@@ -188,24 +188,32 @@
         <translation>选择 GGUF 文件</translation>
     </message>
     <message>
-        <source>Quantization</source>
-        <translation>量化</translation>
+        <source>Or drop a .gguf file or a model folder on this window.</source>
+        <translation>也可以把 .gguf 文件或模型文件夹拖放到此窗口。</translation>
     </message>
     <message>
-        <source>auto — the best recipe for the source (recommended)</source>
-        <translation>auto — 按来源自动选择最佳方案（推荐）</translation>
+        <source>Quantization</source>
+        <translation>量化</translation>
     </message>
     <message>
         <source>int8 — 8-bit weights, near-lossless, loads in every runtime</source>
         <translation>int8 — 8 位权重，几乎无损，各运行时均可加载</translation>
     </message>
     <message>
-        <source>q4-gguf — a GGUF file&apos;s own 4-bit weights, fused graph, fastest</source>
-        <translation>q4-gguf — 沿用 GGUF 文件自带的 4 位权重，融合计算图，速度最快</translation>
+        <source>auto — the fastest recipe that passes the quality gate (recommended)</source>
+        <translation>auto — 通过质量检验的最快方案（推荐）</translation>
+    </message>
+    <message>
+        <source>q4-gguf — a GGUF file&apos;s own quantized blocks, carried exactly (4-bit types as 4-bit, wider ones as 8-bit), fused graph, fastest</source>
+        <translation>q4-gguf — 原样沿用 GGUF 文件自带的量化块（4 位类型保持 4 位，更宽的类型为 8 位），融合计算图，最快</translation>
     </message>
     <message>
         <source>int8-fused — 8-bit weights in the fused graph, fast</source>
         <translation>int8-fused — 融合计算图中的 8 位权重，速度快</translation>
+    </message>
+    <message>
+        <source>fp32-fused — full-precision weights in the fused graph, exact, 4× the size of int8</source>
+        <translation>fp32-fused — 融合计算图中的全精度权重，精确，体积为 int8 的 4 倍</translation>
     </message>
     <message>
         <source>int4 — 4-bit weights, smaller and faster, some quality loss</source>
@@ -238,6 +246,10 @@
     <message>
         <source>Export progress</source>
         <translation>导出进度</translation>
+    </message>
+    <message>
+        <source>Export stages</source>
+        <translation>导出阶段</translation>
     </message>
     <message>
         <source>Ready. An export of the default model takes about a minute.</source>
@@ -276,8 +288,48 @@
         <translation>正在停止…</translation>
     </message>
     <message>
+        <source>Done: the model is in %1.</source>
+        <translation>完成：模型位于 %1。</translation>
+    </message>
+    <message>
         <source>Step %1 of %2: %3</source>
         <translation>第 %1 步，共 %2 步：%3</translation>
+    </message>
+    <message>
+        <source>Load</source>
+        <translation>加载</translation>
+    </message>
+    <message>
+        <source>Convert to ONNX</source>
+        <translation>转换为 ONNX</translation>
+    </message>
+    <message>
+        <source>Quantize</source>
+        <translation>量化</translation>
+    </message>
+    <message>
+        <source>Check quality</source>
+        <translation>检验质量</translation>
+    </message>
+    <message>
+        <source>Write</source>
+        <translation>写入</translation>
+    </message>
+    <message>
+        <source>Took %1</source>
+        <translation>用时 %1</translation>
+    </message>
+    <message>
+        <source>Elapsed %1 · estimating the time left…</source>
+        <translation>已用 %1 · 正在估算剩余时间…</translation>
+    </message>
+    <message>
+        <source>Elapsed %1 · about %2 s left</source>
+        <translation>已用 %1 · 约剩 %2 秒</translation>
+    </message>
+    <message>
+        <source>Elapsed %1 · about %2 min left</source>
+        <translation>已用 %1 · 约剩 %2 分钟</translation>
     </message>
     <message>
         <source>The export was stopped.</source>
@@ -296,6 +348,30 @@
         <translation>无法启动导出：%1</translation>
     </message>
     <message>
+        <source>%1 items were dropped: drop one .gguf file or one model folder.</source>
+        <translation>拖入了 %1 项：请只拖入一个 .gguf 文件或一个模型文件夹。</translation>
+    </message>
+    <message>
+        <source>Only files on this computer can be exported: download the model first, then drop the file or folder.</source>
+        <translation>只能导出本机上的文件：请先下载模型，再拖入文件或文件夹。</translation>
+    </message>
+    <message>
+        <source>%1 cannot be found: drop a .gguf file or a model folder.</source>
+        <translation>找不到 %1：请拖入 .gguf 文件或模型文件夹。</translation>
+    </message>
+    <message>
+        <source>%1 is already an OnnxChat model folder: put it in a models folder to use it, no export needed.</source>
+        <translation>%1 已是 OnnxChat 模型文件夹：放入模型目录即可使用，无需导出。</translation>
+    </message>
+    <message>
+        <source>%1 is not a model folder (it has no config.json): drop the folder with config.json and the weights, or a .gguf file.</source>
+        <translation>%1 不是模型文件夹（没有 config.json）：请拖入包含 config.json 和权重的文件夹，或 .gguf 文件。</translation>
+    </message>
+    <message>
+        <source>%1 is not a .gguf file: drop a .gguf file or a Hugging Face model folder.</source>
+        <translation>%1 不是 .gguf 文件：请拖入 .gguf 文件或 Hugging Face 模型文件夹。</translation>
+    </message>
+    <message>
         <source>GGUF models (*.gguf)</source>
         <translation>GGUF 模型 (*.gguf)</translation>
     </message>
@@ -305,15 +381,82 @@
     </message>
 </context>
 <context>
-    <name>LocalServer</name>
+    <name>ExportSummary</name>
     <message>
-        <source>the server ended with exit code %1</source>
-        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
-        <translation>服务器已退出，退出码 %1</translation>
+        <source>Recipe</source>
+        <translation>方案</translation>
     </message>
     <message>
-        <source>the server could not start: %1</source>
-        <translation>服务器无法启动：%1</translation>
+        <source>Why</source>
+        <translation>原因</translation>
+    </message>
+    <message>
+        <source>Quality gate</source>
+        <translation>质量检验</translation>
+    </message>
+    <message>
+        <source>Asked for by name.</source>
+        <translation>按名称指定。</translation>
+    </message>
+    <message>
+        <source>auto: the fastest recipe for this model, and it passed the quality gate.</source>
+        <translation>auto：此模型最快的方案，且已通过质量检验。</translation>
+    </message>
+    <message>
+        <source>auto: the fastest recipe that passed the quality gate, after %1.</source>
+        <translation>auto：通过质量检验的最快方案，此前 %1。</translation>
+    </message>
+    <message>
+        <source>%1 could not be built (%2)</source>
+        <translation>%1 无法构建（%2）</translation>
+    </message>
+    <message>
+        <source>%1 failed</source>
+        <translation>%1 未通过</translation>
+    </message>
+    <message>
+        <source>%1 failed (perplexity ×%2, top-1 %3%)</source>
+        <translation>%1 未通过（困惑度 ×%2，top-1 %3%）</translation>
+    </message>
+    <message>
+        <source>Not validated.</source>
+        <translation>未验证。</translation>
+    </message>
+    <message>
+        <source>perplexity ×%1 of fp32 (at most ×%2), top-1 agreement %3% (at least %4%) over %5 tokens</source>
+        <translation>困惑度为 fp32 的 ×%1（上限 ×%2），top-1 一致率 %3%（下限 %4%），共 %5 个词元</translation>
+    </message>
+    <message>
+        <source>Passed: %1.</source>
+        <translation>通过：%1。</translation>
+    </message>
+    <message>
+        <source>Failed, kept because of --force: %1.</source>
+        <translation>未通过，因 --force 而保留：%1。</translation>
+    </message>
+    <message>
+        <source>Failed: %1.</source>
+        <translation>未通过：%1。</translation>
+    </message>
+    <message>
+        <source>Not run: %1.</source>
+        <translation>未运行：%1。</translation>
+    </message>
+    <message>
+        <source>Ran, without figures.</source>
+        <translation>已运行，但没有数据。</translation>
+    </message>
+    <message>
+        <source>NLL per byte %1, llama.cpp %2 (ratio %3, within ±%4%).</source>
+        <translation>每字节 NLL %1，llama.cpp 为 %2（比值 %3，允许 ±%4%）。</translation>
+    </message>
+    <message>
+        <source>The same token ids as llama.cpp.</source>
+        <translation>词元 ID 与 llama.cpp 完全相同。</translation>
+    </message>
+    <message>
+        <source>The token ids differ from llama.cpp&apos;s from token %1 on.</source>
+        <translation>从第 %1 个词元起，词元 ID 与 llama.cpp 不同。</translation>
     </message>
 </context>
 <context>
@@ -357,6 +500,18 @@
     <message>
         <source>Copied</source>
         <translation>已复制</translation>
+    </message>
+</context>
+<context>
+    <name>LocalServer</name>
+    <message>
+        <source>the server ended with exit code %1</source>
+        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
+        <translation>服务器已退出，退出码 %1</translation>
+    </message>
+    <message>
+        <source>the server could not start: %1</source>
+        <translation>服务器无法启动：%1</translation>
     </message>
 </context>
 <context>
@@ -416,6 +571,10 @@
     <message>
         <source>&amp;Prepare a model…</source>
         <translation>准备模型(&amp;P)…</translation>
+    </message>
+    <message>
+        <source>&amp;Manage models…</source>
+        <translation>管理模型(&amp;M)…</translation>
     </message>
     <message>
         <source>&amp;Refresh the model list</source>
@@ -723,6 +882,93 @@
     <message>
         <source>Loading %1…</source>
         <translation>正在加载 %1…</translation>
+    </message>
+</context>
+<context>
+    <name>ModelsDialog</name>
+    <message>
+        <source>Models</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Installed models</source>
+        <translation>已安装的模型</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Family</source>
+        <translation>系列</translation>
+    </message>
+    <message>
+        <source>Parameters</source>
+        <translation>参数量</translation>
+    </message>
+    <message>
+        <source>Quantization</source>
+        <translation>量化</translation>
+    </message>
+    <message>
+        <source>Disk use</source>
+        <translation>占用空间</translation>
+    </message>
+    <message>
+        <source>Delete…</source>
+        <translation>删除…</translation>
+    </message>
+    <message>
+        <source>Delete the selected model</source>
+        <translation>删除所选模型</translation>
+    </message>
+    <message>
+        <source>Close</source>
+        <translation>关闭</translation>
+    </message>
+    <message>
+        <source>%1 (in use)</source>
+        <translation>%1（使用中）</translation>
+    </message>
+    <message>
+        <source>%1 (unusable)</source>
+        <translation>%1（不可用）</translation>
+    </message>
+    <message>
+        <source>No model is installed.</source>
+        <translation>尚未安装模型。</translation>
+    </message>
+    <message>
+        <source>Deleted %1.</source>
+        <translation>已删除 %1。</translation>
+    </message>
+    <message>
+        <source>%1 is in use: choose another model first, then delete it.</source>
+        <translation>%1 正在使用：请先选择其他模型，再删除它。</translation>
+    </message>
+    <message>
+        <source>Deleting a model removes its folder from the disk; chats that used it are kept.</source>
+        <translation>删除模型会从磁盘移除其文件夹；使用过它的对话会保留。</translation>
+    </message>
+    <message>
+        <source>Delete a model</source>
+        <translation>删除模型</translation>
+    </message>
+    <message>
+        <source>Delete %1? This frees %2 on the disk.</source>
+        <translation>删除 %1？将释放 %2 磁盘空间。</translation>
+    </message>
+    <message>
+        <source>The folder %1 is removed. Chats that used the model are kept.</source>
+        <translation>将移除文件夹 %1。使用过该模型的对话会保留。</translation>
+    </message>
+    <message>
+        <source>Delete</source>
+        <translation>删除</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
     </message>
 </context>
 <context>
