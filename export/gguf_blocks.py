@@ -439,11 +439,14 @@ _IGNORED = {
 _LAYER = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 
 
-def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
+def gguf_tensors(path: Path, shape: DecoderShape, dense: bool = False) -> SourceTensors:
     """A GGUF file's tensors under their Hugging Face names, read when taken: projections as
     their own blocks (Q and K rows put back in Hugging Face order), norms and biases as
     float32, the embedding table dequantized. The LM head of a tied model is the embedding's
-    blocks. A tensor without a Hugging Face name is an error, not a skipped weight."""
+    blocks. A tensor without a Hugging Face name is an error, not a skipped weight.
+
+    ``dense``: every projection as gguf-py dequantizes it instead, float32 (out, in) rows as a
+    Hugging Face checkpoint holds them (the reference of a large export's gate)."""
     file = _open(path)
     architecture = file.architecture or "?"
     if architecture not in _FAMILY_NAMES:
@@ -459,7 +462,8 @@ def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
         if name == "token_embd.weight":
             loaders[_MODEL_NAMES[name]] = lambda t=tensor: dequantize_rows(t)
             if "output.weight" not in tensors:
-                loaders["lm_head.weight"] = lambda t=tensor: block_linear(t)
+                loaders["lm_head.weight"] = (lambda t=tensor: dequantize_rows(t)) if dense else (
+                    lambda t=tensor: block_linear(t))
             continue
         if name in _MODEL_NAMES:
             hf_name = _MODEL_NAMES[name]
@@ -472,7 +476,7 @@ def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
             layer, part, kind = match.groups()
             hf_part = names[part]
             hf_name = f"model.layers.{layer}.{hf_part}.{kind}"
-        loaders[hf_name] = _loader(tensor, hf_part, kind, architecture, shape)
+        loaders[hf_name] = _loader(tensor, hf_part, kind, architecture, shape, dense)
     if unknown:
         raise UnplacedTensorError(f"{path.name}: no Hugging Face name for GGUF tensor(s) "
                                   f"{', '.join(unknown[:5])}")
@@ -480,11 +484,22 @@ def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
 
 
 def _loader(tensor, hf_part: str, kind: str, architecture: str,
-            shape: DecoderShape) -> Callable[[], Tensor]:
-    """How one GGUF tensor is read: a projection keeps its blocks, the rest is float32."""
+            shape: DecoderShape, dense: bool = False) -> Callable[[], Tensor]:
+    """How one GGUF tensor is read: a projection keeps its blocks (or, ``dense``, is
+    dequantized to rows), the rest is float32."""
     if kind == "weight" and (hf_part.endswith("_proj") or hf_part == "lm_head"):
         heads = {"self_attn.q_proj": shape.num_heads, "self_attn.k_proj": shape.num_kv_heads}
-        if architecture in _PERMUTED and hf_part in heads:
+        permuted = architecture in _PERMUTED and hf_part in heads
+        if dense:
+            def read_rows() -> np.ndarray:
+                rows = dequantize_rows(tensor)
+                if not permuted:
+                    return rows
+                back = unpermute_rows(DenseLinear(rows.T), heads[hf_part])
+                return np.ascontiguousarray(back.weight.T)
+
+            return read_rows
+        if permuted:
             return lambda: unpermute_rows(block_linear(tensor), heads[hf_part])
         return lambda: block_linear(tensor)
     if kind == "bias" and architecture in _PERMUTED and hf_part in (
