@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 #: Offsets of tensors in the data file are multiples of this.
 ALIGNMENT = 64 * 1024
@@ -36,9 +36,9 @@ class ExternalData:
     must be saved in the same folder).
     """
 
-    def __init__(self, path: Path, min_bytes: int = MIN_EXTERNAL_BYTES) -> None:
+    def __init__(self, path: Path, min_bytes: int | None = None) -> None:
         self.path = Path(path)
-        self.min_bytes = min_bytes
+        self.min_bytes = MIN_EXTERNAL_BYTES if min_bytes is None else min_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("wb")
         self.written = 0  # bytes of tensor data, padding not counted
@@ -78,3 +78,18 @@ class ExternalData:
         self.close()
         if kind is not None:
             self.path.unlink(missing_ok=True)
+
+
+def inline(model: ModelProto, data: Path) -> None:
+    """Read every initializer ``model`` keeps in ``data`` back into the graph, exactly as if
+    it had been made there (no ``data_location`` field either), so the saved file is the
+    same bytes as a graph built in memory."""
+    with data.open("rb") as handle:
+        for tensor in model.graph.initializer:
+            if tensor.data_location != TensorProto.EXTERNAL:
+                continue
+            place = {entry.key: entry.value for entry in tensor.external_data}
+            handle.seek(int(place["offset"]))
+            tensor.raw_data = handle.read(int(place["length"]))
+            del tensor.external_data[:]
+            tensor.ClearField("data_location")

@@ -102,16 +102,15 @@ def save_streamed(build: Callable[[ExternalData], Any], path: Path,
     self-contained file, as :func:`save_model` would: the data file is read back into the
     graph and removed. Returns the model as saved."""
     import onnx
-    from onnx.external_data_helper import load_external_data_for_model
 
-    from export.external_data import ExternalData
+    from export.external_data import ExternalData, inline
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = path.with_name(DATA_FILE)
     with ExternalData(data) as store:
         model = build(store)
     if store.written + model.ByteSize() < threshold:
-        load_external_data_for_model(model, str(path.parent))
+        inline(model, data)
         data.unlink()
     onnx.save_model(model, str(path))
     return model
