@@ -13,9 +13,9 @@ import pytest
 from onnx_decode import greedy, session
 from tiny_models import build_family, cached, generator_key
 
+from export import external_data
 from export.builders import builder_for, load_config, shape_from_config
 from export.cuda_graph import check_cuda_graph
-from export import external_data
 from export.external_data import ALIGNMENT
 from export.gguf_blocks import weights_from_gguf
 from export.onnx_files import CUDA_FILE, DATA_FILE, MODEL_FILE, save_model
