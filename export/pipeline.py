@@ -316,8 +316,8 @@ def _export_direct(
 
     def check(recipe: Recipe, facts: dict[str, Any]) -> ValidationResult:
         progress.step("validate", f"Validating on {len(windows[0])} tokens")
-        return validate_against_logits(shipped, windows[0], reference, METHOD, gate,
-                                       source_reference)
+        return validate_against_logits(shipped, token_ids, windows[0], reference, METHOD,
+                                       gate, source_reference)
 
     recipe, result, facts, tried, note = _try_recipes(
         settings, plan, None, shipped, RecipeContext(

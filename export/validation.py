@@ -227,15 +227,16 @@ def validate(
                    FP32_EXPORT)
 
 
-def validate_against_logits(model: Path, ids: np.ndarray, reference_logits: np.ndarray,
-                            reference: str, gate: ValidationGate,
+def validate_against_logits(model: Path, token_ids: list[int], ids: np.ndarray,
+                            reference_logits: np.ndarray, reference: str, gate: ValidationGate,
                             source: SourceReference | None = None) -> ValidationResult:
     """The gate of a model without an fp32 export: ``model`` against ``reference_logits``
-    ([T, vocab] for the one window ``ids``), computed as ``reference`` says."""
+    ([T, vocab] for the one window ``ids``, the first of the text's ``token_ids``), computed
+    as ``reference`` says."""
     start = time.monotonic()
     ids = np.asarray(ids, dtype=np.int64)
     candidate = _run(model, [ids], 0)
-    return _result(_score(reference_logits, ids, 0), candidate, ids.tolist(), [ids], gate,
+    return _result(_score(reference_logits, ids, 0), candidate, token_ids, [ids], gate,
                    None, source, start, reference)
 
 
