@@ -121,6 +121,7 @@ class GgufFile:
     def __init__(self, path: Path) -> None:
         import gguf
 
+        self._fd = -1
         self.path = Path(path)
         with self.path.open("rb") as handle:
             count, self.metadata = _read_kv(handle)
