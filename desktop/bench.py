@@ -33,6 +33,7 @@ import numpy as np
 import onnxruntime as ort
 
 from desktop import template_bench
+from desktop.bench_export import EXPORT_SIZES, export_table, run_export_bench
 from desktop.bench_shape import (
     GGUF_NAME,
     SHAPE_NAMES,
@@ -246,6 +247,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "once into a cache folder (default: 1b with --compare llama-cpp, "
                              "else none; needs the export extra)")
     template_bench.add_arguments(parser)
+    parser.add_argument("--export-size", choices=EXPORT_SIZES, default=None,
+                        help="instead, measure exporting a random-weight Llama of this shape "
+                             "from a Q4_0 GGUF (export time, peak memory, size) and loading "
+                             "it in the engine (time, resident memory); needs the export extra "
+                             "and, for 7b, about 20 GB of free disk")
+    parser.add_argument("--export-dir", default=None,
+                        help="where --export-size writes its files (deleted afterwards; "
+                             "default: the system's temporary folder)")
     parser.set_defaults(func=run)
 
 
@@ -256,6 +265,10 @@ def run(args: argparse.Namespace) -> int:
         return run_server_bench(args)
     if args.templates:
         return template_bench.run_template_bench(args)
+    if args.export_size:
+        report = run_export_bench(args.export_size, args.threads, args.export_dir)
+        print(json.dumps(report, indent=2) if args.json else export_table(report))
+        return 0
     if args.prompt_tokens < 1 or args.new_tokens < 1 or args.runs < 1:
         raise UserError("--prompt-tokens, --new-tokens and --runs must be at least 1")
     comparators = [c for c in args.compare.split(",") if c]

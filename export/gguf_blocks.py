@@ -48,6 +48,7 @@ from export.builders.weights import (
     pack_codes,
     quantize_symmetric,
 )
+from export.gguf_header import GgufFile, GgufTensor
 
 QK = 32  # elements per block in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL
 QK_K = 256  # elements per super-block of the k-quants and IQ4_XS
@@ -60,10 +61,9 @@ DENSE = "dense fp32"
 REQUANTIZED = "re-quantized 8-bit"
 
 
-def _reader(path: Path):
-    import gguf
-
-    return gguf.GGUFReader(str(path))
+def _open(path: Path) -> GgufFile:
+    """The file's header and tensor table (read once; tensors are read when taken)."""
+    return GgufFile(path)
 
 
 # --------------------------------------------------------------------------------------
@@ -319,17 +319,17 @@ def can_carry_blocks(path: Path) -> bool:
     names are mapped below. Every block type is carried (see :func:`mapping_of`); a tensor
     the family's builder cannot place is refused when the weights are read, and the export
     falls back to the Optimum layout with the reason."""
-    reader = _reader(path)
-    field = reader.fields.get("general.architecture")
-    architecture = bytes(field.parts[field.data[0]]).decode("utf-8") if field else None
-    return architecture in GGUF_FAMILIES
+    with _open(path) as file:
+        return file.architecture in GGUF_FAMILIES
 
 
 def carry_plan(path: Path) -> dict[str, dict[str, Any]]:
     """For the manifest: per GGUF type of the file's matrices (the embedding included), how
     many there are and how each is carried; re-quantized tensors are named."""
     plan: dict[str, dict[str, Any]] = {}
-    for tensor in _reader(path).tensors:
+    with _open(path) as file:
+        tensors = list(file.tensors.values())
+    for tensor in tensors:
         if len(tensor.shape) < 2:
             continue
         kind = tensor.tensor_type
@@ -359,12 +359,35 @@ def unpermute_rows(lin: Linear, n_heads: int) -> Linear:
     )
 
 
-def dequantize_rows(tensor) -> np.ndarray:
-    """A GGUF tensor as float32 rows, e.g. the embedding table (vocab, hidden)."""
+#: Rows dequantized at a time: the embedding table of a 128k vocabulary is 2 GB in fp32, and
+#: gguf's dequantization makes several temporaries of its output's size.
+DEQUANTIZE_ROWS = 4096
+
+
+def dequantize_rows(tensor: GgufTensor, rows: np.ndarray | None = None) -> np.ndarray:
+    """A GGUF tensor as float32 rows, e.g. the embedding table (vocab, hidden); only the rows
+    numbered in ``rows`` when given. Dequantized a few thousand rows at a time into the
+    result, so the peak stays near the result's size."""
     import gguf
 
-    values = gguf.quants.dequantize(np.asarray(tensor.data), tensor.tensor_type)
-    return np.asarray(values, dtype=np.float32).reshape(int(tensor.shape[1]), int(tensor.shape[0]))
+    k, n = int(tensor.shape[0]), int(tensor.shape[1]) if len(tensor.shape) > 1 else 1
+    row_bytes = tensor.nbytes // n
+    wanted = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.empty((len(wanted), k), np.float32)
+    for start in range(0, len(wanted), DEQUANTIZE_ROWS):
+        chunk = wanted[start: start + DEQUANTIZE_ROWS]
+        if rows is None:  # consecutive: one read
+            raw = tensor.file.read(tensor.offset + int(chunk[0]) * row_bytes,
+                                   len(chunk) * row_bytes)
+        else:
+            raw = np.concatenate([tensor.file.read(tensor.offset + int(r) * row_bytes, row_bytes)
+                                  for r in chunk])
+        raw = raw.reshape(len(chunk), row_bytes)
+        dtype = {0: np.float32, 1: np.float16}.get(int(tensor.tensor_type))
+        values = raw.view(dtype) if dtype is not None else gguf.quants.dequantize(
+            raw, tensor.tensor_type)
+        out[start: start + len(chunk)] = np.asarray(values, np.float32).reshape(len(chunk), k)
+    return out
 
 
 # Where llama.cpp's converter puts each Hugging Face tensor of a layer (``blk.N.<gguf>`` ↔
@@ -416,19 +439,21 @@ _IGNORED = {
 _LAYER = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 
 
-def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
+def gguf_tensors(path: Path, shape: DecoderShape, dense: bool = False) -> SourceTensors:
     """A GGUF file's tensors under their Hugging Face names, read when taken: projections as
     their own blocks (Q and K rows put back in Hugging Face order), norms and biases as
     float32, the embedding table dequantized. The LM head of a tied model is the embedding's
-    blocks. A tensor without a Hugging Face name is an error, not a skipped weight."""
-    reader = _reader(path)
-    field = reader.fields.get("general.architecture")
-    architecture = bytes(field.parts[field.data[0]]).decode("utf-8") if field else "?"
+    blocks. A tensor without a Hugging Face name is an error, not a skipped weight.
+
+    ``dense``: every projection as gguf-py dequantizes it instead, float32 (out, in) rows as a
+    Hugging Face checkpoint holds them (the reference of a large export's gate)."""
+    file = _open(path)
+    architecture = file.architecture or "?"
     if architecture not in _FAMILY_NAMES:
         raise ValueError(f"{path.name}: GGUF architecture {architecture!r} is not one the fused "
                          f"layout reads ({', '.join(sorted(_FAMILY_NAMES))})")
     names = {**_LAYER_NAMES, **_FAMILY_NAMES[architecture]}
-    tensors = {t.name: t for t in reader.tensors}
+    tensors = file.tensors
     loaders: dict[str, Callable[[], Tensor]] = {}
     unknown = []
     for name, tensor in tensors.items():
@@ -437,7 +462,8 @@ def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
         if name == "token_embd.weight":
             loaders[_MODEL_NAMES[name]] = lambda t=tensor: dequantize_rows(t)
             if "output.weight" not in tensors:
-                loaders["lm_head.weight"] = lambda t=tensor: block_linear(t)
+                loaders["lm_head.weight"] = (lambda t=tensor: dequantize_rows(t)) if dense else (
+                    lambda t=tensor: block_linear(t))
             continue
         if name in _MODEL_NAMES:
             hf_name = _MODEL_NAMES[name]
@@ -450,7 +476,7 @@ def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
             layer, part, kind = match.groups()
             hf_part = names[part]
             hf_name = f"model.layers.{layer}.{hf_part}.{kind}"
-        loaders[hf_name] = _loader(tensor, hf_part, kind, architecture, shape)
+        loaders[hf_name] = _loader(tensor, hf_part, kind, architecture, shape, dense)
     if unknown:
         raise UnplacedTensorError(f"{path.name}: no Hugging Face name for GGUF tensor(s) "
                                   f"{', '.join(unknown[:5])}")
@@ -458,11 +484,22 @@ def gguf_tensors(path: Path, shape: DecoderShape) -> SourceTensors:
 
 
 def _loader(tensor, hf_part: str, kind: str, architecture: str,
-            shape: DecoderShape) -> Callable[[], Tensor]:
-    """How one GGUF tensor is read: a projection keeps its blocks, the rest is float32."""
+            shape: DecoderShape, dense: bool = False) -> Callable[[], Tensor]:
+    """How one GGUF tensor is read: a projection keeps its blocks (or, ``dense``, is
+    dequantized to rows), the rest is float32."""
     if kind == "weight" and (hf_part.endswith("_proj") or hf_part == "lm_head"):
         heads = {"self_attn.q_proj": shape.num_heads, "self_attn.k_proj": shape.num_kv_heads}
-        if architecture in _PERMUTED and hf_part in heads:
+        permuted = architecture in _PERMUTED and hf_part in heads
+        if dense:
+            def read_rows() -> np.ndarray:
+                rows = dequantize_rows(tensor)
+                if not permuted:
+                    return rows
+                back = unpermute_rows(DenseLinear(rows.T), heads[hf_part])
+                return np.ascontiguousarray(back.weight.T)
+
+            return read_rows
+        if permuted:
             return lambda: unpermute_rows(block_linear(tensor), heads[hf_part])
         return lambda: block_linear(tensor)
     if kind == "bias" and architecture in _PERMUTED and hf_part in (

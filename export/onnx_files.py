@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from export.external_data import ExternalData
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"
@@ -88,6 +92,28 @@ def save_model(model: Any, path: Path) -> None:
             all_tensors_to_one_file=True,
             location=DATA_FILE,
         )
+
+
+def save_streamed(build: Callable[[ExternalData], Any], path: Path,
+                  threshold: int = EXTERNAL_DATA_THRESHOLD) -> Any:
+    """Save the ModelProto that ``build`` makes while writing its large initializers to
+    ``model.onnx_data`` beside ``path`` (``export/external_data.py``), so no more than one
+    tensor is held at a time. A model under ``threshold`` bytes in all is then saved as one
+    self-contained file, as :func:`save_model` would: the data file is read back into the
+    graph and removed. Returns the model as saved."""
+    import onnx
+
+    from export.external_data import ExternalData, inline
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = path.with_name(DATA_FILE)
+    with ExternalData(data) as store:
+        model = build(store)
+    if store.written + model.ByteSize() < threshold:
+        inline(model, data)
+        data.unlink()
+    onnx.save_model(model, str(path))
+    return model
 
 
 def link_or_copy_model(src: Path, dst: Path) -> None:

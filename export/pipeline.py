@@ -3,15 +3,19 @@ validation → model folder, renamed into place only when everything succeeded."
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from export.errors import ExportError, FusedLayoutError, ValidationFailedError, is_disk_full
 from export.files import read_json, sha256_file, write_json
+from export.gguf_header import GgufFile
 from export.gguf_tokenizer import rebuild_tokenizer
 from export.loading import load_source, reference_logits
 from export.manifest import (
@@ -25,12 +29,19 @@ from export.manifest import (
     versions,
 )
 from export.onnx_export import export_onnx, quiet_libraries
-from export.onnx_files import CUDA_FILE, DATA_FILE, MODEL_FILE, read_io
+from export.onnx_files import (
+    CUDA_FILE,
+    DATA_FILE,
+    EXTERNAL_DATA_THRESHOLD,
+    MODEL_FILE,
+    read_io,
+)
 from export.progress import Progress
 from export.recipes import (
     AUTO_RECIPE,
     DEFAULT_RECIPE,
     RECIPES,
+    GgufBlocksRecipe,
     Recipe,
     RecipeContext,
     RecipePlan,
@@ -41,6 +52,7 @@ from export.sources import (
     GgufInfo,
     Source,
     check_folder,
+    check_model_type,
     check_name,
     read_gguf,
     resolve_source,
@@ -53,8 +65,19 @@ from export.validation import (
     report_markdown,
     token_windows,
     validate,
+    validate_against_logits,
     validation_text,
 )
+
+#: Above this fp32 size (a 0.5B model) a GGUF that carries into the fused graph is exported
+#: straight from its blocks: the fp32 route needs about three times this in RAM (transformers'
+#: model, Optimum's export and the gate's fp32 graph), which a 7B model (28 GB in fp32) cannot
+#: get on a 24 GB machine. The rule is by size, not by the machine, so an export does the same
+#: on every machine.
+DIRECT_FP32_BYTES = 2 * 1024**3
+#: Tokens the gate scores when there is no fp32 export to compare with (each is one decode
+#: step of the shipped graph and one position of the layer-by-layer reference).
+DIRECT_GATE_TOKENS = 64
 
 
 def default_out_dir() -> Path:
@@ -78,6 +101,10 @@ class ExportSettings:
     force: bool = False  # keep a model that failed the validation gate, marked as such
     gate: ValidationGate = field(default_factory=ValidationGate)
     debug: bool = False
+    #: a GGUF whose weights take more than this in fp32 is exported straight from its blocks
+    direct_fp32_bytes: int = DIRECT_FP32_BYTES
+    #: a fused graph whose weights reach this keeps them in ``model.onnx_data``
+    external_data_bytes: int = EXTERNAL_DATA_THRESHOLD
 
 
 @dataclass
@@ -115,10 +142,13 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
     gguf = read_gguf(source) if source.is_gguf else None
     if not source.is_gguf:
         check_folder(source)
+    direct = gguf is not None and _exports_directly(settings, source)
     _prepare_out_dir(out_dir)
     remove_stale_partials(out_dir)
     try:
         with quiet_libraries(settings.debug), staging_dir(out_dir, name) as partial:
+            if direct:
+                return _export_direct(settings, source, gguf, name, target, partial, progress)
             return _export(settings, source, gguf, name, target, partial, progress)
     except Exception as exc:
         if is_disk_full(exc):
@@ -129,6 +159,19 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
                 "was kept."
             ) from exc
         raise
+
+
+def _exports_directly(settings: ExportSettings, source: Source) -> bool:
+    """Whether a GGUF source skips the fp32 route (:data:`DIRECT_FP32_BYTES`): only when its
+    own blocks are what would be shipped (``auto`` or ``q4-gguf``)."""
+    from export.gguf_blocks import can_carry_blocks
+    from export.gguf_header import GgufFile
+
+    if settings.recipe not in (AUTO_RECIPE, "q4-gguf"):
+        return False
+    with GgufFile(source.path) as file:
+        elements = sum(math.prod(t.shape) for t in file.tensors.values())
+    return elements * 4 > settings.direct_fp32_bytes and can_carry_blocks(source.path)
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
@@ -198,11 +241,128 @@ def _export(
     fp32_model = export_onnx(hf_dir, partial / "onnx")
 
     shipped = model_dir / "onnx" / MODEL_FILE
-    recipe_context = RecipeContext(source.path, source.is_gguf, hf_dir)
     source_reference = None  # a GGUF's own runtime, llama.cpp, on the same tokens
     if source.is_gguf:
         windows = token_windows(token_ids, context, gate)
         source_reference = llama_cpp_reference(source.path, text, token_ids, windows, tokenizer)
+
+    def check(recipe: Recipe, facts: dict[str, Any]) -> ValidationResult:
+        progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
+        positions = min(context, facts.get("max_length") or context)  # a fused graph's bound
+        return validate(
+            fp32_model, shipped if recipe.quantizes else None, token_ids, positions, gate,
+            reference, source_reference,
+        )
+
+    recipe, result, facts, tried, note = _try_recipes(
+        settings, plan, fp32_model, shipped, RecipeContext(
+            source.path, source.is_gguf, hf_dir, settings.external_data_bytes), check, progress)
+    shutil.rmtree(partial / "onnx")
+    return _finish(settings, source, name, target, model_dir, hf_dir, config, context, tokens,
+                   token_ids, plan, recipe, result, facts, tried, note, progress)
+
+
+def _export_direct(
+    settings: ExportSettings,
+    source: Source,
+    gguf: GgufInfo,
+    name: str,
+    target: Path,
+    partial: Path,
+    progress: Progress,
+) -> ExportResult:
+    """A GGUF too large for an fp32 copy (:data:`DIRECT_FP32_BYTES`), exported straight from
+    its blocks: config and tokenizer from its header, the fused graph written tensor by
+    tensor into external data, and the gate against transformers run layer by layer on the
+    file's dequantized weights (``export/layerwise.py``) over the first
+    :data:`DIRECT_GATE_TOKENS` tokens, and against llama.cpp on the same tokens."""
+    from tokenizers import Tokenizer
+
+    from export.builders import load_config, shape_from_config
+    from export.errors import FusedLayoutError
+    from export.layerwise import METHOD, layerwise_logits
+
+    hf_dir = partial / "hf"
+    model_dir = partial / "model"
+    with GgufFile(source.path) as file:
+        elements = sum(math.prod(t.shape) for t in file.tensors.values())
+    progress.step("load", f"Reading {source.path.name}: its blocks go straight into the graph "
+                  f"(no fp32 copy, which would take {elements * 4 / 1e9:.1f} GB)")
+    config = load_gguf_config(source, hf_dir)
+    context = context_length(config)
+    text = validation_text()
+    rebuilt = rebuild_tokenizer(source.path, hf_dir)
+    hf_tokenizer = rebuilt.hf_tokenizer or converted_tokenizer(source, hf_dir)
+    tokens = write_tokenizer_files(
+        hf_dir, hf_tokenizer, model_dir, gguf=gguf, context_length=context, check_text=text,
+        origin=rebuilt.origin, source_stop_ids=rebuilt.stop_token_ids,
+    )
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    token_ids = tokenizer.encode(text, add_special_tokens=False).ids
+    gate = dataclasses.replace(settings.gate, max_tokens=min(DIRECT_GATE_TOKENS, context),
+                               window=min(DIRECT_GATE_TOKENS, context))
+    plan = plan_recipes(settings.recipe, source.path, True, config.to_dict())
+    blocks = tuple(c for c in plan.candidates if isinstance(c, GgufBlocksRecipe))
+    if not blocks:
+        raise FusedLayoutError(settings.recipe, plan.note or "the fused layout cannot build it")
+    plan = dataclasses.replace(plan, candidates=blocks, fallback=())
+    windows = token_windows(token_ids, context, gate)
+    progress.step("onnx", f"Computing the gate's reference layer by layer on "
+                  f"{len(windows[0])} tokens")
+    shape = shape_from_config(load_config(hf_dir))
+    reference = layerwise_logits(source.path, config, shape, [int(t) for t in windows[0]])
+    source_reference = llama_cpp_reference(source.path, text, token_ids, windows, tokenizer)
+    shipped = model_dir / "onnx" / MODEL_FILE
+
+    def check(recipe: Recipe, facts: dict[str, Any]) -> ValidationResult:
+        progress.step("validate", f"Validating on {len(windows[0])} tokens")
+        return validate_against_logits(shipped, token_ids, windows[0], reference, METHOD,
+                                       gate, source_reference)
+
+    recipe, result, facts, tried, note = _try_recipes(
+        settings, plan, None, shipped, RecipeContext(
+            source.path, True, hf_dir, settings.external_data_bytes), check, progress)
+    return _finish(settings, source, name, target, model_dir, hf_dir, config, context, tokens,
+                   token_ids, plan, recipe, result, facts, tried, note, progress)
+
+
+def load_gguf_config(source: Source, hf_dir: Path) -> Any:
+    """transformers' config of a GGUF file, saved with its generation config in ``hf_dir``
+    (what the tokenizer files and the model folder are written from)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source.path.parent, gguf_file=source.path.name)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"Could not read the config of {source.spec}: {reason}.") from exc
+    check_model_type(config.model_type, source.spec)
+    config.save_pretrained(hf_dir)
+    GenerationConfig.from_model_config(config).save_pretrained(hf_dir)
+    return config
+
+
+def converted_tokenizer(source: Source, hf_dir: Path) -> Any:
+    """transformers' conversion of a GGUF tokenizer the header rebuild does not cover."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.path.parent, gguf_file=source.path.name)
+    tokenizer.save_pretrained(hf_dir)
+    return tokenizer
+
+
+def _try_recipes(
+    settings: ExportSettings,
+    plan: RecipePlan,
+    fp32_model: Path | None,
+    shipped: Path,
+    recipe_context: RecipeContext,
+    check: Callable[[Recipe, dict[str, Any]], ValidationResult],
+    progress: Progress,
+) -> tuple[Recipe, ValidationResult, dict[str, Any], list[dict[str, Any]], str | None]:
+    """Apply the plan's recipes in order until one passes the gate (``check``); returns the
+    one kept, its gate result and facts, every try, and the note for the manifest."""
+    gate = settings.gate
     tried: list[dict[str, Any]] = []
     candidates, note = list(plan.candidates), plan.note
     while candidates:
@@ -211,7 +371,7 @@ def _export(
         progress.step("quantize", f"Quantizing: {recipe.description}"
                       + (f" [{recipe.label()}]" if recipe.label() != recipe.name else ""))
         try:
-            facts = recipe.apply(fp32_model, shipped, recipe_context)
+            facts = recipe.apply(fp32_model, shipped, recipe_context)  # type: ignore[arg-type]
         except FusedLayoutError as exc:
             # Every recipe of the same kind would fail alike: move on to the next kind.
             candidates = [c for c in candidates if type(c) is not type(recipe)]
@@ -224,12 +384,7 @@ def _export(
                     f"{candidates[0].label()}{layout}.")
             progress.note(note)
             continue
-        progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
-        positions = min(context, facts.get("max_length") or context)  # a fused graph's bound
-        result = validate(
-            fp32_model, shipped if recipe.quantizes else None, token_ids, positions, gate,
-            reference, source_reference,
-        )
+        result = check(recipe, facts)
         tried.append({"recipe": recipe.label(), "passed": result.passed,
                       "perplexity_ratio": result.perplexity_ratio,
                       "top1_agreement": result.top1_agreement})
@@ -240,6 +395,30 @@ def _export(
         if not settings.force:
             raise ValidationFailedError(_gate_refusal(plan, recipe, result, tried))
         result.forced = True
+    return recipe, result, facts, tried, note
+
+
+def _finish(
+    settings: ExportSettings,
+    source: Source,
+    name: str,
+    target: Path,
+    model_dir: Path,
+    hf_dir: Path,
+    config: Any,
+    context: int,
+    tokens: TokenizerInfo,
+    token_ids: list[int],
+    plan: RecipePlan,
+    recipe: Recipe,
+    result: ValidationResult,
+    facts: dict[str, Any],
+    tried: list[dict[str, Any]],
+    note: str | None,
+    progress: Progress,
+) -> ExportResult:
+    """Check the CUDA twin, write the folder's files and the manifest, publish it."""
+    shipped = model_dir / "onnx" / MODEL_FILE
     cuda_check = None
     if shipped.with_name(CUDA_FILE).is_file():
         from export.cuda_graph import check_cuda_graph
@@ -258,7 +437,6 @@ def _export(
     if plan.auto:
         quantization["auto"] = {"chosen": recipe.label(), "tried": tried}
     progress.step("write", f"Writing {target}")
-    shutil.rmtree(partial / "onnx")
     manifest = _write_folder(
         model_dir, name, source, config, hf_dir, context, tokens, quantization, result,
         cuda_check.manifest() if cuda_check else None,

@@ -11,22 +11,32 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from export.graph_prep import prepare_for_weight_only
-from export.onnx_files import link_or_copy_model, save_model
+from export.onnx_files import (
+    EXTERNAL_DATA_THRESHOLD,
+    link_or_copy_model,
+    save_model,
+    save_streamed,
+)
 
 
 @dataclass(frozen=True)
 class RecipeContext:
-    """What a recipe may need beyond the fp32 graph: the original source and the fp32
-    Hugging Face folder (a GGUF-block recipe reads the quantized blocks from the source)."""
+    """What a recipe may need beyond the fp32 graph: the original source and the Hugging Face
+    folder (with the fp32 weights, except for a GGUF exported straight from its blocks: see
+    ``export/pipeline.py``); a GGUF-block recipe reads the quantized blocks from the source.
+    A fused graph whose weights reach ``external_data_bytes`` keeps them in
+    ``model.onnx_data``."""
 
     source_path: Path
     source_is_gguf: bool
     hf_dir: Path
+    external_data_bytes: int = EXTERNAL_DATA_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -126,19 +136,26 @@ def _fused_builder(recipe: str, context: RecipeContext) -> Any:
 
 
 def _save_fused(builder: Any, weights: Any, accuracy_level: int, accuracy_level_8bit: int,
-                out_model: Path) -> dict[str, Any]:
-    """Save the family's fused graph and, beside it, its fp16 twin for CUDA
-    (``export/cuda_graph.py``), which reads the weight blocks from the CPU graph's file. A
-    graph the fp16 pass cannot convert keeps its CPU graph; the manifest says why."""
+                out_model: Path, context: RecipeContext,
+                refuse: Callable[[ValueError], Exception]) -> dict[str, Any]:
+    """Build and save the family's fused graph, its weights placed as the graph reads them
+    and each large one written out at once (``save_streamed``), then beside it its fp16 twin
+    for CUDA (``export/cuda_graph.py``), which reads the weight blocks from the CPU graph's
+    files. A weight that cannot be placed surfaces while building: ``refuse`` turns it into
+    the recipe's error. A graph the fp16 pass cannot convert keeps its CPU graph; the
+    manifest says why."""
     from export.builders import FusedOptions
     from export.cuda_graph import write_cuda_graph
 
-    context = builder.shape.context_length
-    options = FusedOptions(max_length=context, accuracy_level=accuracy_level,
+    max_length = builder.shape.context_length
+    options = FusedOptions(max_length=max_length, accuracy_level=accuracy_level,
                            accuracy_level_8bit=accuracy_level_8bit)
-    model = builder.build(weights, options)
-    save_model(model, out_model)
-    facts: dict[str, Any] = {"layout": "fused", "max_length": builder.max_length(context)}
+    try:
+        model = save_streamed(lambda store: builder.build(weights, options, store), out_model,
+                              context.external_data_bytes)
+    except ValueError as exc:
+        raise refuse(exc) from None
+    facts: dict[str, Any] = {"layout": "fused", "max_length": builder.max_length(max_length)}
     try:
         write_cuda_graph(model, out_model)
     except ValueError as exc:
@@ -179,7 +196,7 @@ class FusedRecipe(Recipe):
 
         builder = _fused_builder(self.name, context)
         try:
-            weights = builder.weights_from(
+            weights = builder.streamed_weights(
                 SourceTensors.from_safetensors(context.hf_dir),
                 self._quantize(self.bits),
                 self._quantize(self.lm_head_bits),
@@ -187,7 +204,7 @@ class FusedRecipe(Recipe):
         except ValueError as exc:
             raise FusedLayoutError(self.name, str(exc)) from None
         return _save_fused(builder, weights, self.accuracy_level, self.accuracy_level,
-                           out_model)
+                           out_model, context, lambda exc: FusedLayoutError(self.name, str(exc)))
 
     def _quantize(self, bits: int) -> Any:
         from export.builders import quantize_symmetric
@@ -222,7 +239,7 @@ class GgufBlocksRecipe(Recipe):
     def apply(self, fp32_model: Path, out_model: Path, context: RecipeContext) -> dict[str, Any]:
         from export.builders import UnplacedTensorError
         from export.errors import ExportError, FusedLayoutError
-        from export.gguf_blocks import carry_plan, weights_from_gguf
+        from export.gguf_blocks import carry_plan, gguf_tensors
 
         if not context.source_is_gguf:
             raise ExportError(
@@ -230,13 +247,18 @@ class GgufBlocksRecipe(Recipe):
                 "a GGUF file: use --quant int8-fused instead."
             )
         builder = _fused_builder(self.name, context)
+
+        def refuse(exc: ValueError) -> Exception:
+            if isinstance(exc, UnplacedTensorError):
+                return FusedLayoutError(self.name, str(exc))
+            return ExportError(f"Cannot carry the GGUF blocks over: {exc}.")
+
         try:
-            weights = weights_from_gguf(context.source_path, builder.shape)
-        except UnplacedTensorError as exc:
-            raise FusedLayoutError(self.name, str(exc)) from None
+            weights = builder.streamed_weights(gguf_tensors(context.source_path, builder.shape))
         except ValueError as exc:
-            raise ExportError(f"Cannot carry the GGUF blocks over: {exc}.") from None
-        facts = _save_fused(builder, weights, self.accuracy_level, 4, out_model)
+            raise refuse(exc) from None
+        facts = _save_fused(builder, weights, self.accuracy_level, 4, out_model, context,
+                            refuse)
         return {**facts, "gguf_blocks": carry_plan(context.source_path)}
 
 

@@ -212,16 +212,16 @@ def supported_model_types() -> frozenset[str]:
 
 
 def read_gguf(source: Source) -> GgufInfo:
-    """Parse a GGUF header; a corrupt or truncated file fails here with one line."""
-    from gguf import GGUFReader
+    """Parse a GGUF header and tensor table; a corrupt or truncated file fails here with one
+    line."""
+    from export.gguf_header import GgufFile
 
     try:
-        reader = GGUFReader(str(source.path))
-        fields = reader.fields
+        with GgufFile(source.path) as file:
+            metadata = file.metadata
 
         def value(key: str) -> object:
-            field = fields.get(key)
-            return None if field is None else field.contents()
+            return metadata.get(key)
 
         architecture = value("general.architecture")
     except Exception as exc:

@@ -44,6 +44,8 @@ class SyntheticShape:
     context_length: int = 4096
     rope_theta: float = 500000.0
     rms_norm_eps: float = 1e-5
+    #: the LM head is the embedding table (Llama 3.2 1B) or a matrix of its own (Llama 3 8B)
+    tie_embeddings: bool = True
 
     @property
     def head_dim(self) -> int:
@@ -53,13 +55,18 @@ class SyntheticShape:
         """Weights in the matrices (the embedding counted once: it is tied to the LM head)."""
         h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
         layer = h * (h + 2 * kv) + h * h + 3 * h * self.intermediate_size
-        return self.num_layers * layer + self.vocab_size * h
+        heads = 1 if self.tie_embeddings else 2
+        return self.num_layers * layer + heads * self.vocab_size * h
 
 
-#: ``1b`` is Llama 3.2 1B's shape; ``tiny`` runs the same path in seconds (for tests).
+#: ``1b`` is Llama 3.2 1B's shape, ``7b`` Llama 3 8B's (untied LM head, 8.0B weights);
+#: ``tiny`` runs the same path in seconds (for tests).
 SHAPES = {
     "1b": SyntheticShape(hidden_size=2048, num_layers=16, num_heads=32, num_kv_heads=8,
                          intermediate_size=8192, vocab_size=128256),
+    "7b": SyntheticShape(hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=8,
+                         intermediate_size=14336, vocab_size=128256, context_length=8192,
+                         tie_embeddings=False),
     "tiny": SyntheticShape(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
                            intermediate_size=256, vocab_size=512, context_length=512),
 }
@@ -121,60 +128,67 @@ def write_gguf(shape: SyntheticShape, quant: str, path: Path, seed: int = 0) -> 
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
 
-    def matrix(name: str, rows: int, k: int) -> None:
-        writer.add_tensor(name, _random_blocks(rng, rows, k, quant), raw_dtype=kind)
-
-    def ones(name: str) -> None:
-        writer.add_tensor(name, np.ones(h, np.float32))
-
+    # Declared first, then generated and written one at a time: a 7B file is never held.
     kv = shape.num_kv_heads * d
-    matrix("token_embd.weight", shape.vocab_size, h)
+    matrices = [("token_embd.weight", shape.vocab_size, h)]
     for i in range(shape.num_layers):
         p = f"blk.{i}."
-        ones(p + "attn_norm.weight")
-        matrix(p + "attn_q.weight", shape.num_heads * d, h)
-        matrix(p + "attn_k.weight", kv, h)
-        matrix(p + "attn_v.weight", kv, h)
-        matrix(p + "attn_output.weight", h, shape.num_heads * d)
-        ones(p + "ffn_norm.weight")
-        matrix(p + "ffn_gate.weight", shape.intermediate_size, h)
-        matrix(p + "ffn_up.weight", shape.intermediate_size, h)
-        matrix(p + "ffn_down.weight", h, shape.intermediate_size)
-    ones("output_norm.weight")
+        matrices += [(p + "attn_q.weight", shape.num_heads * d, h),
+                     (p + "attn_k.weight", kv, h), (p + "attn_v.weight", kv, h),
+                     (p + "attn_output.weight", h, shape.num_heads * d),
+                     (p + "ffn_gate.weight", shape.intermediate_size, h),
+                     (p + "ffn_up.weight", shape.intermediate_size, h),
+                     (p + "ffn_down.weight", h, shape.intermediate_size)]
+    if not shape.tie_embeddings:
+        matrices.append(("output.weight", shape.vocab_size, h))
+    norms = [f"blk.{i}.{n}_norm.weight" for i in range(shape.num_layers) for n in ("attn", "ffn")]
+    norms.append("output_norm.weight")
+    for name, rows, k in matrices:
+        nbytes = rows * k // QK * gguf.GGML_QUANT_SIZES[kind][1]
+        writer.add_tensor_info(name, (rows, nbytes // rows), np.dtype(np.uint8), nbytes, kind)
+    for name in norms:
+        writer.add_tensor_info(name, (h,), np.dtype(np.float32), h * 4)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
+    writer.write_ti_data_to_file()
+    for _name, rows, k in matrices:
+        writer.write_tensor_data(_random_blocks(rng, rows, k, quant))
+    for _name in norms:
+        writer.write_tensor_data(np.ones(h, np.float32))
     writer.close()
 
 
 def build_onnx(shape: SyntheticShape, gguf_path: Path, onnx_path: Path) -> None:
-    """The fused graph of the GGUF file's own blocks, as the ``q4-gguf`` recipe builds it."""
+    """The fused graph of the GGUF file's own blocks, as the ``q4-gguf`` recipe builds it:
+    weights read one tensor at a time and written straight to the graph's external data when
+    the model is over protobuf's limit (``export.onnx_files.save_streamed``)."""
     from export.builders import DecoderShape, FusedOptions, builder_for
-    from export.gguf_blocks import weights_from_gguf
-    from export.onnx_files import save_model
+    from export.gguf_blocks import gguf_tensors
+    from export.onnx_files import save_streamed
 
     decoder = DecoderShape(
         num_layers=shape.num_layers, hidden_size=shape.hidden_size, num_heads=shape.num_heads,
         num_kv_heads=shape.num_kv_heads, head_dim=shape.head_dim,
         intermediate_size=shape.intermediate_size, vocab_size=shape.vocab_size,
         rms_norm_eps=shape.rms_norm_eps, rope_theta=shape.rope_theta,
-        context_length=shape.context_length)
-    weights = weights_from_gguf(gguf_path, decoder)
+        context_length=shape.context_length, tie_word_embeddings=shape.tie_embeddings)
     builder = builder_for(decoder)
-    model = builder.build(weights, FusedOptions(max_length=shape.context_length))
-    del weights
-    save_model(model, onnx_path)
+    weights = builder.streamed_weights(gguf_tensors(gguf_path, decoder))
+    options = FusedOptions(max_length=shape.context_length)
+    save_streamed(lambda store: builder.build(weights, options, store), onnx_path)
 
 
-def build(name: str, quant: str, out: Path, seed: int = 0) -> Path:
-    """Write the ``name``-shaped pair into ``out`` (replaced if present); returns ``out``."""
+def build(name: str, quant: str, out: Path, seed: int = 0, gguf_only: bool = False) -> Path:
+    """Write the ``name``-shaped pair into ``out`` (replaced if present), or only its GGUF
+    file (the source of an export benchmark); returns ``out``."""
     shape = SHAPES[name]
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         started = time.monotonic()
         write_gguf(shape, quant, partial / GGUF_FILE, seed)
-        build_onnx(shape, partial / GGUF_FILE, partial / ONNX_FILE)
+        if not gguf_only:
+            build_onnx(shape, partial / GGUF_FILE, partial / ONNX_FILE)
         facts = {"shape": name, "quant": quant, "seed": seed, "parameters": shape.parameters(),
                  "build_seconds": round(time.monotonic() - started, 1),
                  **dataclasses.asdict(shape)}
@@ -196,9 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quant", choices=QUANTS, default="q4_0")
     parser.add_argument("--out", type=Path, required=True, help="folder to write (replaced)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gguf-only", action="store_true",
+                        help="write only the GGUF file (a source to export)")
     args = parser.parse_args(argv)
     try:
-        build(args.shape, args.quant, args.out, args.seed)
+        build(args.shape, args.quant, args.out, args.seed, args.gguf_only)
     except OSError as exc:
         print(f"python -m export.synthetic: error: cannot write {args.out}: {exc.strerror}",
               file=sys.stderr)

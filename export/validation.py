@@ -25,6 +25,8 @@ from export.onnx_files import forward, make_session
 from export.source_check import SourceReference
 
 VALIDATION_TEXT = Path(__file__).with_name("data") / "validation.txt"
+#: What the shipped model is compared with, unless a model too large for it says otherwise.
+FP32_EXPORT = "the fp32 ONNX export"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class ValidationResult:
     seconds: float
     # against the source runtime (GGUF: llama.cpp); None for other sources
     source: dict[str, Any] | None = None
+    #: what ``perplexity_fp32`` and the top-1 agreement were measured against
+    reference: str = FP32_EXPORT
 
     def manifest(self) -> dict[str, Any]:
         data = asdict(self)
@@ -121,6 +125,8 @@ class ValidationResult:
             f"ratio {self.perplexity_ratio:.3f}), top-1 agreement {self.top1_agreement:.3f} "
             f"over {self.tokens} tokens"
         )
+        if self.reference != FP32_EXPORT:
+            line += f" against {self.reference}"
         if self.source and self.source["ran"]:
             line += (
                 f"; NLL per byte {self.source['nll_per_byte']:.4f} vs "
@@ -147,25 +153,26 @@ class _Pass:
 
 def _run(model: Path, windows: list[np.ndarray], reference_tokens: int) -> _Pass:
     session = make_session(model)
-    nll = 0.0
-    count = 0
-    top1 = []
-    first_logits = np.empty(0)
-    for index, ids in enumerate(windows):
+    passes = []
+    for ids in windows:
         logits, _ = forward(session, ids)
-        logits = logits[0].astype(np.float32, copy=False)
-        if index == 0:
-            first_logits = logits[:reference_tokens].copy()
-        top1.append(logits.argmax(axis=-1))
-        shifted = logits[:-1]
-        peak = shifted.max(axis=-1, keepdims=True)
-        # float32 exponentials, float64 sums: exact enough and several times faster
-        sums = np.exp(shifted - peak).sum(axis=-1, dtype=np.float64)
-        log_norm = np.log(sums) + peak[:, 0].astype(np.float64)
-        target = shifted[np.arange(len(ids) - 1), ids[1:]].astype(np.float64)
-        nll += float((log_norm - target).sum())
-        count += len(ids) - 1
-    return _Pass(nll, count, np.concatenate(top1), first_logits)
+        passes.append(_score(logits[0], ids, reference_tokens if not passes else 0))
+    return _Pass(sum(p.nll for p in passes), sum(p.count for p in passes),
+                 np.concatenate([p.top1 for p in passes]), passes[0].first_logits)
+
+
+def _score(logits: np.ndarray, ids: np.ndarray, keep: int) -> _Pass:
+    """One window's NLL of each next id and argmax ids from its logits (T, vocab); the first
+    ``keep`` rows of logits are kept."""
+    logits = logits.astype(np.float32, copy=False)
+    shifted = logits[:-1]
+    peak = shifted.max(axis=-1, keepdims=True)
+    # float32 exponentials, float64 sums: exact enough and several times faster
+    sums = np.exp(shifted - peak).sum(axis=-1, dtype=np.float64)
+    log_norm = np.log(sums) + peak[:, 0].astype(np.float64)
+    target = shifted[np.arange(len(ids) - 1), ids[1:]].astype(np.float64)
+    return _Pass(float((log_norm - target).sum()), len(ids) - 1, logits.argmax(axis=-1),
+                 logits[:keep].copy())
 
 
 def token_windows(
@@ -212,13 +219,33 @@ def validate(
     windows = token_windows(token_ids, context_length, gate)
     reference = _run(fp32_model, windows, gate.reference_tokens)
     candidate = _run(model, windows, gate.reference_tokens) if model is not None else reference
-    perplexity_fp32 = float(np.exp(reference.nll / reference.count))
-    perplexity = float(np.exp(candidate.nll / candidate.count))
-    top1 = float((reference.top1 == candidate.top1).mean())
     logit_diff = None
     if reference_logits is not None:
         n = min(len(reference_logits), len(reference.first_logits))
         logit_diff = float(np.abs(reference.first_logits[:n] - reference_logits[:n]).max())
+    return _result(reference, candidate, token_ids, windows, gate, logit_diff, source, start,
+                   FP32_EXPORT)
+
+
+def validate_against_logits(model: Path, token_ids: list[int], ids: np.ndarray,
+                            reference_logits: np.ndarray, reference: str, gate: ValidationGate,
+                            source: SourceReference | None = None) -> ValidationResult:
+    """The gate of a model without an fp32 export: ``model`` against ``reference_logits``
+    ([T, vocab] for the one window ``ids``, the first of the text's ``token_ids``), computed
+    as ``reference`` says."""
+    start = time.monotonic()
+    ids = np.asarray(ids, dtype=np.int64)
+    candidate = _run(model, [ids], 0)
+    return _result(_score(reference_logits, ids, 0), candidate, token_ids, [ids], gate,
+                   None, source, start, reference)
+
+
+def _result(reference: _Pass, candidate: _Pass, token_ids: list[int],
+            windows: list[np.ndarray], gate: ValidationGate, logit_diff: float | None,
+            source: SourceReference | None, start: float, against: str) -> ValidationResult:
+    perplexity_fp32 = float(np.exp(reference.nll / reference.count))
+    perplexity = float(np.exp(candidate.nll / candidate.count))
+    top1 = float((reference.top1 == candidate.top1).mean())
     text = validation_text()
     result = ValidationResult(
         text=f"export/data/{VALIDATION_TEXT.name}",
@@ -236,6 +263,7 @@ def validate(
         seconds=0.0,
         source=None if source is None else _source_figures(source, token_ids, reference,
                                                            candidate),
+        reference=against,
     )
     result.passed = not result.failures()
     result.seconds = round(time.monotonic() - start, 2)
@@ -263,12 +291,12 @@ def report_markdown(name: str, recipe: dict[str, Any], result: ValidationResult)
         "",
         "| measure | value | gate |",
         "|---|---|---|",
-        f"| perplexity, fp32 ONNX | {result.perplexity_fp32:.3f} | |",
+        f"| perplexity, {_reference_label(result)} | {result.perplexity_fp32:.3f} | |",
         f"| perplexity, shipped model | {result.perplexity:.3f} | |",
         f"| perplexity ratio | {result.perplexity_ratio:.4f} | "
         f"≤ {result.gate.max_perplexity_ratio} |",
-        f"| top-1 agreement with fp32 | {result.top1_agreement:.4f} | "
-        f"≥ {result.gate.min_top1_agreement} |",
+        f"| top-1 agreement with {'fp32' if result.reference == FP32_EXPORT else 'it'} | "
+        f"{result.top1_agreement:.4f} | ≥ {result.gate.min_top1_agreement} |",
         f"| max logit difference, fp32 ONNX vs PyTorch (first {result.gate.reference_tokens} "
         f"tokens) | {diff} | ≤ {result.gate.max_fp32_logit_diff:.0e} |",
         "",
@@ -278,6 +306,11 @@ def report_markdown(name: str, recipe: dict[str, Any], result: ValidationResult)
     if problems:
         lines += ["Failures:", "", *[f"- {p}" for p in problems], ""]
     return "\n".join(lines)
+
+
+def _reference_label(result: ValidationResult) -> str:
+    return "fp32 ONNX" if result.reference == FP32_EXPORT else (
+        f"reference ({result.reference})")
 
 
 def _source_lines(result: ValidationResult) -> list[str]:

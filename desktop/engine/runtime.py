@@ -114,13 +114,16 @@ def default_threads() -> int:
 
 def create_session(
     path: Path | bytes, device: str = "auto", threads: int | None = None,
-    cuda_unsupported: str | None = None, cuda_graph: bool = False,
+    cuda_unsupported: str | None = None, cuda_graph: bool = False, prepack: bool = True,
 ) -> tuple[ort.InferenceSession, DeviceInfo]:
     """Open ``path`` (or a serialized model) on the requested device. ``auto`` takes CUDA
     only when the CUDA provider really creates the session; otherwise CPU with the reason.
     ``cuda_unsupported`` says why this model must not run on CUDA at all (then ``auto`` means
     CPU, and ``cuda`` is refused). ``cuda_graph`` turns on ONNX Runtime's CUDA graph capture
-    (see :class:`SharedKVDecoder`)."""
+    (see :class:`SharedKVDecoder`). ``prepack`` False leaves weights as stored instead of
+    repacking them for the CPU kernels at load (``onnxchat bench --export-size`` measures
+    both: packing costs load time and a copy of the weights, but ``MatMulNBits`` decodes
+    ~30x slower without it, so the app always packs)."""
     if device not in DEVICES:
         raise ModelError(f"device '{device}' is unknown; use one of: {', '.join(DEVICES)}")
     if threads is not None and not 1 <= threads <= 256:
@@ -135,6 +138,8 @@ def create_session(
     # after every run, slowing the window and whatever else runs (measured in models/README.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     options.add_session_config_entry("session.force_spinning_stop", "1")
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
 
     if cuda_unsupported and device == "cuda":
         raise ModelError(f"{cuda_unsupported}; use --device auto or --device cpu")

@@ -21,7 +21,7 @@ is documented in ``models/README.md`` under "Fused layout".
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -41,6 +41,7 @@ from export.builders.weights import (
     concat_outputs,
     scale_outputs,
 )
+from export.external_data import ExternalData
 
 OPSET = 17
 # Model metadata a fused graph carries, so whoever writes the manifest reads it off the graph.
@@ -134,6 +135,45 @@ class _Context:
     tables: dict[Rope, tuple[str, str]] = field(default_factory=dict)
 
 
+class StreamedWeights:
+    """A decoder's weights placed from the source when read, in the order :meth:`DecoderBuilder.
+    build` reads them: the embedding, each layer once (an iterator), the final norm, then the
+    LM head, which also checks that every source tensor was placed. Nothing is kept once
+    read except a tied embedding the LM head still needs."""
+
+    def __init__(self, builder: DecoderBuilder, source: SourceTensors,
+                 transform: Transform | None, lm_head_transform: Transform | None) -> None:
+        self._builder = builder
+        self._source = source
+        self._transform: Transform = transform or (lambda lin: lin)
+        self._head_transform = lm_head_transform or self._transform
+        self._embed: np.ndarray | None = None
+
+    @property
+    def embed_tokens(self) -> np.ndarray:
+        s = self._builder.shape
+        embed = self._builder.array(self._source, "model.embed_tokens.weight",
+                                    (s.vocab_size, s.hidden_size))
+        if "lm_head.weight" not in self._source:
+            self._embed = embed
+        return embed
+
+    @property
+    def layers(self) -> Iterator[LayerWeights]:
+        for i in range(self._builder.shape.num_layers):
+            yield self._builder.place_layer(self._source, i, self._transform)
+
+    @property
+    def final_norm(self) -> np.ndarray:
+        return self._builder.norm(self._source, "model.norm.weight",
+                                  self._builder.shape.hidden_size)
+
+    @property
+    def lm_head(self) -> Linear:
+        embed, self._embed = self._embed, None
+        return self._builder.finish_placing(self._source, embed, self._head_transform)
+
+
 class DecoderBuilder:
     """The Llama decoder (also SmolLM): pre-norm RMSNorm, rotary GQA, SiLU-gated MLP.
 
@@ -218,24 +258,41 @@ class DecoderBuilder:
         """Place every source tensor; ``transform`` (quantization) runs on each projection as
         soon as its layer is complete, ``lm_head_transform`` (default: the same) on the LM
         head. Refuses a tensor it cannot place."""
+        streamed = self.streamed_weights(source, transform, lm_head_transform)
+        weights = DecoderWeights(embed_tokens=streamed.embed_tokens)
+        weights.layers = list(streamed.layers)
+        weights.final_norm = streamed.final_norm
+        weights.lm_head = streamed.lm_head
+        return weights
+
+    def streamed_weights(self, source: SourceTensors, transform: Transform | None = None,
+                         lm_head_transform: Transform | None = None) -> StreamedWeights:
+        """The same weights as :meth:`weights_from`, placed only when :meth:`build` reads
+        them, part by part: with an external data store the graph is built holding one layer
+        at a time, never the whole model."""
+        return StreamedWeights(self, source, transform, lm_head_transform)
+
+    def place_layer(self, source: SourceTensors, i: int, transform: Transform) -> LayerWeights:
+        """Layer ``i``'s tensors, the residual multiplier folded in, each projection
+        transformed."""
         s = self.shape
-        embed = self.array(source, "model.embed_tokens.weight", (s.vocab_size, s.hidden_size))
-        weights = DecoderWeights(embed_tokens=embed)
-        keep = transform or (lambda lin: lin)
-        for i in range(s.num_layers):
-            layer = self.layer_weights(source, f"model.layers.{i}.")
-            layer.o_proj = scale_outputs(layer.o_proj, s.residual_scale)
-            layer.down_proj = scale_outputs(layer.down_proj, s.residual_scale)
-            for name in ("qkv", "o_proj", "gate_proj", "up_proj", "down_proj"):
-                setattr(layer, name, keep(getattr(layer, name)))
-            weights.layers.append(layer)
-        weights.final_norm = self.norm(source, "model.norm.weight", s.hidden_size)
-        head = scale_outputs(self.lm_head(source, embed), s.logits_scale)
-        weights.lm_head = (lm_head_transform or keep)(head)
+        layer = self.layer_weights(source, f"model.layers.{i}.")
+        layer.o_proj = scale_outputs(layer.o_proj, s.residual_scale)
+        layer.down_proj = scale_outputs(layer.down_proj, s.residual_scale)
+        for name in ("qkv", "o_proj", "gate_proj", "up_proj", "down_proj"):
+            setattr(layer, name, transform(getattr(layer, name)))
+        return layer
+
+    def finish_placing(self, source: SourceTensors, embed: np.ndarray | None,
+                       transform: Transform) -> Linear:
+        """The LM head (the tied embedding's transpose when the source has none), then the
+        check that every source tensor found a place."""
+        head = scale_outputs(self.lm_head(source, embed), self.shape.logits_scale)
+        head = transform(head)
         source.ignore(r".*rotary_emb\.inv_freq",
                       "rotary frequencies are recomputed from the config")
         source.check_all_placed()
-        return weights
+        return head
 
     def layer_weights(self, source: SourceTensors, p: str) -> LayerWeights:
         """One layer's tensors, Llama names: pre-attention and pre-MLP norms."""
@@ -268,11 +325,11 @@ class DecoderBuilder:
             "down_proj": self.linear(source, p + "mlp.down_proj", inter, h),
         }
 
-    def lm_head(self, source: SourceTensors, embed: np.ndarray) -> Linear:
+    def lm_head(self, source: SourceTensors, embed: np.ndarray | None) -> Linear:
         s = self.shape
         if "lm_head.weight" in source:
             return self.linear(source, "lm_head", s.hidden_size, s.vocab_size)
-        if not s.tie_word_embeddings:
+        if not s.tie_word_embeddings or embed is None:
             raise UnplacedTensorError(
                 f"{source.origin}: lm_head.weight is missing and the embeddings are not tied")
         return DenseLinear(np.ascontiguousarray(embed.T))
@@ -315,13 +372,16 @@ class DecoderBuilder:
         ropes = {s.rope_for_layer(i) for i in range(s.num_layers)}
         return min(rope.max_length(wanted) for rope in ropes)
 
-    def build(self, weights: DecoderWeights, options: FusedOptions) -> onnx.ModelProto:
+    def build(self, weights: DecoderWeights | StreamedWeights, options: FusedOptions,
+              store: ExternalData | None = None) -> onnx.ModelProto:
         """Assemble the fused decoder graph (interface in ``models/README.md``, "Fused
-        layout")."""
+        layout"); with ``store``, its large initializers are written to that external data
+        file as they are made."""
         s = self.shape
-        if len(weights.layers) != s.num_layers or weights.lm_head is None:
+        if isinstance(weights, DecoderWeights) and (
+                len(weights.layers) != s.num_layers or weights.lm_head is None):
             raise ValueError("decoder weights do not match the model shape")
-        g = GraphBuilder(options.accuracy_level, options.accuracy_level_8bit)
+        g = GraphBuilder(options.accuracy_level, options.accuracy_level_8bit, store)
         ctx = self._mask_inputs(g, self.max_length(options.max_length))
 
         embed = g.const("model.embed_tokens.weight", weights.embed_tokens.astype(np.float32))
@@ -336,10 +396,11 @@ class DecoderBuilder:
         starts = g.const("const.slice.starts", np.array([-1], np.int64))
         ends = g.const("const.slice.ends", np.array([np.iinfo(np.int64).max], np.int64))
         axis1 = g.const("const.slice.axes", np.array([1], np.int64))
-        assert pending is not None and weights.final_norm is not None
+        final_norm = weights.final_norm
+        assert pending is not None and final_norm is not None
         last_out = g.node("Slice", [pending, starts, ends, axis1], "/model/last/Slice")[0]
         last_res = g.node("Slice", [residual, starts, ends, axis1], "/model/last/Slice_1")[0]
-        final_w = g.const("model.norm.weight", weights.final_norm)
+        final_w = g.const("model.norm.weight", final_norm)
         normed = g.node(
             "SkipSimplifiedLayerNormalization",
             [last_out, last_res, final_w],
@@ -348,7 +409,9 @@ class DecoderBuilder:
             domain=MS_DOMAIN,
             epsilon=s.rms_norm_eps,
         )[0]
-        logits = g.linear(weights.lm_head, normed, "lm_head")
+        lm_head = weights.lm_head
+        assert lm_head is not None
+        logits = g.linear(lm_head, normed, "lm_head")
         g.softcap(logits, s.final_softcap, "/lm_head/softcap")
         g.rename_output(0, "logits")
         return self._model(g, ctx.max_length)

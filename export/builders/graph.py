@@ -7,6 +7,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.builders.weights import DenseLinear, Linear
+from export.external_data import ExternalData
 
 MS_DOMAIN = "com.microsoft"
 
@@ -15,10 +16,13 @@ class GraphBuilder:
     """Accumulates nodes and initializers with unique, readable names.
 
     ``accuracy_level`` and ``accuracy_level_8bit`` are ``MatMulNBits``'s settings for 4-bit
-    and 8-bit weights (see :class:`export.builders.base.FusedOptions`).
+    and 8-bit weights (see :class:`export.builders.base.FusedOptions`). With ``store`` each
+    large initializer goes to that external data file as it is made, and the graph keeps
+    only its place (``export/external_data.py``).
     """
 
-    def __init__(self, accuracy_level: int = 4, accuracy_level_8bit: int = 4) -> None:
+    def __init__(self, accuracy_level: int = 4, accuracy_level_8bit: int = 4,
+                 store: ExternalData | None = None) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
         self._names: set[str] = set()
@@ -26,9 +30,13 @@ class GraphBuilder:
         self._scalars: dict[tuple[str, float], str] = {}
         self.accuracy_level = accuracy_level
         self.accuracy_level_8bit = accuracy_level_8bit
+        self.store = store
 
     def const(self, name: str, array: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        if self.store is not None:
+            self.initializers.append(self.store.tensor(name, array))
+        else:
+            self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def scalar(self, value: float) -> str:

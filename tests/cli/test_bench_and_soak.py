@@ -96,3 +96,19 @@ def test_bench_templates_without_transformers_names_the_extra():
     assert result.stderr.strip() == (
         "onnxchat: error: --templates compares with transformers, which is in the export "
         "extra: pip install 'onnxchat[export]'")
+
+
+def test_bench_export_size_reports_export_and_load_figures(tmp_path):
+    """``--export-size`` builds, exports and loads a random Llama (tiny here; 1b and 7b are
+    the measured ones) and reports every figure; its files are gone afterwards."""
+    result = onnxchat("bench", "--export-size", "tiny", "--export-dir", str(tmp_path),
+                      "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["shape"] == "tiny"
+    assert report["export"]["seconds"] > 0 and report["export"]["peak_rss_mb"] > 0
+    assert report["export"]["onnx_size_mb"] > 0
+    assert "Exported tiny" in report["export"]["last_line"]
+    for load in report["load"].values():
+        assert load["load_s"] > 0 and load["after_step"]["rss_mb"] > 0
+    assert list(tmp_path.iterdir()) == []

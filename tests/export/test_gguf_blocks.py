@@ -39,6 +39,7 @@ from export.gguf_blocks import (
     unpermute_rows,
     weights_from_gguf,
 )
+from export.gguf_header import GgufFile, GgufHeaderError
 from export.onnx_files import save_model
 
 Q = gguf.GGMLQuantizationType
@@ -139,7 +140,7 @@ def test_each_block_type_maps_exactly(kind: Q, tmp_path: Path) -> None:
     n, k = 48, 512
     raw = random_blocks(kind, n, k, rng)
     write_tensors(tmp_path / "t.gguf", {"w": (raw, kind)})
-    lin = block_linear(gguf.GGUFReader(str(tmp_path / "t.gguf")).tensors[0])
+    lin = block_linear(GgufFile(tmp_path / "t.gguf").tensors["w"])
     assert isinstance(lin, BlockLinear)
     assert mapping_of(kind) == EXACT[kind]
     assert lin.bits == (4 if EXACT[kind] == EXACT_4BIT else 8)
@@ -150,11 +151,34 @@ def test_each_block_type_maps_exactly(kind: Q, tmp_path: Path) -> None:
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
+def test_tensor_table_agrees_with_gguf_py(tmp_path: Path) -> None:
+    """The export reads tensors through its own header parser (one open, one tensor at a
+    time); names, types, shapes and bytes must be gguf-py's, and a cut file is refused."""
+    rng = np.random.default_rng(3)
+    tensors = {"a": (random_blocks(Q.Q4_K, 8, 512, rng), Q.Q4_K),
+               "b": (random_blocks(Q.Q8_0, 4, 64, rng), Q.Q8_0),
+               "norm": (rng.standard_normal(64).astype(np.float32), Q.F32)}
+    write_tensors(tmp_path / "t.gguf", tensors)
+    theirs = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "t.gguf")).tensors}
+    with GgufFile(tmp_path / "t.gguf") as ours:
+        assert list(ours.tensors) == list(theirs)
+        for name, tensor in ours.tensors.items():
+            other = theirs[name]
+            assert (tensor.tensor_type, tensor.shape) == (other.tensor_type,
+                                                          tuple(int(d) for d in other.shape))
+            assert tensor.data.tobytes() == np.asarray(other.data).tobytes()
+            assert tensor.data.dtype == np.asarray(other.data).dtype
+    data = (tmp_path / "t.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[:-100])
+    with pytest.raises(GgufHeaderError, match="truncated"):
+        GgufFile(tmp_path / "cut.gguf")
+
+
 def test_types_without_a_linear_code_are_requantized_to_8_bits(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     raw = random_blocks(Q.IQ2_XS, 16, 256, rng)
     write_tensors(tmp_path / "t.gguf", {"w": (raw, Q.IQ2_XS)})
-    lin = block_linear(gguf.GGUFReader(str(tmp_path / "t.gguf")).tensors[0])
+    lin = block_linear(GgufFile(tmp_path / "t.gguf").tensors["w"])
     assert mapping_of(Q.IQ2_XS) == REQUANTIZED
     assert isinstance(lin, BlockLinear) and lin.bits == 8
     weights = gguf.quants.dequantize(raw, Q.IQ2_XS).reshape(16, 256)

@@ -23,6 +23,7 @@ from export.builders import (
 )
 from export.builders.weights import SourceTensors
 from export.gguf_blocks import GGUF_FAMILIES, weights_from_gguf
+from export.layerwise import layerwise_logits
 
 ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
                  "gemma2": "gemma2", "gemma3_text": "gemma3"}
@@ -89,3 +90,23 @@ def test_a_gguf_tensor_without_a_place_is_refused_by_name(tmp_path: Path) -> Non
     write_gguf(folder, "qwen2", tmp_path / "model.gguf", extra="blk.0.attn_sinks.weight")
     with pytest.raises(UnplacedTensorError, match=r"blk\.0\.attn_sinks\.weight"):
         weights_from_gguf(tmp_path / "model.gguf", shape_from_config(load_config(folder)))
+
+
+@pytest.mark.parametrize("family", list(ARCHITECTURES))
+def test_the_layerwise_reference_is_transformers_on_the_same_weights(
+        family: str, tmp_path: Path) -> None:
+    """The gate of a model too large for an fp32 copy compares with transformers run one
+    layer at a time on the GGUF's weights (export/layerwise.py): the family's own model."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = family_source(family)
+    write_gguf(folder, family, tmp_path / "model.gguf")
+    ids = [5, 17, 42, 99, 3, 250, 7, 64, 1, 2]
+    got = layerwise_logits(tmp_path / "model.gguf", AutoConfig.from_pretrained(folder),
+                           shape_from_config(load_config(folder)), ids)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    with torch.inference_mode():
+        want = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max(), rtol=0)
