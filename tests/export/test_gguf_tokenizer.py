@@ -5,8 +5,12 @@ SentencePiece vocabulary (scores, byte tokens, control tokens; with and without 
 space, as Llama 2/Phi-3 and Gemma files differ) and a byte-level BPE vocabulary under each
 pre-tokenizer name the chat families use. The rebuilt ``tokenizer.json`` must encode
 multilingual text (English, Chinese, code, emoji, numbers, whitespace runs, special tokens)
-into exactly the ids llama.cpp's own tokenizer gives for the same file. The comparison needs
-llama-cpp-python (the ``bench`` extra); the checks that need only the header always run.
+into exactly the ids llama.cpp's own tokenizer gives for the same file.
+
+llama-cpp-python compiles llama.cpp, so ``make test`` does not install it: the vocabulary
+files and llama.cpp's ids for them are kept in ``data/llama_cpp/`` (written by
+``record_llama_cpp.py``), and the tests compare with that recording always and with the live
+llama.cpp too where llama-cpp-python is installed.
 """
 
 from __future__ import annotations
@@ -128,43 +132,82 @@ def ours(path: Path, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False).ids
 
 
-def llama_cpp_ids(path: Path, texts: list[str]) -> list[list[int]]:
-    llama_cpp = pytest.importorskip(
-        "llama_cpp", reason="llama-cpp-python is not installed (the bench extra)")
-    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    return [llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in texts]
-
-
 def with_specials(text: str, specials: list[str]) -> str:
     return f"{specials[0]}{text}{specials[1]}\n{specials[-1]} {text}"
 
 
-@pytest.mark.parametrize("add_space_prefix", [True, False], ids=["llama-spm", "gemma-spm"])
-def test_sentencepiece_gives_llama_cpp_ids(add_space_prefix: bool, tmp_path: Path) -> None:
-    path = spm_vocab(tmp_path / "spm.gguf", add_space_prefix)
-    texts = [*TEXTS, with_specials(TEXTS[0], SPM_CONTROLS[:2]), "use <tool> here<end_of_turn>"]
-    for text, want in zip(texts, llama_cpp_ids(path, texts), strict=True):
+VOCAB_DIR = Path(__file__).resolve().parent / "data" / "llama_cpp"
+RECORDED = VOCAB_DIR / "ids.json"
+BPE_PRE = ["llama-bpe", "qwen2", "smollm", "gpt-2", "refact", "gpt-4o", "tekken", "default"]
+PHI3_TEXTS = ["<|user|>\nHello world<|end|>\n<|assistant|>\n", "<s> Hello</s>  x"]
+
+
+def write_vocabularies(folder: Path) -> None:
+    """The vocabulary files of the recording (``record_llama_cpp.py``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spm_vocab(folder / "llama-spm.gguf", True)
+    spm_vocab(folder / "gemma-spm.gguf", False)
+    spm_vocab(folder / "phi3.gguf", True, name="Phi-3 mini")
+    for pre in BPE_PRE:
+        bpe_vocab(folder / f"bpe-{pre}.gguf", pre)
+
+
+def recorded_cases() -> dict[str, list[str]]:
+    """Vocabulary file → the texts whose llama.cpp ids are recorded."""
+    spm = [*TEXTS, with_specials(TEXTS[0], SPM_CONTROLS[:2]), "use <tool> here<end_of_turn>"]
+    bpe = [*TEXTS, with_specials(TEXTS[0], BPE_SPECIALS)]
+    return {"llama-spm.gguf": spm, "gemma-spm.gguf": spm, "phi3.gguf": PHI3_TEXTS,
+            **{f"bpe-{pre}.gguf": bpe for pre in BPE_PRE}}
+
+
+def llama_cpp_ids(name: str) -> tuple[Path, list[str], list[list[int]]]:
+    """A recorded vocabulary file, its texts, and llama.cpp's ids for them — checked against
+    the live llama.cpp where llama-cpp-python is installed."""
+    path, texts = VOCAB_DIR / name, recorded_cases()[name]
+    recorded = json.loads(RECORDED.read_text(encoding="utf-8"))["ids"].get(name, {})
+    missing = [text for text in texts if text not in recorded]
+    assert not missing, f"no recorded ids for {missing[0]!r}: run record_llama_cpp.py"
+    want = [recorded[text] for text in texts]
+    try:
+        import llama_cpp
+    except ImportError:
+        return path, texts, want
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    live = [llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in texts]
+    assert live == want, f"llama.cpp {llama_cpp.__version__} no longer gives the recorded ids"
+    return path, texts, want
+
+
+@pytest.mark.parametrize("name", ["llama-spm.gguf", "gemma-spm.gguf"])
+def test_sentencepiece_gives_llama_cpp_ids(name: str) -> None:
+    path, texts, wanted = llama_cpp_ids(name)
+    for text, want in zip(texts, wanted, strict=True):
         assert ours(path, text) == want, text
 
 
-def test_phi3_strips_whitespace_after_its_special_tokens(tmp_path: Path) -> None:
+def test_phi3_strips_whitespace_after_its_special_tokens() -> None:
     """llama.cpp marks Phi-3's special tokens (by the model's name) to eat the whitespace
     after them: "<|user|>\\nHi" tokenizes like "<|user|>Hi"."""
-    path = spm_vocab(tmp_path / "phi3.gguf", True, name="Phi-3 mini")
-    texts = ["<|user|>\nHello world<|end|>\n<|assistant|>\n", "<s> Hello</s>  x"]
+    path, texts, wanted = llama_cpp_ids("phi3.gguf")
     got = [ours(path, text) for text in texts]
     assert got[0][:2] == ours(path, "<|user|>Hello")[:2]
-    for text, mine, want in zip(texts, got, llama_cpp_ids(path, texts), strict=True):
+    for text, mine, want in zip(texts, got, wanted, strict=True):
         assert mine == want, text
 
 
-@pytest.mark.parametrize("pre", ["llama-bpe", "qwen2", "smollm", "gpt-2", "refact",
-                                 "gpt-4o", "tekken", "default"])
-def test_byte_level_bpe_gives_llama_cpp_ids(pre: str, tmp_path: Path) -> None:
-    path = bpe_vocab(tmp_path / "bpe.gguf", pre)
-    texts = [*TEXTS, with_specials(TEXTS[0], BPE_SPECIALS)]
-    for text, want in zip(texts, llama_cpp_ids(path, texts), strict=True):
+@pytest.mark.parametrize("pre", BPE_PRE)
+def test_byte_level_bpe_gives_llama_cpp_ids(pre: str) -> None:
+    path, texts, wanted = llama_cpp_ids(f"bpe-{pre}.gguf")
+    for text, want in zip(texts, wanted, strict=True):
         assert ours(path, text) == want, text
+
+
+def test_the_recorded_vocabularies_are_the_ones_the_tests_build(tmp_path: Path) -> None:
+    """The committed files are what ``write_vocabularies`` writes today, so the recording
+    describes the vocabularies these tests are about."""
+    write_vocabularies(tmp_path)
+    for name in recorded_cases():
+        assert read_vocab(tmp_path / name) == read_vocab(VOCAB_DIR / name), name
 
 
 def test_every_named_pre_tokenizer_builds_and_round_trips(tmp_path: Path) -> None:
