@@ -12,8 +12,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QtMsgType, qInstallMessageHandler
+from PySide6.QtCore import (
+    QCoreApplication,
+    QObject,
+    Qt,
+    QTimer,
+    QtMsgType,
+    qInstallMessageHandler,
+)
 from PySide6.QtGui import QAction, QKeySequence, QShortcut, QShortcutEvent
+from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop.engine import ChatEngine, Model, load_model
 from desktop.ui.app import Application
@@ -185,3 +193,29 @@ def press_shortcut(window: MainWindow, keys: str) -> QObject:
 def shortcut() -> Callable[[MainWindow, str], QObject]:
     """``shortcut(window, "Esc")``: see :func:`press_shortcut`."""
     return press_shortcut
+
+
+@pytest.fixture
+def on_modal() -> Iterator[Callable[[type, Callable[[QWidget], None]], None]]:
+    """``on_modal(QMessageBox, handle)``: call ``handle`` with the next modal widget of that
+    type once it is open. A modal dialog's ``exec()`` blocks the test's own code, so a timer
+    (every 10 ms, until the dialog is there) answers it from inside that event loop."""
+    timers: list[QTimer] = []
+
+    def watch(kind: type, handle: Callable[[QWidget], None]) -> None:
+        timer = QTimer()
+        timer.setInterval(10)
+
+        def check() -> None:
+            widget = QApplication.activeModalWidget()
+            if isinstance(widget, kind):
+                timer.stop()
+                handle(widget)
+
+        timer.timeout.connect(check)
+        timer.start()
+        timers.append(timer)
+
+    yield watch
+    for timer in timers:
+        timer.stop()

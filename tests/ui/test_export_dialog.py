@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QCoreApplication, QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
+from PySide6.QtWidgets import QLineEdit, QWidget
 
 from desktop.ui.export_dialog import INSTALL_COMMAND, RECIPES, ExportDialog, export_available
 from desktop.ui.export_progress import ExportProgress
@@ -148,21 +148,16 @@ def test_a_bad_drop_says_why_in_one_line_and_keeps_the_source(qtbot, tiny_llama_
 
 
 @needs_export
-def test_a_drop_on_the_window_opens_the_dialog_with_it(qtbot, window, tiny_llama_gguf):
+def test_a_drop_on_the_window_opens_the_dialog_with_it(qtbot, window, tiny_llama_gguf,
+                                                       on_modal):
     seen: dict[str, object] = {}
-    watch = QTimer()
-    watch.setInterval(10)
 
-    def inspect() -> None:
-        dialog = QApplication.activeModalWidget()
-        if isinstance(dialog, ExportDialog):
-            watch.stop()
-            seen["source"] = dialog.source()
-            seen["gguf"] = dialog.gguf_radio.isChecked()
-            dialog.reject()
+    def inspect(dialog: ExportDialog) -> None:
+        seen["source"] = dialog.source()
+        seen["gguf"] = dialog.gguf_radio.isChecked()
+        dialog.reject()
 
-    watch.timeout.connect(inspect)
-    watch.start()
+    on_modal(ExportDialog, inspect)
     assert drop(window, tiny_llama_gguf)
     qtbot.waitUntil(lambda: "source" in seen, timeout=30_000)
     assert seen == {"source": str(tiny_llama_gguf), "gguf": True}

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 import desktop.paths
 from desktop.engine import list_models
@@ -97,7 +97,8 @@ def test_the_model_in_use_is_not_deleted(qtbot, two_models):
     assert dialog.status_label.text().startswith("first is in use")
 
 
-def test_delete_asks_with_the_size_freed_and_removes_the_whole_folder(qtbot, two_models):
+def test_delete_asks_with_the_size_freed_and_removes_the_whole_folder(qtbot, two_models,
+                                                                     on_modal):
     first, second = two_models
     models = first.parent
     leftover = models / f"{DELETING_PREFIX}old-1234"  # a deletion a crash cut short
@@ -108,20 +109,13 @@ def test_delete_asks_with_the_size_freed_and_removes_the_whole_folder(qtbot, two
     select(dialog, second)
     assert dialog.delete_button.isEnabled()
     asked: dict[str, str] = {}
-    watch = QTimer()
-    watch.setInterval(10)
 
-    def confirm() -> None:
-        box = QApplication.activeModalWidget()
-        if isinstance(box, QMessageBox):
-            watch.stop()
-            asked["text"] = box.text()
-            delete = next(b for b in box.buttons()
-                          if box.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole)
-            delete.click()
+    def confirm(box: QMessageBox) -> None:
+        asked["text"] = box.text()
+        next(b for b in box.buttons()
+             if box.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole).click()
 
-    watch.timeout.connect(confirm)
-    watch.start()
+    on_modal(QMessageBox, confirm)
     own = (second / "manifest.json").stat().st_size
     with qtbot.waitSignal(dialog.modelDeleted, timeout=30_000) as deleted:
         dialog.delete_button.click()
