@@ -75,6 +75,8 @@ from export.validation import (
 #: get on a 24 GB machine. The rule is by size, not by the machine, so an export does the same
 #: on every machine.
 DIRECT_FP32_BYTES = 2 * 1024**3
+#: The recipes that ship a GGUF's own blocks, so a large GGUF can skip the fp32 route.
+DIRECT_RECIPES = (AUTO_RECIPE, "q4-gguf")
 #: Tokens the gate scores when there is no fp32 export to compare with (each is one decode
 #: step of the shipped graph and one position of the layer-by-layer reference).
 DIRECT_GATE_TOKENS = 64
@@ -105,6 +107,8 @@ class ExportSettings:
     direct_fp32_bytes: int = DIRECT_FP32_BYTES
     #: a fused graph whose weights reach this keeps them in ``model.onnx_data``
     external_data_bytes: int = EXTERNAL_DATA_THRESHOLD
+    #: the memory the fp32 route may count on (default: this machine's RAM)
+    memory_bytes: int | None = None
 
 
 @dataclass
@@ -143,6 +147,8 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
     if not source.is_gguf:
         check_folder(source)
     direct = gguf is not None and _exports_directly(settings, source)
+    if not direct:
+        _check_fp32_fits(settings, source)
     _prepare_out_dir(out_dir)
     remove_stale_partials(out_dir)
     try:
@@ -165,13 +171,39 @@ def _exports_directly(settings: ExportSettings, source: Source) -> bool:
     """Whether a GGUF source skips the fp32 route (:data:`DIRECT_FP32_BYTES`): only when its
     own blocks are what would be shipped (``auto`` or ``q4-gguf``)."""
     from export.gguf_blocks import can_carry_blocks
+
+    if settings.recipe not in DIRECT_RECIPES:
+        return False
+    return (_gguf_fp32_bytes(source.path) > settings.direct_fp32_bytes
+            and can_carry_blocks(source.path))
+
+
+def _gguf_fp32_bytes(path: Path) -> int:
     from export.gguf_header import GgufFile
 
-    if settings.recipe not in (AUTO_RECIPE, "q4-gguf"):
-        return False
-    with GgufFile(source.path) as file:
-        elements = sum(math.prod(t.shape) for t in file.tensors.values())
-    return elements * 4 > settings.direct_fp32_bytes and can_carry_blocks(source.path)
+    with GgufFile(path) as file:
+        return 4 * sum(math.prod(t.shape) for t in file.tensors.values())
+
+
+def _check_fp32_fits(settings: ExportSettings, source: Source) -> None:
+    """Refuse a source the fp32 route cannot hold on this machine, saying what would work."""
+    from export.memory import check_fp32_fits, folder_fp32_bytes, physical_memory
+
+    memory = settings.memory_bytes if settings.memory_bytes is not None else physical_memory()
+    if source.is_gguf:
+        if settings.recipe not in DIRECT_RECIPES:
+            instead = ("Export it with the auto or q4-gguf recipe: a large GGUF then goes "
+                       "straight from its blocks into the graph.")
+        else:
+            instead = ("Its architecture has no fused graph builder, so its blocks cannot go "
+                       "straight into the graph (models/README.md lists the families).")
+        check_fp32_fits(source.path.name, _gguf_fp32_bytes(source.path), memory, instead)
+    elif source.path.is_dir():
+        check_fp32_fits(
+            f"The model folder {source.path}", folder_fp32_bytes(source.path), memory,
+            "Convert it to a GGUF (llama.cpp's convert_hf_to_gguf.py, then llama-quantize, "
+            "e.g. to Q4_K_M) and export that file: a large GGUF goes straight from its "
+            "blocks into the graph.")
 
 
 def _prepare_out_dir(out_dir: Path) -> None:

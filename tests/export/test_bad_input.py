@@ -16,7 +16,7 @@ import pytest
 
 import export.pipeline
 from export.cli import main
-from export.errors import ValidationFailedError
+from export.errors import ExportError, ValidationFailedError
 from export.pipeline import ExportSettings, export_model
 from export.sources import default_gguf_path
 from export.validation import ValidationGate
@@ -273,4 +273,32 @@ def test_disk_full_reported_by_native_code(
     monkeypatch.setattr(export.pipeline, "export_onnx", full_disk)
     code, err = run(capsys, str(tiny_gpt2_hf), "--out", str(out))
     assert_one_line_error(code, err, "The disk is full")
+    assert_nothing_left(out)
+
+
+def test_a_folder_too_large_for_fp32_here_is_refused_before_any_work(tiny_llama_hf: Path,
+                                                                     out: Path) -> None:
+    """The fp32 route holds the whole model in fp32: a model whose fp32 weights exceed the
+    machine's memory is refused at once, with what would work (here the machine's memory
+    is set below the tiny model's size)."""
+    settings = ExportSettings(source=str(tiny_llama_hf), out_dir=out, memory_bytes=100_000)
+    with pytest.raises(ExportError) as refused:
+        export_model(settings)
+    line = str(refused.value)
+    assert "\n" not in line
+    assert line.startswith(f"The model folder {tiny_llama_hf} has ")
+    assert " GB in fp32, and exporting it this way holds the whole model in fp32: more than " \
+        "this machine's 0.0 GB of memory." in line
+    assert "convert_hf_to_gguf.py" in line
+    assert_nothing_left(out)
+
+
+def test_a_large_gguf_with_a_recipe_that_needs_fp32_is_told_the_recipes_that_do_not(
+        tiny_llama_gguf: Path, out: Path) -> None:
+    settings = ExportSettings(source=str(tiny_llama_gguf), recipe="int8", out_dir=out,
+                              memory_bytes=1000)
+    with pytest.raises(ExportError, match=r"tiny-llama\.gguf has .* GB in fp32, .* more than "
+                       r"this machine's 0\.0 GB of memory\. Export it with the auto or q4-gguf "
+                       r"recipe"):
+        export_model(settings)
     assert_nothing_left(out)
