@@ -110,7 +110,6 @@ class ExportDialog(QDialog):
         self.setWindowTitle(self.tr("Prepare a model"))
         self.setMinimumWidth(660)
         self._process: QProcess | None = None
-        self._stdout_buffer = b""
         self._error: str | None = None
         self._target: Path | None = None
         self._progress: ExportProgress | None = None
@@ -339,7 +338,6 @@ class ExportDialog(QDialog):
         if self.running or not self._can_start():
             return
         self._error = None
-        self._stdout_buffer = b""
         self._target = Path(self.out_edit.text().strip()) / self.name_edit.text().strip()
         self.error_label.hide()
         self.drop_error.hide()
@@ -354,7 +352,7 @@ class ExportDialog(QDialog):
         self._progress = ExportProgress(time.monotonic())
         self._show_stages()
         self._show_time()
-        process = child_process(self, self._on_stdout_ready, self._on_stderr_ready,
+        process = child_process(self, self._on_progress_line, self._on_stderr_line,
                                 self._on_finished, self._on_process_error)
         self._process = process
         self._set_running(True)
@@ -407,16 +405,8 @@ class ExportDialog(QDialog):
 
     # --- the child process --------------------------------------------------------------
 
-    @Slot()
-    def _on_stdout_ready(self) -> None:
-        if self._process is None:
-            return
-        self._stdout_buffer += bytes(self._process.readAllStandardOutput().data())
-        *lines, self._stdout_buffer = self._stdout_buffer.split(b"\n")
-        for line in lines:
-            self._on_progress_line(line.decode("utf-8", "replace").strip())
-
     def _on_progress_line(self, line: str) -> None:
+        line = line.strip()
         if not line:
             return
         try:
@@ -494,21 +484,14 @@ class ExportDialog(QDialog):
         if self.running:
             self._show_time()
 
-    @Slot()
-    def _on_stderr_ready(self) -> None:
-        if self._process is None:
-            return
-        text = bytes(self._process.readAllStandardError().data()).decode("utf-8", "replace")
-        for line in text.splitlines():
-            if line.strip():
-                self.log.appendPlainText(line.rstrip())
-                if line.startswith("error: ") and self._error is None:
-                    self._error = line[len("error: "):]
+    def _on_stderr_line(self, line: str) -> None:
+        if line.strip():
+            self.log.appendPlainText(line.rstrip())
+            if line.startswith("error: ") and self._error is None:
+                self._error = line[len("error: "):]
 
     @Slot(int, QProcess.ExitStatus)
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        self._on_stdout_ready()
-        self._on_stderr_ready()
         self._process = None
         self._tick.stop()
         self._set_running(False)

@@ -42,7 +42,6 @@ class LocalServer(QObject):
         super().__init__(parent)
         self._data_dir = data_dir
         self._process: QProcess | None = None
-        self._buffer = b""
         self._errors: list[str] = []
         self._pending: tuple[Path, str, int, bool] | None = None
         self.state = OFF
@@ -68,9 +67,9 @@ class LocalServer(QObject):
             return
         command = serve_command(self.arguments(folder, device, port, history),
                                 str(self._data_dir))
-        process = child_process(self, self._on_stdout_ready, self._on_stderr_ready,
+        process = child_process(self, self._on_stdout_line, self._on_stderr_line,
                                 self._on_finished, self._on_process_error)
-        self._process, self._buffer, self._errors = process, b"", []
+        self._process, self._errors = process, []
         self.folder = folder
         self.url, self.model, self.counts = "", "", {}
         self._set_state(STARTING)
@@ -107,19 +106,13 @@ class LocalServer(QObject):
 
     # --- the child process --------------------------------------------------------------
 
-    @Slot()
-    def _on_stdout_ready(self) -> None:
-        if self._process is None:
+    def _on_stdout_line(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
             return
-        self._buffer += bytes(self._process.readAllStandardOutput().data())
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
-                self._on_event(event)
+        if isinstance(event, dict):
+            self._on_event(event)
 
     def _on_event(self, event: dict) -> None:
         kind = event.get("event")
@@ -130,17 +123,12 @@ class LocalServer(QObject):
             self.counts = {k: v for k, v in event.items() if isinstance(v, int)}
             self.countsChanged.emit(dict(self.counts))
 
-    @Slot()
-    def _on_stderr_ready(self) -> None:
-        if self._process is None:
-            return
-        text = bytes(self._process.readAllStandardError().data()).decode("utf-8", "replace")
-        self._errors = [*self._errors, *(line for line in text.splitlines() if line.strip())][-20:]
+    def _on_stderr_line(self, line: str) -> None:
+        if line.strip():
+            self._errors = [*self._errors, line][-20:]
 
     @Slot(int, QProcess.ExitStatus)
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        self._on_stdout_ready()
-        self._on_stderr_ready()
         process, self._process = self._process, None
         if process is not None:
             process.deleteLater()
