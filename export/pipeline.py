@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from typing import Any
 
 from export.errors import ExportError, FusedLayoutError, ValidationFailedError, is_disk_full
 from export.files import read_json, sha256_file, write_json
-from export.gguf_header import GgufFile
 from export.gguf_tokenizer import rebuild_tokenizer
 from export.loading import load_source, reference_logits
 from export.manifest import (
@@ -146,9 +144,9 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
     gguf = read_gguf(source) if source.is_gguf else None
     if not source.is_gguf:
         check_folder(source)
-    direct = gguf is not None and _exports_directly(settings, source)
+    direct = gguf is not None and _exports_directly(settings, gguf)
     if not direct:
-        _check_fp32_fits(settings, source)
+        _check_fp32_fits(settings, source, gguf)
     _prepare_out_dir(out_dir)
     remove_stale_partials(out_dir)
     try:
@@ -167,37 +165,29 @@ def export_model(settings: ExportSettings, progress: Progress | None = None) -> 
         raise
 
 
-def _exports_directly(settings: ExportSettings, source: Source) -> bool:
+def _exports_directly(settings: ExportSettings, gguf: GgufInfo) -> bool:
     """Whether a GGUF source skips the fp32 route (:data:`DIRECT_FP32_BYTES`): only when its
-    own blocks are what would be shipped (``auto`` or ``q4-gguf``)."""
-    from export.gguf_blocks import can_carry_blocks
+    own blocks are what would be shipped (``auto`` or ``q4-gguf``) and a fused builder
+    reads its architecture."""
+    from export.gguf_blocks import GGUF_FAMILIES
 
-    if settings.recipe not in DIRECT_RECIPES:
-        return False
-    return (_gguf_fp32_bytes(source.path) > settings.direct_fp32_bytes
-            and can_carry_blocks(source.path))
-
-
-def _gguf_fp32_bytes(path: Path) -> int:
-    from export.gguf_header import GgufFile
-
-    with GgufFile(path) as file:
-        return 4 * sum(math.prod(t.shape) for t in file.tensors.values())
+    return (settings.recipe in DIRECT_RECIPES and gguf.fp32_bytes > settings.direct_fp32_bytes
+            and gguf.architecture in GGUF_FAMILIES)
 
 
-def _check_fp32_fits(settings: ExportSettings, source: Source) -> None:
+def _check_fp32_fits(settings: ExportSettings, source: Source, gguf: GgufInfo | None) -> None:
     """Refuse a source the fp32 route cannot hold on this machine, saying what would work."""
     from export.memory import check_fp32_fits, folder_fp32_bytes, physical_memory
 
     memory = settings.memory_bytes if settings.memory_bytes is not None else physical_memory()
-    if source.is_gguf:
+    if gguf is not None:
         if settings.recipe not in DIRECT_RECIPES:
             instead = ("Export it with the auto or q4-gguf recipe: a large GGUF then goes "
                        "straight from its blocks into the graph.")
         else:
             instead = ("Its architecture has no fused graph builder, so its blocks cannot go "
                        "straight into the graph (models/README.md lists the families).")
-        check_fp32_fits(source.path.name, _gguf_fp32_bytes(source.path), memory, instead)
+        check_fp32_fits(source.path.name, gguf.fp32_bytes, memory, instead)
     elif source.path.is_dir():
         check_fp32_fits(
             f"The model folder {source.path}", folder_fp32_bytes(source.path), memory,
@@ -316,10 +306,8 @@ def _export_direct(
 
     hf_dir = partial / "hf"
     model_dir = partial / "model"
-    with GgufFile(source.path) as file:
-        elements = sum(math.prod(t.shape) for t in file.tensors.values())
     progress.step("load", f"Reading {source.path.name}: its blocks go straight into the graph "
-                  f"(no fp32 copy, which would take {elements * 4 / 1e9:.1f} GB)")
+                  f"(no fp32 copy, which would take {gguf.fp32_bytes / 1e9:.1f} GB)")
     config = load_gguf_config(source, hf_dir)
     context = context_length(config)
     text = validation_text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ class GgufInfo:
     pad_token_id: int | None
     unk_token_id: int | None
     add_bos_token: bool | None
+    #: the weights' size in fp32, from the tensor table (what the fp32 route must hold)
+    fp32_bytes: int = 0
 
 
 def default_gguf_path() -> Path:
@@ -219,6 +222,7 @@ def read_gguf(source: Source) -> GgufInfo:
     try:
         with GgufFile(source.path) as file:
             metadata = file.metadata
+            fp32_bytes = 4 * sum(math.prod(t.shape) for t in file.tensors.values())
 
         def value(key: str) -> object:
             return metadata.get(key)
@@ -256,4 +260,5 @@ def read_gguf(source: Source) -> GgufInfo:
         pad_token_id=token_id("padding_token_id"),
         unk_token_id=token_id("unknown_token_id"),
         add_bos_token=bool(add_bos) if add_bos is not None else None,
+        fp32_bytes=fp32_bytes,
     )
