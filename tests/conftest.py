@@ -28,6 +28,25 @@ def default_model() -> Path:
     return DEFAULT_MODEL
 
 
+def damage_history(data_dir: Path) -> None:
+    """Write a history of one long conversation into ``data_dir``, then cut the file to half
+    its size, as a crash of the disk or a bad copy leaves it."""
+    from desktop.store import ChatStore
+
+    with ChatStore.open(data_dir) as store:
+        chat = store.create_conversation("Lost")
+        for index in range(200):
+            store.add_message(chat.id, "user", f"message {index} " + "lorem ipsum " * 30)
+    path = data_dir / "chats.sqlite3"
+    os.truncate(path, path.stat().st_size // 2)
+
+
+@pytest.fixture(scope="session")
+def damaged_history():
+    """``damaged_history(data_dir)``: see :func:`damage_history`."""
+    return damage_history
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep every test, and every process a test starts, out of the user's own data folder:

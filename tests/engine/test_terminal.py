@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import subprocess
 import sys
 
@@ -168,13 +167,8 @@ def _repro(default_model):
                  .sha256, device="cpu", sampling={}, seed=1, prompt_tokens=10)
 
 
-def test_a_damaged_history_is_told_once(default_model, tmp_path):
-    with ChatStore.open(tmp_path) as store:
-        conversation = store.create_conversation("Lost")
-        for index in range(200):
-            store.add_message(conversation.id, "user", f"message {index} " + "lorem " * 60)
-    path = tmp_path / "chats.sqlite3"
-    os.truncate(path, path.stat().st_size // 2)
+def test_a_damaged_history_is_told_once(default_model, tmp_path, damaged_history):
+    damaged_history(tmp_path)
     code, _, err = chat(default_model, tmp_path, [])
     (moved,) = tmp_path.glob("chats.sqlite3.corrupt-????????-??????")
     assert code == 0

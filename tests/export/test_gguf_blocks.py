@@ -10,6 +10,7 @@ blocks must compute what the dequantized fp32 weights compute, to float toleranc
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import gguf
@@ -56,18 +57,7 @@ SHAPE = DecoderShape(
     context_length=128,
 )
 # K-quants need 256 input features per row.
-K_SHAPE = DecoderShape(
-    num_layers=2,
-    hidden_size=256,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=64,
-    intermediate_size=512,
-    vocab_size=200,
-    rms_norm_eps=1e-5,
-    rope_theta=10000.0,
-    context_length=128,
-)
+K_SHAPE = replace(SHAPE, hidden_size=256, head_dim=64, intermediate_size=512)
 # Byte offsets of the fp16 fields (d, and dmin or m) in one block, and a d that keeps random
 # weights within about ±0.5.
 F16_FIELDS = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,21 +106,12 @@ def test_export_replaces_a_file_whole(filled: tuple[str, str], data_dir: Path,
     assert text.startswith("# ") and "old content" not in text
 
 
-def _damage(data_dir: Path) -> None:
-    """A history with a conversation, then the file cut to half its size."""
-    with ChatStore.open(data_dir) as store:
-        chat = store.create_conversation("Lost")
-        for index in range(200):
-            store.add_message(chat.id, "user", f"message {index} " + "lorem ipsum " * 30)
-    path = data_dir / "chats.sqlite3"
-    os.truncate(path, path.stat().st_size // 2)
-
-
 def test_a_damaged_file_moved_aside_is_told_once(data_dir: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 damaged_history) -> None:
     # Issue #13: `history export` on a truncated file exited 0 with an empty history and
     # said nothing; the window opened afterwards did not tell either.
-    _damage(data_dir)
+    damaged_history(data_dir)
     backup = tmp_path / "backup.json"
     assert run("history", "--data-dir", str(data_dir), "export", "--format", "json",
                str(backup)) == 0

@@ -90,16 +90,12 @@ def test_processes_starting_together_on_a_new_folder(tmp_path: Path) -> None:
                                   else [COMPLETE, CANCELLED])
 
 
-def test_processes_starting_together_on_a_damaged_file_tell_it_once(tmp_path: Path) -> None:
+def test_processes_starting_together_on_a_damaged_file_tell_it_once(
+        tmp_path: Path, damaged_history) -> None:
     history_file = _history_file(tmp_path)
     for index in range(4):
         data_dir = tmp_path / f"round{index}"
-        with ChatStore.open(data_dir) as store:
-            chat = store.create_conversation("Lost")
-            for n in range(200):
-                store.add_message(chat.id, "user", f"message {n} " + "lorem ipsum " * 30)
-        path = data_dir / "chats.sqlite3"
-        os.truncate(path, path.stat().st_size // 2)
+        damaged_history(data_dir)
 
         results = _start_together(data_dir, history_file)
         for result in results:

@@ -3,8 +3,6 @@ session, and fonts."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
@@ -75,14 +73,10 @@ def test_chinese_text_gets_a_cjk_font_when_one_is_installed(qapp):
     assert family in theme.monospace_font().families()
 
 
-def test_a_damaged_history_is_told_in_the_banner_once(qtbot, qapp, tmp_path, model):
+def test_a_damaged_history_is_told_in_the_banner_once(qtbot, qapp, tmp_path, model,
+                                                      damaged_history):
     folder = tmp_path / "data"
-    with ChatStore.open(folder) as store:
-        chat = store.create_conversation("Lost")
-        for index in range(200):
-            store.add_message(chat.id, "user", f"message {index} " + "lorem ipsum " * 30)
-    path = folder / "chats.sqlite3"
-    os.truncate(path, path.stat().st_size // 2)
+    damaged_history(folder)
 
     first = Application(folder, engine=ChatEngine(model))
     window = first.start()
