@@ -23,7 +23,8 @@
 #   1. env.txt             the GPU, driver, Python and onnxruntime (providers) in use;
 #   2. pytest.log          the GPU tests (marker `gpu`); figures.json their measurements;
 #   3. bench_cuda.json     `onnxchat bench --device cuda --no-cuda-graph --json` (128-token
-#      bench_cuda_graph.json  prompt, 64 greedy tokens, 5 runs), the same with --cuda-graph,
+#      bench_cuda_graph.json  prompt, 64 greedy tokens, 5 runs), the same as users run it
+#                          (no flag: decode steps captured, the default),
 #      bench_cpu.json      and on this machine's CPU (2 threads) for the speed ratio;
 #   4. profile_summary.json  ONNX Runtime's profile of 16 decode steps on CUDA, per op;
 #   5. summary.md          the figures above in one page.
@@ -113,7 +114,7 @@ bench() {  # NAME, then onnxchat bench arguments
     record "bench $name" $code
 }
 bench cuda --device cuda --no-cuda-graph
-bench cuda_graph --device cuda --cuda-graph
+bench cuda_graph --device cuda  # the default: decode steps captured
 bench cpu --device cpu --threads 2
 
 # -- 4. profile of decode steps ------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from desktop.engine import Generator, SamplingSettings, load_model
-from desktop.engine.model import Model
+from desktop.engine.model import CUDA_GRAPH_ENV, Model
 from desktop.engine.runtime import SharedKVDecoder, create_session, cuda_unavailable_reason
 
 pytestmark = [
@@ -186,6 +186,19 @@ def test_cuda_graph_capture_answers_like_plain_steps(cuda_default_model: Path,
     # plain CUDA steps differ from the exact fp32 graph by 0.18), and greedy agrees.
     assert max(diffs) < FP16_NOISE
     assert answers[0] == answers[1]
+
+
+def test_the_default_load_captures_decode_steps(cuda_default_model: Path, cuda_model: Model,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the window, the terminal chat and the server get: ``load_model`` without a
+    ``cuda_graph`` argument and without ONNXCHAT_CUDA_GRAPH captures the decode steps, and
+    answers greedily like plain CUDA steps."""
+    monkeypatch.delenv(CUDA_GRAPH_ENV, raising=False)
+    default = load_model(cuda_default_model, device="auto")
+    assert default.device.used == "cuda"
+    assert default.decoder.cuda_graph and default.decoder.static_decode
+    ids = chat_ids(default, PROMPTS[0])
+    assert greedy(default, ids, 32)[0] == greedy(cuda_model, ids, 32)[0]
 
 
 def test_static_steps_without_capture_equal_plain_steps(cuda_model: Model) -> None:
