@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from desktop import template_bench
+from desktop import bench_breakdown, template_bench
 from desktop.bench_export import EXPORT_SIZES, export_table, run_export_bench
 from desktop.bench_shape import (
     GGUF_NAME,
@@ -246,6 +246,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also compare decode on a random-weight Llama of this shape, built "
                              "once into a cache folder (default: 1b with --compare llama-cpp, "
                              "else none; needs the export extra)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="instead, time the parts of a CPU decode step (the projections, "
+                             "the attention, the block-sum correction) against the whole step, "
+                             "interleaved, at --prompt-tokens of context over --new-tokens "
+                             "steps; needs the export extra")
     template_bench.add_arguments(parser)
     parser.add_argument("--export-size", choices=EXPORT_SIZES, default=None,
                         help="instead, measure exporting a random-weight Llama of this shape "
@@ -265,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
         return run_server_bench(args)
     if args.templates:
         return template_bench.run_template_bench(args)
+    if args.breakdown:
+        return bench_breakdown.run(args)
     if args.export_size:
         report = run_export_bench(args.export_size, args.threads, args.export_dir)
         print(json.dumps(report, indent=2) if args.json else export_table(report))

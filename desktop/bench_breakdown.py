@@ -1,0 +1,328 @@
+"""``onnxchat bench --breakdown``: where a CPU decode step's time goes, by taking the graph apart.
+
+ONNX Runtime's profiler adds a few microseconds to every node, which on a small model (about
+800 nodes in a step of about 10 ms) inflates the small operators. Timing parts of the graph on
+their own, interleaved with the whole step, does not:
+
+* the projections alone: every ``MatMulNBits`` node (the LM head included), each reading an
+  input of its width, nothing else in the graph;
+* the attention alone: every ``GroupQueryAttention`` node, on caches filled to the context,
+  bound in place as the engine binds them;
+* the block-sum correction alone: the nodes a fused export adds after a projection whose GGUF
+  blocks carry offsets (Q4_1's ``m``; named ``…/offset/…``);
+* the whole step without that correction: wrong logits, so an upper bound for what any
+  cheaper exact form of it could save.
+
+What the parts leave of the whole step is everything else: norms, activations, splits and
+ONNX Runtime's scheduling between nodes. The graph is read with the ``onnx`` package (the
+export extra); only fused exports are named so that their parts can be found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from desktop.engine import resolve_model
+from desktop.engine.manifest import read_manifest
+from desktop.engine.runtime import DecoderIO, SharedKVDecoder, create_session
+from desktop.errors import UserError
+
+CORRECTION_MARK = "/offset/"
+ATTENTION_OP = "GroupQueryAttention"
+PROJECTION_OP = "MatMulNBits"
+MS_DOMAIN = "com.microsoft"
+
+
+@dataclass
+class Row:
+    """One measured part: its name, how many nodes of the shipped graph it holds, its time."""
+
+    part: str
+    nodes: int
+    ms: float
+    share: float = 0.0
+
+
+def _attr(node: Any, name: str) -> Any:
+    from onnx import helper
+
+    return next(helper.get_attribute_value(a) for a in node.attribute if a.name == name)
+
+
+def _model_bytes(graph: Any, source: Any, nodes: list, inputs: list, outputs: list) -> bytes:
+    """A model of ``nodes`` with the initializers they read, from ``source``'s opsets."""
+    from onnx import helper
+
+    used = {name for node in nodes for name in node.input}
+    initializers = [t for t in graph.initializer if t.name in used]
+    part = helper.make_graph(nodes, "part", inputs, outputs, initializers)
+    model = helper.make_model(part, opset_imports=source.opset_import,
+                              ir_version=source.ir_version)
+    return model.SerializeToString()
+
+
+def projections_part(source: Any) -> tuple[bytes, dict[str, np.ndarray], int]:
+    """Every ``MatMulNBits`` node reading a graph input ``x<K>`` of its width."""
+    from onnx import TensorProto, helper
+
+    graph = source.graph
+    found = [n for n in graph.node if n.op_type == PROJECTION_OP]
+    nodes, outputs, widths = [], [], set()
+    for i, node in enumerate(found):
+        k, n = _attr(node, "K"), _attr(node, "N")
+        widths.add(k)
+        part = helper.make_node(PROJECTION_OP, [f"x{k}", *node.input[1:]], [f"y{i}"],
+                                name=node.name, domain=MS_DOMAIN)
+        part.attribute.extend(node.attribute)
+        nodes.append(part)
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, 1, n]))
+    inputs = [helper.make_tensor_value_info(f"x{k}", TensorProto.FLOAT, [1, 1, k])
+              for k in sorted(widths)]
+    rng = np.random.default_rng(0)
+    feed = {f"x{k}": rng.standard_normal((1, 1, k)).astype(np.float32) for k in widths}
+    return _model_bytes(graph, source, nodes, inputs, outputs), feed, len(nodes)
+
+
+def correction_part(source: Any) -> tuple[bytes, dict[str, np.ndarray], int] | None:
+    """The block-sum correction nodes, fed the projection inputs and outputs they read;
+    None when the graph has none (every weight symmetric)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = source.graph
+    nodes = [n for n in graph.node if CORRECTION_MARK in n.name]
+    if not nodes:
+        return None
+    produced = {out for n in nodes for out in n.output}
+    constants = {t.name: t for t in graph.initializer}
+    width: dict[str, int] = {}
+    for node in nodes:  # Reshape reads (…, K); MatMul's constant is (K/block, N); Add reads (…, N)
+        if node.op_type == "Reshape":
+            width[node.input[0]] = int(np.prod(numpy_helper.to_array(constants[node.input[1]])[2:]))
+        elif node.op_type == "MatMul":
+            n = numpy_helper.to_array(constants[node.input[1]]).shape[1]
+            adds = [a for a in nodes if a.op_type == "Add" and node.output[0] in a.input]
+            for add in adds:
+                width.update({x: n for x in add.input if x not in produced})
+    external = sorted({x for n in nodes for x in n.input
+                       if x and x not in produced and x not in constants})
+    inputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 1, width[x]])
+              for x in external]
+    outputs = [helper.make_tensor_value_info(n.output[0], TensorProto.FLOAT, None)
+               for n in nodes if n.op_type == "Add"]
+    rng = np.random.default_rng(1)
+    feed = {x: rng.standard_normal((1, 1, width[x])).astype(np.float32) for x in external}
+    return _model_bytes(graph, source, nodes, inputs, outputs), feed, len(nodes)
+
+
+def attention_part(source: Any, io: DecoderIO) -> tuple[bytes, list[Any], int]:
+    """Every attention node, reading graph inputs for its new query/keys/values, the two
+    lengths and the caches, and the model's own rotary tables. Returns the part, its inputs
+    and its node count."""
+    from onnx import TensorProto, helper
+
+    graph = source.graph
+    nodes = [n for n in graph.node if n.op_type == ATTENTION_OP]
+    inputs, seen, outputs = [], set(), []
+
+    def add_input(name: str, kind: int, shape: list[Any]) -> None:
+        if name and name not in seen:
+            inputs.append(helper.make_tensor_value_info(name, kind, shape))
+            seen.add(name)
+
+    for node in nodes:
+        heads, kv_heads = _attr(node, "num_heads"), _attr(node, "kv_num_heads")
+        packed = len(node.input) < 2 or not node.input[1]
+        widths = ([(heads + 2 * kv_heads) * io.head_dim] if packed else
+                  [heads * io.head_dim, kv_heads * io.head_dim, kv_heads * io.head_dim])
+        for name, width in zip(node.input[:3], widths, strict=False):
+            add_input(name, TensorProto.FLOAT, [1, 1, width])
+        for past in node.input[3:5]:
+            add_input(past, TensorProto.FLOAT, [1, io.kv_heads, "length", io.head_dim])
+        add_input(node.input[5], TensorProto.INT32, [1])  # seqlens_k: past length
+        add_input(node.input[6], TensorProto.INT32, [])  # total_sequence_length
+        outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+                    for name in node.output[:3]]
+    return _model_bytes(graph, source, nodes, inputs, outputs), inputs, len(nodes)
+
+
+def without_correction(source: Any) -> bytes | None:
+    """The whole graph with the correction's nodes removed and its adds bypassed."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(source)
+    graph = model.graph
+    bypass = {n.output[0]: n.input[0] for n in graph.node
+              if CORRECTION_MARK in n.name and n.op_type == "Add"}
+    if not bypass:
+        return None
+    kept = [n for n in graph.node if CORRECTION_MARK not in n.name]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in bypass:
+                node.input[i] = bypass[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model.SerializeToString()
+
+
+class _Step:
+    """A full decode step driven as the engine drives it: shared caches, one token at a time."""
+
+    def __init__(self, model: bytes | Path, threads: int, context: int, steps: int) -> None:
+        session, _ = create_session(model, "cpu", threads)
+        self.decoder = SharedKVDecoder(session, "cpu", context + steps + 1,
+                                       initial_capacity=context + steps + 1)
+        self.prompt = np.random.default_rng(2).integers(0, self.decoder.vocab_size or 2, context)
+        self.steps = steps
+
+    def __call__(self) -> float:
+        self.decoder.reset()
+        token = int(np.argmax(self.decoder.forward(self.prompt)))
+        started = time.perf_counter()
+        for _ in range(self.steps):
+            token = int(np.argmax(self.decoder.forward([token])))
+        return (time.perf_counter() - started) / self.steps * 1e3
+
+
+class _Part:
+    """A part graph run ``steps`` times on fixed inputs (bound once, caches in place)."""
+
+    def __init__(self, model: bytes, threads: int, steps: int, feed: dict[str, np.ndarray],
+                 caches: dict[str, tuple[str, ort.OrtValue]] | None = None) -> None:
+        self.session, _ = create_session(model, "cpu", threads)
+        self.binding = self.session.io_binding()
+        for name, value in feed.items():
+            self.binding.bind_cpu_input(name, value)
+        bound = set()
+        for past, (present, buffer) in (caches or {}).items():
+            self.binding.bind_ortvalue_input(past, buffer)
+            self.binding.bind_ortvalue_output(present, buffer)
+            bound.add(present)
+        for output in self.session.get_outputs():
+            if output.name not in bound:
+                self.binding.bind_output(output.name, "cpu")
+        self.steps = steps
+
+    def __call__(self) -> float:
+        started = time.perf_counter()
+        for _ in range(self.steps):
+            self.session.run_with_iobinding(self.binding)
+        return (time.perf_counter() - started) / self.steps * 1e3
+
+
+def _attention_runner(source: Any, io: DecoderIO, threads: int, context: int,
+                      steps: int) -> tuple[_Part, int]:
+    """The attention part on caches of ``context`` positions, one new position per run."""
+    from onnx import TensorProto
+
+    model, inputs, count = attention_part(source, io)
+    rng = np.random.default_rng(3)
+    feed: dict[str, np.ndarray] = {}
+    caches: dict[str, tuple[str, ort.OrtValue]] = {}
+    for item in inputs:
+        dims = [d.dim_value for d in item.type.tensor_type.shape.dim]
+        if item.name.startswith("past_key_values."):
+            values = rng.standard_normal((1, io.kv_heads, context + 1, io.head_dim)) * 0.1
+            present = item.name.replace("past_key_values.", "present.", 1)
+            caches[item.name] = (present, ort.OrtValue.ortvalue_from_numpy(
+                values.astype(np.float32)))
+        elif item.type.tensor_type.elem_type == TensorProto.INT32:
+            feed[item.name] = (np.array([context], np.int32) if dims else
+                               np.array(context + 1, np.int32))
+        else:
+            feed[item.name] = rng.standard_normal(dims).astype(np.float32)
+    return _Part(model, threads, steps, feed, caches), count
+
+
+def check_can_break_down() -> None:
+    if importlib.util.find_spec("onnx") is None:
+        raise UserError("--breakdown takes the graph apart with the onnx package: pip install "
+                        "'onnxchat[export]'")
+
+
+def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
+                  runs: int) -> dict[str, Any]:
+    """Time the whole step and its parts, interleaved run by run; medians of ``runs``."""
+    check_can_break_down()
+    import onnx
+
+    manifest = read_manifest(resolve_model(model_arg))
+    if manifest.raw["onnx"].get("layout") != "fused":
+        raise UserError(f"{manifest.name} is not a fused export: --breakdown finds the parts "
+                        "of a step by the fused builder's node names; re-export it with a "
+                        "-fused recipe or q4-gguf")
+    path = manifest.folder / manifest.graphs["cpu"]
+    source = onnx.load(str(path))
+    session, _ = create_session(path, "cpu", threads)
+    io = DecoderIO.read(session)
+    del session
+    if context + steps + 1 > manifest.context_length:
+        raise UserError(f"--prompt-tokens + --new-tokens exceed the model's context "
+                        f"({manifest.context_length})")
+    whole = _Step(path, threads, context, steps)
+    projections, feed, n_projections = projections_part(source)
+    attention, n_attention = _attention_runner(source, io, threads, context, steps)
+    # name: (runner, nodes of the shipped graph it holds, whether it is a part alone)
+    runners: dict[str, tuple[Any, int, bool]] = {
+        "whole step": (whole, len(source.graph.node), False),
+        f"projections alone ({PROJECTION_OP})": (_Part(projections, threads, steps, feed),
+                                                 n_projections, True),
+        f"attention alone ({ATTENTION_OP})": (attention, n_attention, True),
+    }
+    correction = correction_part(source)
+    if correction is not None:
+        model, feed, count = correction
+        runners["block-sum correction alone"] = (_Part(model, threads, steps, feed), count, True)
+        stripped = without_correction(source)
+        assert stripped is not None
+        runners["whole step without the correction"] = (
+            _Step(stripped, threads, context, steps), len(source.graph.node) - count, False)
+    del source
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(runs):
+        for name, (runner, _, _) in runners.items():
+            times[name].append(runner())
+    medians = {name: float(np.median(values)) for name, values in times.items()}
+    step = medians["whole step"]
+    rows = [Row(name, nodes, round(medians[name], 3), round(medians[name] / step, 3))
+            for name, (_, nodes, _) in runners.items()]
+    alone = [name for name, (_, _, is_part) in runners.items() if is_part]
+    rest = step - sum(medians[name] for name in alone)
+    rows.append(Row("the rest (norms, activations, scheduling)",
+                    runners["whole step"][1] - sum(runners[name][1] for name in alone),
+                    round(rest, 3), round(rest / step, 3)))
+    return {"model": manifest.name, "graph": manifest.graphs["cpu"], "context": context,
+            "threads": threads, "steps": steps, "runs": runs,
+            "onnxruntime": ort.__version__, "rows": [asdict(r) for r in rows]}
+
+
+def breakdown_table(report: dict[str, Any]) -> str:
+    lines = [f"Where a decode step's time goes: {report['model']} ({report['graph']}), "
+             f"{report['context']} tokens of context, {report['threads']} threads, "
+             f"medians of {report['runs']} interleaved runs of {report['steps']} steps",
+             f"{'part':<52} {'nodes':>6} {'ms':>8} {'share':>7}"]
+    for row in report["rows"]:
+        lines.append(f"{row['part']:<52} {row['nodes']:>6} {row['ms']:>8.3f} "
+                     f"{row['share']:>7.1%}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.device == "cuda":
+        raise UserError("--breakdown measures the CPU graph; leave out --device cuda")
+    if args.prompt_tokens < 1 or args.new_tokens < 1 or args.runs < 1:
+        raise UserError("--prompt-tokens, --new-tokens and --runs must be at least 1")
+    report = run_breakdown(args.model, args.threads, args.prompt_tokens, args.new_tokens,
+                           args.runs)
+    print(json.dumps(report, indent=2) if args.json else breakdown_table(report))
+    return 0
