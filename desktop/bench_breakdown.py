@@ -9,12 +9,12 @@ their own, interleaved with the whole step, does not:
 * the attention alone: every ``GroupQueryAttention`` node, on caches filled to the context,
   bound in place as the engine binds them;
 * the block-sum correction alone: the nodes a fused export adds after a projection whose GGUF
-  blocks carry offsets (Q4_1's ``m``; named ``…/offset/…``);
-* the whole step without that correction: wrong logits, so an upper bound for what any
-  cheaper exact form of it could save.
+  blocks carry offsets (Q4_1's ``m``; named ``…/offset/…``).
 
 What the parts leave of the whole step is everything else: norms, activations, splits and
-ONNX Runtime's scheduling between nodes. The graph is read with the ``onnx`` package (the
+ONNX Runtime's scheduling between nodes. (The whole step with the correction simply removed
+is no measure of it: its wrong activations change the cost of the rest, at 4,096 tokens of
+context making the step 2.5 times slower.) The graph is read with the ``onnx`` package (the
 export extra); only fused exports are named so that their parts can be found.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,19 +59,29 @@ def _attr(node: Any, name: str) -> Any:
     return next(helper.get_attribute_value(a) for a in node.attribute if a.name == name)
 
 
-def _model_bytes(graph: Any, source: Any, nodes: list, inputs: list, outputs: list) -> bytes:
+def _part_model(graph: Any, source: Any, nodes: list, inputs: list, outputs: list) -> Any:
     """A model of ``nodes`` with the initializers they read, from ``source``'s opsets."""
     from onnx import helper
 
     used = {name for node in nodes for name in node.input}
     initializers = [t for t in graph.initializer if t.name in used]
     part = helper.make_graph(nodes, "part", inputs, outputs, initializers)
-    model = helper.make_model(part, opset_imports=source.opset_import,
-                              ir_version=source.ir_version)
-    return model.SerializeToString()
+    return helper.make_model(part, opset_imports=source.opset_import, ir_version=source.ir_version)
 
 
-def projections_part(source: Any) -> tuple[bytes, dict[str, np.ndarray], int]:
+def save_part(model: Any, folder: Path, name: str) -> Path:
+    """Write a part as ``folder/name.onnx`` with its weights in a data file beside it: parts
+    of a large model exceed what one protobuf holds, and ONNX Runtime reads only data files
+    inside the model's own folder (a link to the model's file is refused)."""
+    import onnx
+
+    path = folder / f"{name}.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=f"{name}.onnx_data", size_threshold=1024)
+    return path
+
+
+def projections_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int]:
     """Every ``MatMulNBits`` node reading a graph input ``x<K>`` of its width."""
     from onnx import TensorProto, helper
 
@@ -89,10 +100,10 @@ def projections_part(source: Any) -> tuple[bytes, dict[str, np.ndarray], int]:
               for k in sorted(widths)]
     rng = np.random.default_rng(0)
     feed = {f"x{k}": rng.standard_normal((1, 1, k)).astype(np.float32) for k in widths}
-    return _model_bytes(graph, source, nodes, inputs, outputs), feed, len(nodes)
+    return _part_model(graph, source, nodes, inputs, outputs), feed, len(nodes)
 
 
-def correction_part(source: Any) -> tuple[bytes, dict[str, np.ndarray], int] | None:
+def correction_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int] | None:
     """The block-sum correction nodes, fed the projection inputs and outputs they read;
     None when the graph has none (every weight symmetric)."""
     from onnx import TensorProto, helper, numpy_helper
@@ -108,7 +119,7 @@ def correction_part(source: Any) -> tuple[bytes, dict[str, np.ndarray], int] | N
         if node.op_type == "Reshape":
             width[node.input[0]] = int(np.prod(numpy_helper.to_array(constants[node.input[1]])[2:]))
         elif node.op_type == "MatMul":
-            n = numpy_helper.to_array(constants[node.input[1]]).shape[1]
+            n = constants[node.input[1]].dims[1]  # (K/block, N)
             adds = [a for a in nodes if a.op_type == "Add" and node.output[0] in a.input]
             for add in adds:
                 width.update({x: n for x in add.input if x not in produced})
@@ -120,10 +131,10 @@ def correction_part(source: Any) -> tuple[bytes, dict[str, np.ndarray], int] | N
                for n in nodes if n.op_type == "Add"]
     rng = np.random.default_rng(1)
     feed = {x: rng.standard_normal((1, 1, width[x])).astype(np.float32) for x in external}
-    return _model_bytes(graph, source, nodes, inputs, outputs), feed, len(nodes)
+    return _part_model(graph, source, nodes, inputs, outputs), feed, len(nodes)
 
 
-def attention_part(source: Any, io: DecoderIO) -> tuple[bytes, list[Any], int]:
+def attention_part(source: Any, io: DecoderIO) -> tuple[Any, list[Any], int]:
     """Every attention node, reading graph inputs for its new query/keys/values, the two
     lengths and the caches, and the model's own rotary tables. Returns the part, its inputs
     and its node count."""
@@ -151,34 +162,13 @@ def attention_part(source: Any, io: DecoderIO) -> tuple[bytes, list[Any], int]:
         add_input(node.input[6], TensorProto.INT32, [])  # total_sequence_length
         outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
                     for name in node.output[:3]]
-    return _model_bytes(graph, source, nodes, inputs, outputs), inputs, len(nodes)
-
-
-def without_correction(source: Any) -> bytes | None:
-    """The whole graph with the correction's nodes removed and its adds bypassed."""
-    import onnx
-
-    model = onnx.ModelProto()
-    model.CopyFrom(source)
-    graph = model.graph
-    bypass = {n.output[0]: n.input[0] for n in graph.node
-              if CORRECTION_MARK in n.name and n.op_type == "Add"}
-    if not bypass:
-        return None
-    kept = [n for n in graph.node if CORRECTION_MARK not in n.name]
-    for node in kept:
-        for i, name in enumerate(node.input):
-            if name in bypass:
-                node.input[i] = bypass[name]
-    del graph.node[:]
-    graph.node.extend(kept)
-    return model.SerializeToString()
+    return _part_model(graph, source, nodes, inputs, outputs), inputs, len(nodes)
 
 
 class _Step:
     """A full decode step driven as the engine drives it: shared caches, one token at a time."""
 
-    def __init__(self, model: bytes | Path, threads: int, context: int, steps: int) -> None:
+    def __init__(self, model: Path, threads: int, context: int, steps: int) -> None:
         session, _ = create_session(model, "cpu", threads)
         self.decoder = SharedKVDecoder(session, "cpu", context + steps + 1,
                                        initial_capacity=context + steps + 1)
@@ -197,7 +187,7 @@ class _Step:
 class _Part:
     """A part graph run ``steps`` times on fixed inputs (bound once, caches in place)."""
 
-    def __init__(self, model: bytes, threads: int, steps: int, feed: dict[str, np.ndarray],
+    def __init__(self, model: Path, threads: int, steps: int, feed: dict[str, np.ndarray],
                  caches: dict[str, tuple[str, ort.OrtValue]] | None = None) -> None:
         self.session, _ = create_session(model, "cpu", threads)
         self.binding = self.session.io_binding()
@@ -220,12 +210,12 @@ class _Part:
         return (time.perf_counter() - started) / self.steps * 1e3
 
 
-def _attention_runner(source: Any, io: DecoderIO, threads: int, context: int,
-                      steps: int) -> tuple[_Part, int]:
-    """The attention part on caches of ``context`` positions, one new position per run."""
+def _attention_feed(inputs: list[Any], io: DecoderIO, context: int
+                    ) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, ort.OrtValue]]]:
+    """Inputs for the attention part: caches of ``context`` positions (bound in place), the
+    lengths of one new position after them, random new queries, keys and values."""
     from onnx import TensorProto
 
-    model, inputs, count = attention_part(source, io)
     rng = np.random.default_rng(3)
     feed: dict[str, np.ndarray] = {}
     caches: dict[str, tuple[str, ort.OrtValue]] = {}
@@ -241,7 +231,7 @@ def _attention_runner(source: Any, io: DecoderIO, threads: int, context: int,
                                np.array(context + 1, np.int32))
         else:
             feed[item.name] = rng.standard_normal(dims).astype(np.float32)
-    return _Part(model, threads, steps, feed, caches), count
+    return feed, caches
 
 
 def check_can_break_down() -> None:
@@ -261,37 +251,40 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
         raise UserError(f"{manifest.name} is not a fused export: --breakdown finds the parts "
                         "of a step by the fused builder's node names; re-export it with a "
                         "-fused recipe or q4-gguf")
-    path = manifest.folder / manifest.graphs["cpu"]
-    source = onnx.load(str(path))
-    session, _ = create_session(path, "cpu", threads)
-    io = DecoderIO.read(session)
-    del session
     if context + steps + 1 > manifest.context_length:
         raise UserError(f"--prompt-tokens + --new-tokens exceed the model's context "
                         f"({manifest.context_length})")
+    path = manifest.folder / manifest.graphs["cpu"]
+    source = onnx.load(str(path))
     whole = _Step(path, threads, context, steps)
-    projections, feed, n_projections = projections_part(source)
-    attention, n_attention = _attention_runner(source, io, threads, context, steps)
-    # name: (runner, nodes of the shipped graph it holds, whether it is a part alone)
-    runners: dict[str, tuple[Any, int, bool]] = {
-        "whole step": (whole, len(source.graph.node), False),
-        f"projections alone ({PROJECTION_OP})": (_Part(projections, threads, steps, feed),
-                                                 n_projections, True),
-        f"attention alone ({ATTENTION_OP})": (attention, n_attention, True),
-    }
+    io = DecoderIO.read(whole.decoder.session)
+    projections, projection_feed, n_projections = projections_part(source)
+    attention, attention_inputs, n_attention = attention_part(source, io)
     correction = correction_part(source)
-    if correction is not None:
-        model, feed, count = correction
-        runners["block-sum correction alone"] = (_Part(model, threads, steps, feed), count, True)
-        stripped = without_correction(source)
-        assert stripped is not None
-        runners["whole step without the correction"] = (
-            _Step(stripped, threads, context, steps), len(source.graph.node) - count, False)
-    del source
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(runs):
-        for name, (runner, _, _) in runners.items():
-            times[name].append(runner())
+    with tempfile.TemporaryDirectory(prefix="onnxchat-breakdown-") as scratch:
+        def part(model: Any, name: str, feed: dict[str, np.ndarray],
+                 caches: dict[str, tuple[str, ort.OrtValue]] | None = None) -> _Part:
+            saved = save_part(model, Path(scratch), name)
+            return _Part(saved, threads, steps, feed, caches)
+
+        # name: (runner, nodes of the shipped graph it holds, whether it is a part alone)
+        runners: dict[str, tuple[Any, int, bool]] = {
+            "whole step": (whole, len(source.graph.node), False),
+            f"projections alone ({PROJECTION_OP})": (
+                part(projections, "projections", projection_feed), n_projections, True),
+            f"attention alone ({ATTENTION_OP})": (
+                part(attention, "attention", *_attention_feed(attention_inputs, io, context)),
+                n_attention, True),
+        }
+        if correction is not None:
+            model, feed, count = correction
+            runners["block-sum correction alone"] = (part(model, "correction", feed), count,
+                                                     True)
+        del source, projections, attention, correction
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(runs):
+            for name, (runner, _, _) in runners.items():
+                times[name].append(runner())
     medians = {name: float(np.median(values)) for name, values in times.items()}
     step = medians["whole step"]
     rows = [Row(name, nodes, round(medians[name], 3), round(medians[name] / step, 3))
