@@ -4,8 +4,9 @@ ONNX Runtime's profiler adds a few microseconds to every node, which on a small 
 800 nodes in a step of about 10 ms) inflates the small operators. Timing parts of the graph on
 their own, interleaved with the whole step, does not:
 
-* the projections alone: every ``MatMulNBits`` node (the LM head included), each reading an
-  input of its width, nothing else in the graph;
+* the projections alone: every ``MatMulNBits`` node (or ``MatMul`` by a weight, in an fp32
+  graph; the LM head included), each reading an input of its width, nothing else in the
+  graph;
 * the attention alone: every ``GroupQueryAttention`` node, on caches filled to the context,
   bound in place as the engine binds them;
 * the block-sum correction alone: the nodes a fused export adds after a projection whose GGUF
@@ -40,7 +41,6 @@ from desktop.errors import UserError
 CORRECTION_MARK = "/offset/"
 ATTENTION_OP = "GroupQueryAttention"
 PROJECTION_OP = "MatMulNBits"
-MS_DOMAIN = "com.microsoft"
 
 
 @dataclass
@@ -59,12 +59,12 @@ def _attr(node: Any, name: str) -> Any:
     return next(helper.get_attribute_value(a) for a in node.attribute if a.name == name)
 
 
-def _part_model(graph: Any, source: Any, nodes: list, inputs: list, outputs: list) -> Any:
+def _part_model(source: Any, nodes: list, inputs: list, outputs: list) -> Any:
     """A model of ``nodes`` with the initializers they read, from ``source``'s opsets."""
     from onnx import helper
 
     used = {name for node in nodes for name in node.input}
-    initializers = [t for t in graph.initializer if t.name in used]
+    initializers = [t for t in source.graph.initializer if t.name in used]
     part = helper.make_graph(nodes, "part", inputs, outputs, initializers)
     return helper.make_model(part, opset_imports=source.opset_import, ir_version=source.ir_version)
 
@@ -81,18 +81,31 @@ def save_part(model: Any, folder: Path, name: str) -> Path:
     return path
 
 
+def _projections(source: Any) -> list[tuple[Any, int, int]]:
+    """The graph's projections with their widths (K, N): ``MatMulNBits`` nodes, and ``MatMul``
+    nodes by a weight of the graph (``fp32-fused``) other than the correction's."""
+    constants = {t.name: t for t in source.graph.initializer}
+    found = []
+    for node in source.graph.node:
+        if node.op_type == PROJECTION_OP:
+            found.append((node, _attr(node, "K"), _attr(node, "N")))
+        elif (node.op_type == "MatMul" and CORRECTION_MARK not in node.name
+              and node.input[1] in constants):
+            k, n = constants[node.input[1]].dims
+            found.append((node, k, n))
+    return found
+
+
 def projections_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int]:
-    """Every ``MatMulNBits`` node reading a graph input ``x<K>`` of its width."""
+    """Every projection, reading a graph input ``x<K>`` of its width, nothing else."""
     from onnx import TensorProto, helper
 
-    graph = source.graph
-    found = [n for n in graph.node if n.op_type == PROJECTION_OP]
+    found = _projections(source)
     nodes, outputs, widths = [], [], set()
-    for i, node in enumerate(found):
-        k, n = _attr(node, "K"), _attr(node, "N")
+    for i, (node, k, n) in enumerate(found):
         widths.add(k)
-        part = helper.make_node(PROJECTION_OP, [f"x{k}", *node.input[1:]], [f"y{i}"],
-                                name=node.name, domain=MS_DOMAIN)
+        part = helper.make_node(node.op_type, [f"x{k}", *node.input[1:]], [f"y{i}"],
+                                name=node.name, domain=node.domain or None)
         part.attribute.extend(node.attribute)
         nodes.append(part)
         outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, 1, n]))
@@ -100,7 +113,7 @@ def projections_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int]:
               for k in sorted(widths)]
     rng = np.random.default_rng(0)
     feed = {f"x{k}": rng.standard_normal((1, 1, k)).astype(np.float32) for k in widths}
-    return _part_model(graph, source, nodes, inputs, outputs), feed, len(nodes)
+    return _part_model(source, nodes, inputs, outputs), feed, len(nodes)
 
 
 def correction_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int] | None:
@@ -131,7 +144,7 @@ def correction_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int] | Non
                for n in nodes if n.op_type == "Add"]
     rng = np.random.default_rng(1)
     feed = {x: rng.standard_normal((1, 1, width[x])).astype(np.float32) for x in external}
-    return _part_model(graph, source, nodes, inputs, outputs), feed, len(nodes)
+    return _part_model(source, nodes, inputs, outputs), feed, len(nodes)
 
 
 def attention_part(source: Any, io: DecoderIO) -> tuple[Any, list[Any], int]:
@@ -162,7 +175,7 @@ def attention_part(source: Any, io: DecoderIO) -> tuple[Any, list[Any], int]:
         add_input(node.input[6], TensorProto.INT32, [])  # total_sequence_length
         outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
                     for name in node.output[:3]]
-    return _part_model(graph, source, nodes, inputs, outputs), inputs, len(nodes)
+    return _part_model(source, nodes, inputs, outputs), inputs, len(nodes)
 
 
 class _Step:
@@ -270,7 +283,7 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
         # name: (runner, nodes of the shipped graph it holds, whether it is a part alone)
         runners: dict[str, tuple[Any, int, bool]] = {
             "whole step": (whole, len(source.graph.node), False),
-            f"projections alone ({PROJECTION_OP})": (
+            "projections alone": (
                 part(projections, "projections", projection_feed), n_projections, True),
             f"attention alone ({ATTENTION_OP})": (
                 part(attention, "attention", *_attention_feed(attention_inputs, io, context)),

@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 
 import onnx
+import pytest
 
 from desktop.bench_breakdown import CORRECTION_MARK
 
@@ -30,7 +31,7 @@ def test_breakdown_accounts_for_every_node_of_the_default_models_step(default_mo
     corrections = sum(CORRECTION_MARK in node.name for node in graph.node)
     assert corrections > 0  # the default model's Q4_1 blocks carry offsets
     assert rows["whole step"]["nodes"] == len(graph.node)
-    assert rows["projections alone (MatMulNBits)"]["nodes"] == ops["MatMulNBits"]
+    assert rows["projections alone"]["nodes"] == ops["MatMulNBits"]
     assert rows["attention alone (GroupQueryAttention)"]["nodes"] == ops["GroupQueryAttention"]
     assert rows["block-sum correction alone"]["nodes"] == corrections
     rest = rows["the rest (norms, activations, scheduling)"]["nodes"]
@@ -61,9 +62,38 @@ def test_breakdown_of_a_graph_whose_weights_are_in_a_data_file(default_model, tm
                       "--prompt-tokens", "8", "--new-tokens", "1", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["part"]: row for row in json.loads(result.stdout)["rows"]}
-    assert rows["projections alone (MatMulNBits)"]["ms"] > 0
+    assert rows["projections alone"]["ms"] > 0
     assert rows["block-sum correction alone"]["ms"] > 0
     assert sorted(p.name for p in (folder / "onnx").iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_fp32_fused_model(tiny_llama_varied_hf):
+    from tiny_models import cached, export_key, export_tiny
+
+    return cached("tiny-llama-fp32-fused", export_key(),
+                  export_tiny(tiny_llama_varied_hf, "fp32-fused", force=True)) / "model"
+
+
+@pytest.mark.parametrize(("fixture", "projection_op"), [
+    ("tiny_llama_fused_model", "MatMulNBits"),  # int8-fused: symmetric 8-bit blocks
+    ("tiny_llama_fp32_fused_model", "MatMul"),  # fp32-fused: dense weights
+])
+def test_breakdown_of_a_model_without_block_offsets(request, fixture, projection_op):
+    """Without blocks that carry offsets there is no correction, and no row for it; an fp32
+    graph's projections are its MatMul nodes."""
+    folder = request.getfixturevalue(fixture)
+    result = onnxchat("bench", "--breakdown", "--model", str(folder), "--runs", "1",
+                      "--prompt-tokens", "8", "--new-tokens", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["part"]: row for row in json.loads(result.stdout)["rows"]}
+    assert set(rows) == {"whole step", "projections alone",
+                         "attention alone (GroupQueryAttention)",
+                         "the rest (norms, activations, scheduling)"}
+    graph = onnx.load(str(folder / "onnx" / "model.onnx")).graph
+    ops = Counter(node.op_type for node in graph.node)
+    assert rows["projections alone"]["nodes"] == ops[projection_op] > 0
+    assert rows["projections alone"]["ms"] > 0
 
 
 def test_breakdown_refuses_what_it_cannot_take_apart(default_model, tiny_gpt2_model):
