@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from desktop.bench_shape import prompt as shape_prompt
+from desktop.bench_shape import time_greedy
 from desktop.engine import resolve_model
 from desktop.engine.manifest import read_manifest
 from desktop.engine.runtime import DecoderIO, SharedKVDecoder, create_session
@@ -50,7 +52,7 @@ class Row:
     part: str
     nodes: int
     ms: float
-    share: float = 0.0
+    share: float
 
 
 def _attr(node: Any, name: str) -> Any:
@@ -185,16 +187,11 @@ class _Step:
         session, _ = create_session(model, "cpu", threads)
         self.decoder = SharedKVDecoder(session, "cpu", context + steps + 1,
                                        initial_capacity=context + steps + 1)
-        self.prompt = np.random.default_rng(2).integers(0, self.decoder.vocab_size or 2, context)
+        self.prompt = shape_prompt(self.decoder.vocab_size or 260, context)
         self.steps = steps
 
     def __call__(self) -> float:
-        self.decoder.reset()
-        token = int(np.argmax(self.decoder.forward(self.prompt)))
-        started = time.perf_counter()
-        for _ in range(self.steps):
-            token = int(np.argmax(self.decoder.forward([token])))
-        return (time.perf_counter() - started) / self.steps * 1e3
+        return 1e3 / time_greedy(self.decoder, self.prompt, self.steps)[1]
 
 
 class _Part:

@@ -102,6 +102,15 @@ def test_breakdown_refuses_what_it_cannot_take_apart(default_model, tiny_gpt2_mo
     line = result.stderr.strip()
     assert line.startswith("onnxchat: error: ") and "is not a fused export" in line
     assert "\n" not in line
+    result = onnxchat("bench", "--breakdown", "--model", str(default_model),
+                      "--prompt-tokens", "9000")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("onnxchat: error: --prompt-tokens + --new-tokens exceed "
+                                     "the model's context (8192)")
+    result = onnxchat("bench", "--breakdown", "--model", str(default_model), "--runs", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("onnxchat: error: --prompt-tokens, --new-tokens and --runs "
+                                     "must be at least 1")
     result = onnxchat("bench", "--breakdown", "--model", str(default_model), "--device", "cuda")
     assert result.returncode == 2
     assert result.stderr.strip() == ("onnxchat: error: --breakdown measures the CPU graph; "
