@@ -69,10 +69,10 @@ $(GENAI_STAMP): | $(STAMP)
 
 # The CUDA graph stands for the whole folder: one exported before fused exports had it is
 # exported again.
-$(DEFAULT_MODEL)/onnx/model_cuda.onnx: | $(STAMP)
+$(DEFAULT_MODEL)/onnx/model_int8kv.onnx: | $(STAMP)
 	$(PY) -m export default --out models --overwrite
 
-model: setup $(DEFAULT_MODEL)/onnx/model_cuda.onnx
+model: setup $(DEFAULT_MODEL)/onnx/model_int8kv.onnx
 
 run: model system-libs
 	$(VENV)/bin/onnxchat

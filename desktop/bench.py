@@ -45,6 +45,7 @@ from desktop.bench_shape import prompt as shape_prompt
 from desktop.cpuinfo import CpuIsa, cpu_isa
 from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model, resolve_model
 from desktop.engine.model import Model
+from desktop.engine.settings import KV_CACHE_HELP, KV_CACHES
 from desktop.errors import UserError
 from desktop.llama_worker import ComparatorFailed, LlamaCppWorker, build_features
 
@@ -219,6 +220,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure speed and memory")
     parser.add_argument("--model", help="model name or folder (default: the default model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--kv-cache", choices=KV_CACHES, default="fp32", help=KV_CACHE_HELP)
     parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                         help="capture decode steps as CUDA graphs (fused models on CUDA; on "
                              "unless ONNXCHAT_CUDA_GRAPH=0)")
@@ -295,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--plot needs matplotlib: pip install 'onnxchat[bench]'")
     load_before = _load_average()
     model = load_model(resolve_model(args.model), device=args.device, threads=args.threads,
-                       cuda_graph=args.cuda_graph)
+                       cuda_graph=args.cuda_graph, kv_cache=args.kv_cache)
     if model.context_length < args.prompt_tokens + args.new_tokens:
         raise UserError("--prompt-tokens + --new-tokens exceed the model's context "
                         f"({model.context_length})")

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from desktop.engine import ChatEngine, SamplingSettings, load_model, resolve_model
 from desktop.engine.chat import STOP_CANCELLED, ReplyStream
+from desktop.engine.settings import KV_CACHE_HELP, KV_CACHES
 from desktop.errors import UserError
 from desktop.paths import data_dir
 from desktop.recording import RecordedReply, engine_messages, title_from
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("chat", help="chat in the terminal (kept in the history)")
     parser.add_argument("--model", help="model name or folder (default: the bundled default)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--kv-cache", choices=KV_CACHES, default="fp32", help=KV_CACHE_HELP)
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     parser.add_argument("--system", help="system prompt")
     parser.add_argument("--prompt", help="answer this one message and exit")
@@ -232,7 +234,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             err.write(f"onnxchat: {notice}\n")
         if store and args.resume and args.resume != "last":
             store.get_conversation(args.resume)  # an unknown id is refused before loading
-        model = load_model(resolve_model(args.model), device=args.device, threads=args.threads)
+        model = load_model(resolve_model(args.model), device=args.device, threads=args.threads,
+                           kv_cache=args.kv_cache)
         settings_from_args(args, model.manifest.sampling_defaults)  # bad flags: say so now
         chat = TerminalChat(ChatEngine(model), store, sampling_flags(args), args.system or "",
                             out, err, args.stats)

@@ -21,6 +21,8 @@ SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "onnx/model.onnx"
 CUDA_ONNX_FILE = f"onnx/{CUDA_FILE}"
+#: ``onnx.graphs`` key of the CPU graph with an int8 KV cache (export/int8_cache.py).
+INT8_CACHE_GRAPH = "cpu-int8kv"
 SAMPLING_FALLBACK: dict[str, Any] = {
     "temperature": 0.7,
     "top_k": 40,
@@ -225,19 +227,25 @@ def genai_config(
 
 
 def graphs_table(
-    folder: Path, io: OnnxIO, cuda_check: dict[str, Any] | None
+    folder: Path, io: OnnxIO, cuda_check: dict[str, Any] | None,
+    int8_cache: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``onnx.graphs``: the graph each device runs. The plain layout's one graph runs on both;
     a fused export has its fp16 twin for CUDA, which reads its weight blocks from the CPU
-    graph's file (``weights_from``) and was checked against it on the CPU (``check``)."""
+    graph's file (``weights_from``) and was checked against it on the CPU (``check``), and
+    ``cpu-int8kv``: the CPU graph with an int8 KV cache, gated like the CPU graph, or the
+    reason it is not shipped (``export/int8_cache.py``)."""
     cpu = {"file": ONNX_FILE, "dtype": "float32"}
     if (folder / CUDA_ONNX_FILE).is_file():
-        cuda = {"file": CUDA_ONNX_FILE, "dtype": "float16", "weights_from": ONNX_FILE,
-                "check": cuda_check}
-        return {"cpu": cpu, "cuda": cuda}
-    if io.past_present_share_buffer:
-        return {"cpu": cpu}
-    return {"cpu": cpu, "cuda": cpu}
+        table = {"cpu": cpu, "cuda": {"file": CUDA_ONNX_FILE, "dtype": "float16",
+                                      "weights_from": ONNX_FILE, "check": cuda_check}}
+    elif io.past_present_share_buffer:
+        table = {"cpu": cpu}
+    else:
+        table = {"cpu": cpu, "cuda": cpu}
+    if int8_cache is not None:
+        table[INT8_CACHE_GRAPH] = int8_cache
+    return table
 
 
 def build_manifest(

@@ -23,6 +23,8 @@ MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"
 # The fp16 graph a fused export ships for CUDA, beside MODEL_FILE (export/cuda_graph.py).
 CUDA_FILE = "model_cuda.onnx"
+# The CPU graph with an int8 KV cache a fused export ships beside it (export/int8_cache.py).
+INT8_CACHE_FILE = "model_int8kv.onnx"
 # protobuf cannot serialise a message of 2 GiB or more; keep a margin for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 PAST_PREFIX = "past_key_values."
@@ -30,6 +32,7 @@ PRESENT_PREFIX = "present."
 _NUMPY_TYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
+    "tensor(int8)": np.int8,
     "tensor(int64)": np.int64,
     "tensor(int32)": np.int32,
 }

@@ -15,6 +15,7 @@ from typing import Any
 from export.errors import ExportError, FusedLayoutError, ValidationFailedError, is_disk_full
 from export.files import read_json, sha256_file, write_json
 from export.gguf_tokenizer import rebuild_tokenizer
+from export.int8_cache import int8_cache_entry
 from export.loading import load_source, reference_logits
 from export.manifest import (
     MANIFEST_FILE,
@@ -268,20 +269,28 @@ def _export(
         windows = token_windows(token_ids, context, gate)
         source_reference = llama_cpp_reference(source.path, text, token_ids, windows, tokenizer)
 
+    def gate_of(model: Path, positions: int) -> ValidationResult:
+        return validate(fp32_model, model, token_ids, positions, gate, reference,
+                        source_reference)
+
     def check(recipe: Recipe, facts: dict[str, Any]) -> ValidationResult:
         progress.step("validate", f"Validating on {len(token_ids[: gate.max_tokens])} tokens")
         positions = min(context, facts.get("max_length") or context)  # a fused graph's bound
-        return validate(
-            fp32_model, shipped if recipe.quantizes else None, token_ids, positions, gate,
-            reference, source_reference,
-        )
+        if not recipe.quantizes:
+            return validate(fp32_model, None, token_ids, positions, gate, reference,
+                            source_reference)
+        return gate_of(shipped, positions)
 
     recipe, result, facts, tried, note = _try_recipes(
         settings, plan, fp32_model, shipped, RecipeContext(
             source.path, source.is_gguf, hf_dir, settings.external_data_bytes), check, progress)
+    exported = _finish(settings, source, name, target, model_dir, hf_dir, config, context,
+                       tokens, token_ids, plan, recipe, result, facts, tried, note, progress,
+                       lambda model: gate_of(model, min(context, facts.get("max_length")
+                                                        or context)),
+                       len(token_ids[: gate.max_tokens]), tokenizer)
     shutil.rmtree(partial / "onnx")
-    return _finish(settings, source, name, target, model_dir, hf_dir, config, context, tokens,
-                   token_ids, plan, recipe, result, facts, tried, note, progress)
+    return exported
 
 
 def _export_direct(
@@ -334,16 +343,20 @@ def _export_direct(
     source_reference = llama_cpp_reference(source.path, text, token_ids, windows, tokenizer)
     shipped = model_dir / "onnx" / MODEL_FILE
 
+    def gate_of(model: Path) -> ValidationResult:
+        return validate_against_logits(model, token_ids, windows[0], reference, METHOD, gate,
+                                       source_reference)
+
     def check(recipe: Recipe, facts: dict[str, Any]) -> ValidationResult:
         progress.step("validate", f"Validating on {len(windows[0])} tokens")
-        return validate_against_logits(shipped, token_ids, windows[0], reference, METHOD,
-                                       gate, source_reference)
+        return gate_of(shipped)
 
     recipe, result, facts, tried, note = _try_recipes(
         settings, plan, None, shipped, RecipeContext(
             source.path, True, hf_dir, settings.external_data_bytes), check, progress)
     return _finish(settings, source, name, target, model_dir, hf_dir, config, context, tokens,
-                   token_ids, plan, recipe, result, facts, tried, note, progress)
+                   token_ids, plan, recipe, result, facts, tried, note, progress, gate_of,
+                   len(windows[0]), tokenizer)
 
 
 def load_gguf_config(source: Source, hf_dir: Path) -> Any:
@@ -436,8 +449,12 @@ def _finish(
     tried: list[dict[str, Any]],
     note: str | None,
     progress: Progress,
+    gate_of: Callable[[Path], ValidationResult],
+    gate_tokens: int,
+    tokenizer: Any,
 ) -> ExportResult:
-    """Check the CUDA twin, write the folder's files and the manifest, publish it."""
+    """Check the CUDA twin, add the int8-cache graph, write the folder's files and the
+    manifest, publish it."""
     shipped = model_dir / "onnx" / MODEL_FILE
     cuda_check = None
     if shipped.with_name(CUDA_FILE).is_file():
@@ -451,6 +468,13 @@ def _finish(
                 f"nothing was kept. Try --quant {DEFAULT_RECIPE}, whose graph runs on CUDA "
                 "in fp32."
             ) from None
+    int8_cache = None
+    if recipe.fused:
+        progress.step("validate", f"Checking the int8-cache CPU graph on {gate_tokens} tokens")
+        int8_cache = int8_cache_entry(shipped, tokenizer, gate_of,
+                                      min(context, facts.get("max_length") or context))
+        if "file" not in int8_cache:
+            progress.note(f"No int8-cache graph: {int8_cache['reason']}")
     quantization = {**recipe.manifest(), **facts}
     if note:
         quantization["note"] = note
@@ -459,7 +483,7 @@ def _finish(
     progress.step("write", f"Writing {target}")
     manifest = _write_folder(
         model_dir, name, source, config, hf_dir, context, tokens, quantization, result,
-        cuda_check.manifest() if cuda_check else None,
+        cuda_check.manifest() if cuda_check else None, int8_cache,
     )
     shutil.rmtree(hf_dir)
     publish(model_dir, target, settings.overwrite)
@@ -502,6 +526,7 @@ def _write_folder(
     quantization: dict[str, Any],
     result: ValidationResult,
     cuda_check: dict[str, Any] | None,
+    int8_cache: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Everything besides the tokenizer files and the ONNX graphs, the manifest last."""
     shutil.copyfile(hf_dir / "config.json", model_dir / "config.json")
@@ -546,7 +571,7 @@ def _write_folder(
         arch=arch,
         context=context,
         io=io,
-        graphs=graphs_table(model_dir, io, cuda_check),
+        graphs=graphs_table(model_dir, io, cuda_check, int8_cache),
         tokens=tokens,
         sampling=sampling,
         quantization=quantization,

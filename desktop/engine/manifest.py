@@ -64,6 +64,20 @@ class Manifest:
         return {"cpu": self.onnx_file, "cuda": self.onnx_file}
 
 
+    @property
+    def int8_cache(self) -> tuple[str | None, str]:
+        """The CPU graph whose attention keeps an int8 KV cache (``onnx.graphs["cpu-int8kv"]``,
+        models/README.md): its file, or None and why the folder has none."""
+        entry = (self.raw["onnx"].get("graphs") or {}).get("cpu-int8kv")
+        if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+            return entry["file"], ""
+        if isinstance(entry, dict) and isinstance(entry.get("reason"), str):
+            return None, f"the export did not keep one: {entry['reason']}"
+        if not self.raw["onnx"].get("past_present_share_buffer"):
+            return None, "only the fused layout has one"
+        return None, "it was exported before OnnxChat made one; export it again"
+
+
 def _require(data: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     value = data.get(key)
     if not isinstance(value, kind):

@@ -20,6 +20,7 @@ from desktop.engine.runtime import (
     create_session,
     cuda_unavailable_reason,
 )
+from desktop.engine.settings import KV_CACHES
 from desktop.engine.template import ChatTemplate
 from desktop.errors import ModelError
 
@@ -32,6 +33,7 @@ FUSED_FP32_ON_CUDA = ("CUDA not used: this model's fused fp32 graph has no CUDA 
                       "in ONNX Runtime (fp16 only); export it again to add its CUDA graph")
 #: Set to 1 to capture decode steps of fused models as CUDA graphs (models/README.md).
 CUDA_GRAPH_ENV = "ONNXCHAT_CUDA_GRAPH"
+INT8_CACHE_ON_CPU = "the int8 KV cache runs on the CPU"
 
 
 @dataclass
@@ -76,14 +78,17 @@ def _special_token_text(tokenizer: Tokenizer, token_id: object) -> str:
 
 def load_model(
     folder: str | Path, device: str = "auto", threads: int | None = None, verify: bool = False,
-    cuda_graph: bool | None = None,
+    cuda_graph: bool | None = None, kv_cache: str = "fp32",
 ) -> Model:
     """Open a model folder. Every problem becomes a :class:`ModelError` naming the file.
 
     ``cuda_graph`` captures a fused model's decode steps as CUDA graphs when it runs on CUDA:
     one launch per token instead of hundreds (default: on, unless the ``ONNXCHAT_CUDA_GRAPH``
-    environment variable is ``0``)."""
+    environment variable is ``0``). ``kv_cache`` "int8" opens the folder's CPU graph with an
+    int8 cache (:data:`KV_CACHES`); a folder without one, or ``device`` "cuda", is refused."""
     started = time.perf_counter()
+    if kv_cache not in KV_CACHES:
+        raise ModelError(f"KV cache '{kv_cache}' is unknown; use one of: {', '.join(KV_CACHES)}")
     manifest = read_manifest(folder)
     if verify:
         problems = verify_files(manifest)
@@ -111,8 +116,12 @@ def load_model(
         cuda_graph = os.environ.get(CUDA_GRAPH_ENV) != "0"
     layout = manifest.raw["onnx"]
     shared = bool(layout.get("past_present_share_buffer"))
-    session, device_info, graph, cuda_graph = _open_graph(manifest, device, threads,
-                                                          cuda_graph and shared)
+    if kv_cache == "int8":
+        session, device_info, graph = _open_int8_cache_graph(manifest, device, threads)
+        cuda_graph = False
+    else:
+        session, device_info, graph, cuda_graph = _open_graph(manifest, device, threads,
+                                                              cuda_graph and shared)
     decoder: KVDecoder | SharedKVDecoder
     if shared:
         decoder = SharedKVDecoder(session, device_info.used,
@@ -172,3 +181,20 @@ def _open_graph(
     elif device == "cuda":
         raise ModelError(f"{reason}; use --device auto or --device cpu to run on the CPU")
     return (*create_session(folder / cpu, device, threads, cuda_unsupported=reason), cpu, False)
+
+
+def _open_int8_cache_graph(
+    manifest: Manifest, device: str, threads: int | None
+) -> tuple[ort.InferenceSession, DeviceInfo, str]:
+    """The session of the folder's CPU graph with an int8 KV cache, its device and file."""
+    graph, missing = manifest.int8_cache
+    if graph is None:
+        raise ModelError(f"{manifest.folder} has no int8 KV cache graph ({missing}); "
+                         "use --kv-cache fp32")
+    if device == "cuda":
+        raise ModelError(f"{INT8_CACHE_ON_CPU}; use --device auto or --device cpu, "
+                         "or --kv-cache fp32 to run on CUDA")
+    path = manifest.folder / graph
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; re-export the model with `onnxchat export`")
+    return (*create_session(path, device, threads, cuda_unsupported=INT8_CACHE_ON_CPU), graph)

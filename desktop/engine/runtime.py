@@ -202,6 +202,12 @@ def _load_error_line(path: Path | bytes, error: Exception) -> str:
     return f"{path} could not be loaded by ONNX Runtime: {first[:200]}; re-export the model"
 
 
+#: KV cache element types the decoders allocate: fp32, the CUDA graph's fp16, and the int8
+#: cache of a CPU graph whose attention quantizes keys and values (models/README.md).
+_CACHE_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+                "tensor(int8)": np.int8}
+
+
 @dataclass(frozen=True)
 class DecoderIO:
     """The names and shapes a decoder session exposes, checked to be a causal LM with a cache."""
@@ -234,10 +240,13 @@ class DecoderIO:
         if not all(isinstance(first.shape[d], int) for d in (1, 3)):
             raise ModelError("the ONNX model's KV cache has no fixed head count or head size; "
                              "re-export it")
+        kv_dtype = _CACHE_TYPES.get(first.type)
+        if kv_dtype is None:
+            raise ModelError(f"the ONNX model's KV cache is of type {first.type}, which "
+                             "OnnxChat does not run; re-export it")
         vocab = outputs["logits"].shape[-1]
         return cls(tuple(inputs), past, present, int(first.shape[1]), int(first.shape[3]),
-                   np.float16 if "float16" in first.type else np.float32,
-                   vocab if isinstance(vocab, int) else None)
+                   kv_dtype, vocab if isinstance(vocab, int) else None)
 
 
 class KVDecoder:

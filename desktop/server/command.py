@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from desktop.engine.settings import KV_CACHE_HELP, KV_CACHES
+
 API_KEY_ENV = "ONNXCHAT_API_KEY"
 DEFAULT_PORT = 8080
 DEFAULT_QUEUE = 16
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "other address needs --api-key.")
     parser.add_argument("--model", help="model name or folder (default: the bundled default)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--kv-cache", choices=KV_CACHES, default="fp32", help=KV_CACHE_HELP)
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -74,7 +77,8 @@ def _serve(args: argparse.Namespace, sock: object) -> int:
     from desktop.server.status import StatusReporter
     from desktop.server.worker import ModelWorker
 
-    model = load_model(resolve_model(args.model), device=args.device, threads=args.threads)
+    model = load_model(resolve_model(args.model), device=args.device, threads=args.threads,
+                       kv_cache=args.kv_cache)
     engine = ChatEngine(model)
     status = StatusReporter(args.status_json)
     worker = ModelWorker(args.queue, on_change=status.changed)

@@ -1,0 +1,152 @@
+"""The int8-cache CPU graph a fused export ships beside its CPU graph (export/int8_cache.py).
+
+Checked three ways: the default export's graph passed the same gate as the shipped graph,
+against the same references (the fp32 export, llama.cpp on the GGUF); the graph differs from
+the CPU graph only in its attention nodes and cache types and reads its weights from the CPU
+graph's file; and ONNX Runtime's int8 attention stores exactly the fp32 graph's keys and
+values rounded to the calibrated scales.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+
+from export.int8_cache import (
+    CALIBRATION_TEXT,
+    cache_scales,
+    int8_cache_entry,
+    int8_cache_model,
+    write_int8_cache_graph,
+)
+from export.onnx_files import INT8_CACHE_FILE, empty_past, make_session
+from export.shared_data import stored_tensors
+from export.validation import ValidationGate, validate
+
+PROMPT = [5, 17, 42, 99, 3, 250, 7, 64, 128, 11, 300, 2, 61, 9, 77, 180, 33, 240, 8, 150]
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+
+
+def prompt_cache(graph: Path, ids: list[int]) -> dict[str, np.ndarray]:
+    """The present keys and values of one prompt through ``graph`` (fresh cache)."""
+    session = make_session(graph)
+    feeds = {"input_ids": np.asarray([ids], np.int64),
+             "attention_mask": np.ones((1, len(ids)), np.int64), **empty_past(session)}
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def test_the_default_export_ships_a_gated_int8_cache_graph(default_model: Path) -> None:
+    manifest = manifest_of(default_model)
+    entry = manifest["onnx"]["graphs"]["cpu-int8kv"]
+    assert entry["file"] == f"onnx/{INT8_CACHE_FILE}"
+    assert (default_model / entry["file"]).is_file()
+    assert entry["file"] in manifest["files"]
+    assert entry["cache_dtype"] == "int8" and entry["weights_from"] == "onnx/model.onnx"
+    # calibrated on its own text, not the gate's
+    assert entry["calibration"]["text"] == f"export/data/{CALIBRATION_TEXT.name}"
+    assert entry["calibration"]["text"] != manifest["validation"]["text"]
+    assert entry["calibration"]["tokens"] >= 512
+    figures = entry["validation"]
+    # the issue's bar for the default model's gate, against the fp32 export
+    assert figures["reference"] == manifest["validation"]["reference"]
+    assert figures["tokens"] == manifest["validation"]["tokens"]
+    assert figures["perplexity_ratio"] <= 1.01
+    assert figures["top1_agreement"] >= 0.95
+    # and against llama.cpp on the GGUF it came from (NLL per byte within 2 %)
+    assert abs(figures["nll_ratio"] - 1) <= 0.02
+
+
+def test_the_int8_cache_graph_changes_only_the_attention(default_model: Path) -> None:
+    cpu = onnx.load(str(default_model / "onnx" / "model.onnx"), load_external_data=False)
+    twin_path = default_model / "onnx" / INT8_CACHE_FILE
+    twin = onnx.load(str(twin_path), load_external_data=False)
+    assert [n.op_type for n in cpu.graph.node] == [n.op_type for n in twin.graph.node]
+    changed = [b for a, b in zip(cpu.graph.node, twin.graph.node, strict=True)
+               if a.SerializeToString() != b.SerializeToString()]
+    assert {n.op_type for n in changed} == {"GroupQueryAttention"}
+    assert len(changed) == 30
+    for node in changed:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["k_quant_type"] == attrs["v_quant_type"] == b"PER_CHANNEL"
+        assert attrs["kv_cache_bit_width"] == 8
+        assert node.input[12].endswith(".k_scale") and node.input[13].endswith(".v_scale")
+    for value in (*twin.graph.input, *twin.graph.output):
+        cache = value.name.startswith(("past_key_values.", "present."))
+        assert (value.type.tensor_type.elem_type == TensorProto.INT8) == cache
+    # every weight of the CPU graph is read from the CPU graph's own file
+    shared = stored_tensors(twin_path)
+    big = [t for t in cpu.graph.initializer if len(t.raw_data) >= 4096]
+    assert big and all(shared[t.name].location == "model.onnx" for t in big)
+    assert twin_path.stat().st_size < 2_000_000
+
+
+def test_int8_attention_stores_the_fp32_cache_rounded_to_its_scales(
+    tiny_llama_fused_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama_fused_model, folder)
+    cpu_graph = folder / "onnx" / "model.onnx"
+    (folder / "onnx" / INT8_CACHE_FILE).unlink(missing_ok=True)
+    calibration = PROMPT + list(range(3, 120, 3))  # the prompt's values lie within the scales
+    scales = cache_scales(cpu_graph, calibration)
+    twin = write_int8_cache_graph(cpu_graph, calibration)
+    want = prompt_cache(cpu_graph, PROMPT)
+    got = prompt_cache(twin, PROMPT)
+    for layer, (key_scale, value_scale) in scales.items():
+        for kind, scale in (("key", key_scale), ("value", value_scale)):
+            fp32 = want[f"present.{layer}.{kind}"]
+            codes = got[f"present.{layer}.{kind}"]
+            assert codes.dtype == np.int8
+            step = scale.reshape(1, fp32.shape[1], 1, fp32.shape[3])
+            expected = np.clip(np.rint(fp32 / step), -128, 127)
+            if layer == 0:  # same inputs: the very codes (a tie may round either way)
+                assert np.abs(codes - expected).max() <= 1
+            else:  # later layers see attention over the rounded cache: a few steps off
+                assert np.abs(codes * step - fp32).max() <= 4 * step.max()
+    # the prompt's prediction survives the rounding
+    assert got["logits"].argmax() == want["logits"].argmax()
+    assert np.abs(got["logits"] - want["logits"]).max() < 0.5
+
+
+def test_a_graph_that_fails_the_gate_is_not_kept(
+    tiny_llama_fused_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama_fused_model, folder)
+    cpu_graph = folder / "onnx" / "model.onnx"
+    twin = folder / "onnx" / INT8_CACHE_FILE
+    twin.unlink(missing_ok=True)
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    impossible = ValidationGate(min_top1_agreement=1.01)  # no graph agrees more than always
+
+    def gate_of(model: Path):
+        return validate(cpu_graph, model, PROMPT * 3, 128, impossible)
+
+    entry = int8_cache_entry(cpu_graph, tokenizer, gate_of, 128)
+    assert set(entry) == {"reason"}
+    assert entry["reason"].startswith("it fails the quality gate (")
+    assert not twin.exists()
+
+
+def test_scales_must_cover_every_attention_node(default_model: Path) -> None:
+    model = onnx.load(str(default_model / "onnx" / "model.onnx"), load_external_data=False)
+    scales = {layer: (np.ones(192, np.float32), np.ones(192, np.float32)) for layer in range(30)}
+    with pytest.raises(ValueError, match="no calibrated scales for layer 29"):
+        int8_cache_model(model, {k: v for k, v in scales.items() if k != 29})
+    with pytest.raises(ValueError, match="attention for 30 of 31 layers"):
+        int8_cache_model(model, {**scales, 30: scales[0]})
+    twin = int8_cache_model(model, scales)
+    with pytest.raises(ValueError, match="already quantizes its cache"):
+        int8_cache_model(twin, scales)
