@@ -167,12 +167,19 @@ def llama_cpp_runner(threads: int, flash_attn: int = -1
 LLAMA_CONFIGS = {"llama-cpp": -1, "llama-cpp-fa-off": 0}
 
 
+#: OnnxChat with its int8 KV cache (``--kv-cache int8``), run beside the fp32 cache when the
+#: model has that graph; and llama.cpp with its own 8-bit cache (q8_0 keys and values, which
+#: needs flash attention), compared at long context, where the cache's type matters.
+INT8_ROW = "onnxchat-int8kv"
+Q8_ROW = "llama-cpp-q8-cache"
+
+
 def open_llama_worker(gguf: Path, threads: int, n_ctx: int = 8192,
-                      flash_attn: int = -1) -> LlamaCppWorker:
+                      flash_attn: int = -1, kv_type: str = "f16") -> LlamaCppWorker:
     """A llama.cpp child process for ``gguf``; its build facts are in ``worker.info``."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise UserError(NO_LLAMA_CPP)
-    worker = LlamaCppWorker(str(gguf), threads, n_ctx, flash_attn)
+    worker = LlamaCppWorker(str(gguf), threads, n_ctx, flash_attn, kv_type)
     _WORKERS.append(worker)
     return worker
 
@@ -311,6 +318,11 @@ def run(args: argparse.Namespace) -> int:
     runners: dict[str, Callable[[list[int], int], tuple[float, float]]] = {
         "onnxchat": lambda i, n: run_onnxchat(model, i, n)}
     run_onnxchat(model, ids, 4)  # warm-up
+    int8_model = _int8_twin(model, args)
+    if int8_model is not None:
+        results[INT8_ROW] = RuntimeResult(INT8_ROW, load_s=int8_model.load_seconds)
+        runners[INT8_ROW] = lambda i, n: run_onnxchat(int8_model, i, n)
+        run_onnxchat(int8_model, ids, 4)
     ttft1, ttft10 = conversation_ttft(model)
     ours.extra |= {"ttft_turn1_ms": round(ttft1 * 1000, 1),
                    "ttft_turn10_ms": round(ttft10 * 1000, 1),
@@ -349,13 +361,25 @@ def run(args: argparse.Namespace) -> int:
                          "isa_text": isa.describe()}
     versus = {"decode": _versus_best({k: r.decode_tok_s for k, r in results.items()}),
               "prefill": _versus_best({k: r.prefill_tok_s for k, r in results.items()})}
+    if int8_model is not None:
+        versus["decode_int8kv"] = _versus_best(
+            {k: r.decode_tok_s for k, r in results.items()}, INT8_ROW)
+        versus["prefill_int8kv"] = _versus_best(
+            {k: r.prefill_tok_s for k, r in results.items()}, INT8_ROW)
     if versus["decode"]:
-        report["onnxchat_versus_best_llama_cpp"] = versus
+        report["onnxchat_versus_best_llama_cpp"] = {k: v for k, v in versus.items() if v}
     if builds:
         report["comparator_builds"] = builds
     if long_context:
-        report["long_context"] = _long_context(model, long_context, args.runs,
-                                               _llama_workers(), failures)
+        workers = _llama_workers()
+        if workers and int8_model is not None:
+            try:
+                workers[Q8_ROW] = open_llama_worker(default_gguf(), args.threads, flash_attn=1,
+                                                    kv_type="q8_0")
+            except ComparatorFailed as exc:
+                failures[Q8_ROW] = str(exc)
+        report["long_context"] = _long_context(model, long_context, args.runs, workers,
+                                               failures, int8_model)
     if shape != "none":
         report["shape"] = _shape_comparison(shape, args, "llama-cpp" in comparators, failures)
     if args.plot:
@@ -409,13 +433,24 @@ def _llama_workers() -> dict[str, LlamaCppWorker]:
     return {names[w.flash_attn]: w for w in _WORKERS if w.flash_attn in names}
 
 
-def _versus_best(speeds: dict[str, list[float]]) -> dict[str, Any] | None:
-    """Run-by-run ratios of OnnxChat against the faster llama.cpp configuration (by median)."""
-    llama = {k: v for k, v in speeds.items() if k in LLAMA_CONFIGS and v}
-    if not llama or not speeds.get("onnxchat"):
+def _versus_best(speeds: dict[str, list[float]], ours: str = "onnxchat"
+                 ) -> dict[str, Any] | None:
+    """Run-by-run ratios of OnnxChat (the row ``ours``) against the fastest llama.cpp
+    configuration (by median)."""
+    llama = {k: v for k, v in speeds.items() if (k in LLAMA_CONFIGS or k == Q8_ROW) and v}
+    if not llama or not speeds.get(ours):
         return None
     best = max(llama, key=lambda k: statistics.median(llama[k]))
-    return {"against": best, **_pair_ratios(speeds["onnxchat"], llama[best])}
+    return {"against": best, **_pair_ratios(speeds[ours], llama[best])}
+
+
+def _int8_twin(model: Model, args: argparse.Namespace) -> Model | None:
+    """The same model with its int8 KV cache, when the benchmark runs the fp32 cache on the
+    CPU and the folder has that graph: both are measured, interleaved."""
+    if args.kv_cache != "fp32" or model.device.used != "cpu" or not model.manifest.int8_cache[0]:
+        return None
+    return load_model(model.manifest.folder, device="cpu", threads=args.threads,
+                      kv_cache="int8")
 
 
 def _close_workers() -> None:
@@ -467,26 +502,23 @@ def comparator_build(info: dict[str, Any], isa: CpuIsa) -> dict[str, Any]:
 
 
 def _long_context(model: Model, length: int, runs: int, workers: dict[str, LlamaCppWorker],
-                  failures: dict[str, str]) -> dict[str, Any]:
+                  failures: dict[str, str], int8_model: Model | None = None) -> dict[str, Any]:
     """Decode speed after ``length`` tokens, interleaved run by run; every run rewinds to
     the same prefilled prefix, so the prefill happens once per runtime."""
     ids = prompt_ids(model, length)
-    gen = Generator(model)
-    rng = np.random.default_rng(0)
-
-    def ours_after() -> float:
-        gen.rewind_to(length - 1)
-        gen.append_tokens(ids[-1:])
+    speeds: dict[str, list[float]] = {}
+    prefill: dict[str, float] = {}
+    steps: dict[str, Callable[[], float]] = {}
+    ours = {"onnxchat": model, INT8_ROW: int8_model}
+    for name, each in ours.items():
+        if each is None:
+            continue
+        gen = Generator(each)
         started = time.perf_counter()
-        for _ in range(LONG_NEW_TOKENS):
-            gen.append_tokens([gen.next_token(GREEDY, rng)])
-        return LONG_NEW_TOKENS / (time.perf_counter() - started)
-
-    started = time.perf_counter()
-    gen.append_tokens(ids)
-    speeds: dict[str, list[float]] = {"onnxchat": []}
-    prefill = {"onnxchat": round(length / (time.perf_counter() - started), 1)}
-    steps: dict[str, Callable[[], float]] = {"onnxchat": ours_after}
+        gen.append_tokens(ids)
+        prefill[name] = round(length / (time.perf_counter() - started), 1)
+        steps[name] = functools.partial(_decode_after, gen, ids, LONG_NEW_TOKENS)
+        speeds[name] = []
     for name, worker in workers.items():
         try:
             prefill[name] = round(worker.prefill(ids), 1)
@@ -510,7 +542,21 @@ def _long_context(model: Model, length: int, runs: int, workers: dict[str, Llama
     versus = _versus_best(speeds)
     if versus:
         out["onnxchat_versus_best_llama_cpp"] = versus
+    versus = _versus_best(speeds, INT8_ROW)
+    if versus:
+        out["int8kv_versus_best_llama_cpp"] = versus
     return out
+
+
+def _decode_after(gen: Generator, ids: list[int], new_tokens: int) -> float:
+    """Greedy decode speed after rewinding ``gen`` to the prefilled ``ids``."""
+    rng = np.random.default_rng(0)
+    gen.rewind_to(len(ids) - 1)
+    gen.append_tokens(ids[-1:])
+    started = time.perf_counter()
+    for _ in range(new_tokens):
+        gen.append_tokens([gen.next_token(GREEDY, rng)])
+    return new_tokens / (time.perf_counter() - started)
 
 
 def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
@@ -607,7 +653,8 @@ def _print_table(report: dict[str, Any]) -> None:
             "--no-cache-dir llama-cpp-python)")
         print(f"{name} {build['version']}: {verdict}; KV cache {build['kv_cache']}; rows: "
               "llama-cpp = its defaults (flash attention auto), llama-cpp-fa-off = flash "
-              f"attention off; {build['system_info']}")
+              f"attention off, {Q8_ROW} = q8_0 keys and values with flash attention (long "
+              f"context only); {build['system_info']}")
     print(f"{w['model']} on {w['device']}: {w['prompt_tokens']}-token prompt, "
           f"{w['new_tokens']} new tokens, greedy, {w['threads']} threads, "
           f"median of {w['runs']} runs")
@@ -629,8 +676,12 @@ def _print_table(report: dict[str, Any]) -> None:
         part = report.get(key)
         if part:
             speeds = ", ".join(f"{k} {v} tok/s" for k, v in part["decode_tok_s"].items())
-            pairs = part.get("onnxchat_versus_best_llama_cpp")
-            ratio = f" (onnxchat ×{pairs['median']} against {pairs['against']})" if pairs else ""
+            ratio = "".join(
+                f" ({row} ×{pairs['median']} against {pairs['against']})"
+                for row, pairs in ((row, part.get(f"{key}_versus_best_llama_cpp"))
+                                   for row, key in (("onnxchat", "onnxchat"),
+                                                    (INT8_ROW, "int8kv")))
+                if pairs)
             print(f"decode {title.format(**part)}: {speeds}{ratio}")
     for name, why in report.get("failures", {}).items():
         print(f"{name} FAILED: {why}; no other build was substituted")

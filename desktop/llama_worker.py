@@ -57,12 +57,14 @@ def build_features(system_info: str) -> set[str]:
 class LlamaCppWorker:
     """The parent's handle on one llama.cpp model in a child process."""
 
-    def __init__(self, gguf: str, threads: int, n_ctx: int, flash_attn: int = -1) -> None:
+    def __init__(self, gguf: str, threads: int, n_ctx: int, flash_attn: int = -1,
+                 kv_type: str = "f16") -> None:
         self.flash_attn = flash_attn
+        self.kv_type = kv_type
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "desktop.llama_worker", gguf, str(threads), str(n_ctx),
-             str(flash_attn)],
+             str(flash_attn), kv_type],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
         self.pid = self._proc.pid
@@ -145,7 +147,8 @@ class LlamaCppWorker:
 class _Llama:
     """One model and context driven through llama.cpp's C API."""
 
-    def __init__(self, path: str, threads: int, n_ctx: int, flash_attn: int) -> None:
+    def __init__(self, path: str, threads: int, n_ctx: int, flash_attn: int,
+                 kv_type: str = "f16") -> None:
         import llama_cpp as lc
 
         self.lc = lc
@@ -159,6 +162,7 @@ class _Llama:
         params.n_batch = params.n_ubatch = 512
         params.n_threads = params.n_threads_batch = threads
         params.flash_attn_type = flash_attn
+        params.type_k = params.type_v = _KV_TYPES[kv_type]
         self.params = params
         self.ctx = lc.llama_init_from_model(self.model, params)
         if not self.ctx:
@@ -225,8 +229,8 @@ class _Llama:
             "system_info": lc.llama_print_system_info().decode("utf-8", "replace").strip(),
             "load_s": self.load_s,
             "flash_attn_type": int(self.params.flash_attn_type),
-            "kv_type": {1: "f16", 0: "f32", 30: "bf16", 8: "q8_0"}.get(int(self.params.type_k),
-                                                                       str(self.params.type_k)),
+            "kv_type": {v: k for k, v in _KV_TYPES.items()}.get(int(self.params.type_k),
+                                                                str(self.params.type_k)),
         }
 
 
@@ -235,16 +239,23 @@ def _write(out: BinaryIO, message: dict[str, Any]) -> None:
     out.flush()
 
 
+#: llama.cpp's KV cache types by name (ggml type ids); f16 is its default, q8_0 needs flash
+#: attention for the values.
+_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "bf16": 30}
+
+
 def main(argv: list[str]) -> int:
-    """Child entry point: ``python -m desktop.llama_worker GGUF THREADS N_CTX FLASH_ATTN``
-    (flash attention: -1 auto, llama.cpp's default; 0 off; 1 on)."""
+    """Child entry point: ``python -m desktop.llama_worker GGUF THREADS N_CTX FLASH_ATTN
+    [KV_TYPE]`` (flash attention: -1 auto, llama.cpp's default; 0 off; 1 on; the KV cache
+    type: f16, llama.cpp's default, or q8_0, f32, bf16)."""
     # llama.cpp logs to the standard streams; keep fd 1 for the protocol alone.
     sys.stdout.flush()
     protocol = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     path, threads, n_ctx, flash_attn = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    kv_type = argv[4] if len(argv) > 4 else "f16"
     try:
-        llama = _Llama(path, threads, n_ctx, flash_attn)
+        llama = _Llama(path, threads, n_ctx, flash_attn, kv_type)
     except Exception as exc:  # any failure to load is reported as one line
         _write(protocol, {"error": str(exc) or type(exc).__name__})
         return 1

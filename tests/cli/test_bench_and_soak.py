@@ -23,12 +23,36 @@ def test_bench_reports_every_figure_as_json(default_model):
     for key in ("load_s", "prefill_tok_s", "decode_tok_s", "ttft_turn1_ms", "ttft_turn10_ms",
                 "peak_rss_mb", "model_size_mb"):
         assert ours[key] > 0, key
+    # the default model's int8-cache graph runs beside it, interleaved
+    int8 = next(row for row in report["results"] if row["runtime"] == "onnxchat-int8kv")
+    assert int8["prefill_tok_s"] > 0 and int8["decode_tok_s"] > 0
     assert report["history"]["n_messages"] == 10_000
     commits = report["history"]["reply_commits"]
     assert commits["commit_interval_s"] <= 0.2
     assert [row["reply_chars"] for row in commits["lengths"]] == [1_000, 16_000, 64_000, 256_000]
     assert all(row["commit_ms"] > 0 for row in commits["lengths"])
     assert report["history"]["recording"]["decode_tok_s_kept"] > 0
+
+
+def test_bench_measures_both_caches_at_long_context(default_model):
+    result = onnxchat("bench", "--model", str(default_model), "--device", "cpu", "--runs", "1",
+                      "--prompt-tokens", "8", "--new-tokens", "2", "--long-context", "64",
+                      "--json")
+    assert result.returncode == 0, result.stderr
+    long = json.loads(result.stdout)["long_context"]
+    assert long["context_tokens"] == 64
+    assert set(long["prefill_tok_s"]) == set(long["decode_tok_s"]) == {"onnxchat",
+                                                                       "onnxchat-int8kv"}
+
+
+def test_bench_of_the_int8_cache_alone(default_model):
+    result = onnxchat("bench", "--model", str(default_model), "--kv-cache", "int8", "--runs",
+                      "1", "--prompt-tokens", "8", "--new-tokens", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["workload"]["graph"] == "onnx/model_int8kv.onnx"
+    assert report["workload"]["device"].startswith("CPU")
+    assert [row["runtime"] for row in report["results"]] == ["onnxchat (q4-gguf)"]
 
 
 def test_bench_table_for_people(default_model):
