@@ -180,9 +180,10 @@ class ChatController(QObject):
 
     # --- models -------------------------------------------------------------------------
 
-    def load_model(self, folder: Path, device: str) -> None:
-        """Load ``folder`` in the engine thread; the current model serves until it is ready."""
-        request = LoadRequest(next(self._ids), Path(folder), device)
+    def load_model(self, folder: Path, device: str, kv_cache: str = "fp32") -> None:
+        """Load ``folder`` in the engine thread; the current model serves until it is ready.
+        ``kv_cache`` "int8" asks for the int8 KV cache (:class:`LoadRequest`)."""
+        request = LoadRequest(next(self._ids), Path(folder), device, kv_cache)
         self.loading = request
         self.modelLoadStarted.emit(Path(folder).name)
         self._loadRequested.emit(request)

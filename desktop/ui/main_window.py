@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.engine import ChatEngine, InstalledModel, list_models, resolve_model
+from desktop.engine import ChatEngine, InstalledModel, Model, list_models, resolve_model
 from desktop.errors import ContextOverflowError, UserError
 from desktop.paths import DEFAULT_MODEL_NAME
 from desktop.store import Conversation, NotFoundError
@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
         else:
             folder = self._initial_model(requested_model)
             if folder is not None:
-                self.controller.load_model(folder, self.prefs.device)
+                self._load_model(folder)
         stats = self.controller.last_stats
         if stats is not None:
             self.status.set_reply_figures(stats.decode_tokens_per_s or None,
@@ -565,16 +565,31 @@ class MainWindow(QMainWindow):
 
     # --- models -------------------------------------------------------------------------
 
+    def _load_model(self, folder: Path, device: str | None = None) -> None:
+        """Load ``folder`` on ``device`` (default: the preferred one) with the preferred KV
+        cache."""
+        self.controller.load_model(folder, device or self.prefs.device, self.prefs.kv_cache)
+
+    def _int8_cache_not_used(self, model: Model) -> str | None:
+        """Why ``model`` keeps the fp32 cache although the int8 cache is preferred."""
+        graph, missing = model.manifest.int8_cache
+        if self.prefs.kv_cache != "int8" or (graph is not None and model.graph == graph):
+            return None
+        if graph is None:
+            return arg(self.tr("The int8 KV cache is not used for %1: %2."), model.name, missing)
+        return arg(self.tr("The int8 KV cache is not used for %1: it runs on the CPU, and the "
+                           "device chosen is CUDA."), model.name)
+
     @Slot(str)
     def _on_model_chosen(self, folder: str) -> None:
-        self.controller.load_model(Path(folder), self.prefs.device)
+        self._load_model(Path(folder))
 
     @Slot(str)
     def _on_device_chosen(self, device: str) -> None:
         folder = self.controller.model_folder or (
             self.controller.loading.folder if self.controller.loading else None)
         if folder is not None:
-            self.controller.load_model(folder, device)
+            self._load_model(folder, device)
 
     @Slot(str)
     def _on_model_load_started(self, name: str) -> None:
@@ -592,8 +607,13 @@ class MainWindow(QMainWindow):
         self.view.set_model_name(model.name)
         self.prefs.model = str(model.manifest.folder)
         self.prefs.device = model.device.requested
-        if self.server.state in (STARTING, ON) and self.server.folder != model.manifest.folder:
-            self._serve(engine)  # the server follows the window's model
+        not_used = self._int8_cache_not_used(model)
+        if not_used:
+            self.banner.show_message(not_used)
+        if self.server.state in (STARTING, ON) and (
+                self.server.folder != model.manifest.folder
+                or self.server.kv_cache != _kv_cache(model)):
+            self._serve(engine)  # the server follows the window's model and its KV cache
         self._update_page()
         self._schedule_context()
 
@@ -615,8 +635,9 @@ class MainWindow(QMainWindow):
 
     def _serve(self, engine: ChatEngine) -> None:
         """Serve the window's model, on its device, with the saved port and history choice."""
-        self.server.start(engine.model.manifest.folder, engine.model.device.requested,
-                          self.prefs.server_port, self.prefs.server_history)
+        model = engine.model
+        self.server.start(model.manifest.folder, model.device.requested, self.prefs.server_port,
+                          self.prefs.server_history, _kv_cache(model))
 
     @Slot(bool)
     def _on_server_history_toggled(self, checked: bool) -> None:
@@ -669,14 +690,14 @@ class MainWindow(QMainWindow):
             dialog.apply_drop(dropped)
         accepted = dialog.exec() == ExportDialog.DialogCode.Accepted
         if accepted and dialog.exported:
-            self.controller.load_model(Path(dialog.exported), self.prefs.device)
+            self._load_model(Path(dialog.exported))
         dialog.deleteLater()
 
     @Slot(str)
     def _on_model_exported(self, folder: str) -> None:
         self.refresh_models()
         if self.controller.engine is None and self.controller.loading is None:
-            self.controller.load_model(Path(folder), self.prefs.device)
+            self._load_model(Path(folder))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if has_files(event.mimeData()):
@@ -717,14 +738,20 @@ class MainWindow(QMainWindow):
         engine = self.controller.engine
         dialog = SettingsDialog(self._settings(), self.controller.model_defaults(),
                                 engine.model.name if engine else "", self._language_pref,
-                                self._theme_pref, self)
+                                self._theme_pref, self, kv_cache=self.prefs.kv_cache)
         if dialog.exec() != SettingsDialog.DialogCode.Accepted:
             dialog.deleteLater()
             return
         chat = dialog.chat_settings()
-        language, theme = dialog.language, dialog.theme
+        language, theme, kv_cache = dialog.language, dialog.theme, dialog.kv_cache
         dialog.deleteLater()
         self.apply_chat_settings(chat)
+        if kv_cache != self.prefs.kv_cache:
+            self.prefs.kv_cache = kv_cache
+            folder = self.controller.model_folder or (
+                self.controller.loading.folder if self.controller.loading else None)
+            if folder is not None:  # the model reloads with the other cache
+                self._load_model(folder)
         if theme != self._theme_pref:
             self._theme_pref = theme
             self.themeChosen.emit(theme)
@@ -822,3 +849,8 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
         if not self._replaced:
             self.closed.emit()
+
+
+def _kv_cache(model: Model) -> str:
+    """The KV cache ``model`` was loaded with, as ``--kv-cache`` names it."""
+    return "int8" if model.graph == model.manifest.int8_cache[0] else "fp32"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from desktop.engine.settings import KV_CACHES
+
 SETTINGS_FILE = "window.ini"
 
 
@@ -52,6 +54,16 @@ class Preferences:
     @device.setter
     def device(self, value: str) -> None:
         self._settings.setValue("model/device", value)
+
+    @property
+    def kv_cache(self) -> str:
+        """"fp32", or "int8": the CPU graph with an int8 KV cache where a model has one."""
+        value = self._text("model/kv_cache", "fp32")
+        return value if value in KV_CACHES else "fp32"
+
+    @kv_cache.setter
+    def kv_cache(self, value: str) -> None:
+        self._settings.setValue("model/kv_cache", value)
 
     @property
     def model(self) -> str:

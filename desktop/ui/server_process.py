@@ -43,7 +43,9 @@ class LocalServer(QObject):
         self._data_dir = data_dir
         self._process: QProcess | None = None
         self._errors: list[str] = []
-        self._pending: tuple[Path, str, int, bool] | None = None
+        self._pending: tuple[Path, str, int, bool, str] | None = None
+        #: The KV cache the server was started with (``onnxchat serve --kv-cache``).
+        self.kv_cache = "fp32"
         self.state = OFF
         #: The model folder being served (set as soon as the server is asked to start).
         self.folder: Path | None = None
@@ -53,20 +55,23 @@ class LocalServer(QObject):
         self.counts: dict[str, int] = {}
 
     @staticmethod
-    def arguments(folder: Path, device: str, port: int, history: bool) -> list[str]:
-        """``onnxchat serve`` options for the window's model, device and settings."""
-        args = ["--model", str(folder), "--device", device, "--port", str(port),
-                "--status-json"]
+    def arguments(folder: Path, device: str, port: int, history: bool,
+                  kv_cache: str = "fp32") -> list[str]:
+        """``onnxchat serve`` options for the window's model, device, KV cache and settings."""
+        args = ["--model", str(folder), "--device", device, "--kv-cache", kv_cache,
+                "--port", str(port), "--status-json"]
         return [*args, "--history"] if history else args
 
-    def start(self, folder: Path, device: str, port: int, history: bool = False) -> None:
+    def start(self, folder: Path, device: str, port: int, history: bool = False,
+              kv_cache: str = "fp32") -> None:
         """Serve ``folder``; a running server is stopped first and restarted with it."""
         if self._process is not None:
-            self._pending = (folder, device, port, history)
+            self._pending = (folder, device, port, history, kv_cache)
             self.stop()
             return
-        command = serve_command(self.arguments(folder, device, port, history),
+        command = serve_command(self.arguments(folder, device, port, history, kv_cache),
                                 str(self._data_dir))
+        self.kv_cache = kv_cache
         process = child_process(self, self._on_stdout_line, self._on_stderr_line,
                                 self._on_finished, self._on_process_error)
         self._process, self._errors = process, []

@@ -70,12 +70,13 @@ def _in_range(name: str, value: float) -> bool:
 class SettingsDialog(QDialog):
     """Edits one conversation's settings and the application preferences.
 
-    After ``exec()`` returns ``Accepted``, read :meth:`chat_settings`, :attr:`language` and
-    :attr:`theme`.
+    After ``exec()`` returns ``Accepted``, read :meth:`chat_settings`, :attr:`language`,
+    :attr:`theme` and :attr:`kv_cache`.
     """
 
     def __init__(self, chat: ChatSettings, model_defaults: Mapping[str, Any], model_name: str,
-                 language: str, theme: str, parent: QWidget | None = None) -> None:
+                 language: str, theme: str, parent: QWidget | None = None, *,
+                 kv_cache: str = "fp32") -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Settings"))
         self.setMinimumWidth(520)
@@ -87,7 +88,7 @@ class SettingsDialog(QDialog):
         self.tabs = QTabWidget(self)
         layout.addWidget(self.tabs)
         self.tabs.addTab(self._chat_tab(chat, model_name), self.tr("This chat"))
-        self.tabs.addTab(self._app_tab(language, theme), self.tr("Application"))
+        self.tabs.addTab(self._app_tab(language, theme, kv_cache), self.tr("Application"))
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         self.buttons.accepted.connect(self.accept)
@@ -174,7 +175,7 @@ class SettingsDialog(QDialog):
         layout.addStretch(1)
         return page
 
-    def _app_tab(self, language: str, theme: str) -> QWidget:
+    def _app_tab(self, language: str, theme: str, kv_cache: str) -> QWidget:
         page = QWidget(self)
         form = QFormLayout(page)
         self.language_box = QComboBox(page)
@@ -191,6 +192,16 @@ class SettingsDialog(QDialog):
         self.theme_box.addItem(self.tr("Dark"), "dark")
         self.theme_box.setCurrentIndex(max(0, self.theme_box.findData(theme)))
         form.addRow(self.tr("Theme"), self.theme_box)
+        self.kv_cache_box = QComboBox(page)
+        self.kv_cache_box.setAccessibleName(self.tr("Memory for the conversation"))
+        self.kv_cache_box.addItem(self.tr("Full precision (fp32)"), "fp32")
+        self.kv_cache_box.addItem(self.tr("Compact (int8, on the CPU)"), "int8")
+        self.kv_cache_box.setCurrentIndex(max(0, self.kv_cache_box.findData(kv_cache)))
+        self.kv_cache_box.setToolTip(self.tr(
+            "The model's KV cache. Compact takes a quarter of the memory and answers about "
+            "twice as fast in long conversations, but reads long prompts more slowly; it runs "
+            "on the CPU, for models exported with it."))
+        form.addRow(self.tr("Memory for the conversation"), self.kv_cache_box)
         return page
 
     # --- values -------------------------------------------------------------------------
@@ -202,6 +213,10 @@ class SettingsDialog(QDialog):
     @property
     def theme(self) -> str:
         return str(self.theme_box.currentData())
+
+    @property
+    def kv_cache(self) -> str:
+        return str(self.kv_cache_box.currentData())
 
     def _fill(self, settings: SamplingSettings) -> None:
         for name, field in self.fields.items():

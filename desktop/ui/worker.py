@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.engine import ChatEngine, SamplingSettings, load_model
 from desktop.engine.chat import STOP_CANCELLED, ReplyStream
+from desktop.engine.manifest import read_manifest
 from desktop.errors import UserError, failure_reason
 from desktop.recording import RecordedReply
 from desktop.store import ChatStore
@@ -28,11 +29,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadRequest:
-    """Open ``folder`` on ``device`` ("auto", "cuda" or "cpu")."""
+    """Open ``folder`` on ``device`` ("auto", "cuda" or "cpu"), with the int8 KV cache when
+    ``kv_cache`` is "int8", the folder has that graph and ``device`` is not "cuda" (else the
+    fp32 cache; the window says why: ``MainWindow._on_model_loaded``)."""
 
     request_id: int
     folder: Path
     device: str
+    kv_cache: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,11 @@ class EngineWorker(QObject):
     @Slot(object)
     def load(self, request: LoadRequest) -> None:
         try:
-            model = load_model(request.folder, device=request.device)
+            kv_cache = request.kv_cache
+            if kv_cache == "int8" and (request.device == "cuda"
+                                       or read_manifest(request.folder).int8_cache[0] is None):
+                kv_cache = "fp32"
+            model = load_model(request.folder, device=request.device, kv_cache=kv_cache)
         except UserError as exc:
             self.loadFailed.emit(request, str(exc))
             return

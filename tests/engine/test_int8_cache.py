@@ -107,9 +107,9 @@ def test_a_folder_whose_export_did_not_keep_it_says_why(default_model, tmp_path)
 
 
 def test_cuda_and_unknown_caches_are_refused(default_model) -> None:
-    with pytest.raises(ModelError, match="^the int8 KV cache runs on the CPU; use --device"):
+    with pytest.raises(ModelError, match=r"^the int8 KV cache runs on the CPU; use --device"):
         load_model(default_model, device="cuda", kv_cache="int8")
-    with pytest.raises(ModelError, match="^KV cache 'fp8' is unknown; use one of: fp32, int8$"):
+    with pytest.raises(ModelError, match=r"^KV cache 'fp8' is unknown; use one of: fp32, int8$"):
         load_model(default_model, kv_cache="fp8")
 
 

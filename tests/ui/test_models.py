@@ -3,9 +3,11 @@ working; with no model at all the window offers to prepare the default one."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -15,6 +17,8 @@ from desktop.engine.runtime import DeviceInfo, nvidia_gpu_present
 from desktop.ui.app import Application
 from desktop.ui.bars import StatusBar
 from desktop.ui.export_dialog import ExportDialog, export_available
+from desktop.ui.server_process import LocalServer
+from desktop.ui.settings_dialog import SettingsDialog
 
 
 def broken_copy(default_model: Path, models_dir: Path) -> Path:
@@ -115,3 +119,43 @@ def test_the_status_bar_gives_the_cuda_reason_only_beside_a_gpu(qtbot):
     bar.set_device(DeviceInfo("auto", "cpu", FUSED_FP32_ON_CUDA, ("CPUExecutionProvider",)))
     assert bar.device_label.text() == "Device: CPU"
     assert bar.device_reason_label.isVisibleTo(bar) is nvidia_gpu_present()
+
+
+def test_the_compact_cache_setting_reloads_the_model_with_the_int8_cache(qtbot, window,
+                                                                          on_modal):
+    def choose_int8(dialog: SettingsDialog) -> None:
+        box = dialog.kv_cache_box
+        assert [box.itemData(i) for i in range(box.count())] == ["fp32", "int8"]
+        assert box.currentData() == "fp32"
+        box.setCurrentIndex(box.findData("int8"))
+        dialog.accept()
+
+    on_modal(SettingsDialog, choose_int8)
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
+        window.open_settings()
+    model = window.controller.engine.model
+    assert model.graph == "onnx/model_int8kv.onnx"
+    assert model.decoder.kv_dtype == np.int8
+    assert window.prefs.kv_cache == "int8"
+    assert not window.banner.isVisibleTo(window)
+    # the window's server would follow the same cache
+    assert LocalServer.arguments(model.manifest.folder, "auto", 0, False, "int8")[4:6] == [
+        "--kv-cache", "int8"]
+
+
+def test_a_model_without_the_int8_cache_loads_with_fp32_and_says_why(qtbot, window,
+                                                                      default_model, tmp_path):
+    folder = tmp_path / "older-export"
+    shutil.copytree(default_model, folder)
+    (folder / "onnx" / "model_int8kv.onnx").unlink()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["onnx"]["graphs"]["cpu-int8kv"]
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    window.prefs.kv_cache = "int8"
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
+        window._on_model_chosen(str(folder))
+    assert window.controller.engine.model.graph == "onnx/model.onnx"
+    assert window.banner.label.text() == (
+        "The int8 KV cache is not used for smollm2-135m-instruct: it was exported before "
+        "OnnxChat made "
+        "one; export it again.")

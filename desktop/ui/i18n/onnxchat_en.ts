@@ -507,7 +507,7 @@
     <name>LocalServer</name>
     <message>
         <source>the server ended with exit code %1</source>
-        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
+        <extracomment>The KV cache the server was started with (``onnxchat serve --kv-cache``). The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
         <translation>the server ended with exit code %1</translation>
     </message>
     <message>
@@ -634,6 +634,14 @@
             <numerusform>%n older message will be left out to fit the context</numerusform>
             <numerusform>%n older messages will be left out to fit the context</numerusform>
         </translation>
+    </message>
+    <message>
+        <source>The int8 KV cache is not used for %1: %2.</source>
+        <translation>The int8 KV cache is not used for %1: %2.</translation>
+    </message>
+    <message>
+        <source>The int8 KV cache is not used for %1: it runs on the CPU, and the device chosen is CUDA.</source>
+        <translation>The int8 KV cache is not used for %1: it runs on the CPU, and the device chosen is CUDA.</translation>
     </message>
     <message>
         <source>Load a model before starting the local server.</source>
@@ -1122,6 +1130,22 @@
     <message>
         <source>Dark</source>
         <translation>Dark</translation>
+    </message>
+    <message>
+        <source>Memory for the conversation</source>
+        <translation>Memory for the conversation</translation>
+    </message>
+    <message>
+        <source>Full precision (fp32)</source>
+        <translation>Full precision (fp32)</translation>
+    </message>
+    <message>
+        <source>Compact (int8, on the CPU)</source>
+        <translation>Compact (int8, on the CPU)</translation>
+    </message>
+    <message>
+        <source>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly; it runs on the CPU, for models exported with it.</source>
+        <translation>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly; it runs on the CPU, for models exported with it.</translation>
     </message>
     <message>
         <source>Enter a whole number</source>

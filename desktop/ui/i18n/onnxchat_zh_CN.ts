@@ -506,7 +506,7 @@
     <name>LocalServer</name>
     <message>
         <source>the server ended with exit code %1</source>
-        <extracomment>The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
+        <extracomment>The KV cache the server was started with (``onnxchat serve --kv-cache``). The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
         <translation>服务器已退出，退出码 %1</translation>
     </message>
     <message>
@@ -631,6 +631,14 @@
         <translation>
             <numerusform>为适应上下文长度，将略去 %n 条较早的消息</numerusform>
         </translation>
+    </message>
+    <message>
+        <source>The int8 KV cache is not used for %1: %2.</source>
+        <translation>%1 未使用 int8 KV 缓存：%2。</translation>
+    </message>
+    <message>
+        <source>The int8 KV cache is not used for %1: it runs on the CPU, and the device chosen is CUDA.</source>
+        <translation>%1 未使用 int8 KV 缓存：它在 CPU 上运行，而所选设备是 CUDA。</translation>
     </message>
     <message>
         <source>Load a model before starting the local server.</source>
@@ -1116,6 +1124,22 @@
     <message>
         <source>Dark</source>
         <translation>深色</translation>
+    </message>
+    <message>
+        <source>Memory for the conversation</source>
+        <translation>对话占用的内存</translation>
+    </message>
+    <message>
+        <source>Full precision (fp32)</source>
+        <translation>全精度（fp32）</translation>
+    </message>
+    <message>
+        <source>Compact (int8, on the CPU)</source>
+        <translation>紧凑（int8，在 CPU 上）</translation>
+    </message>
+    <message>
+        <source>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly; it runs on the CPU, for models exported with it.</source>
+        <translation>模型的 KV 缓存。紧凑模式只占四分之一的内存，在长对话中回复速度约快一倍，但读取长提示较慢；它在 CPU 上运行，仅适用于带有该图的导出模型。</translation>
     </message>
     <message>
         <source>Enter a whole number</source>
