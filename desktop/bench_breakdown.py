@@ -171,12 +171,14 @@ def attention_part(source: Any, io: DecoderIO) -> tuple[Any, list[Any], int]:
                   [heads * io.head_dim, kv_heads * io.head_dim, kv_heads * io.head_dim])
         for name, width in zip(node.input[:3], widths, strict=False):
             add_input(name, TensorProto.FLOAT, [1, 1, width])
+        cache = TensorProto.INT8 if io.kv_dtype == np.int8 else TensorProto.FLOAT
         for past in node.input[3:5]:
-            add_input(past, TensorProto.FLOAT, [1, io.kv_heads, "length", io.head_dim])
+            add_input(past, cache, [1, io.kv_heads, "length", io.head_dim])
         add_input(node.input[5], TensorProto.INT32, [1])  # seqlens_k: past length
         add_input(node.input[6], TensorProto.INT32, [])  # total_sequence_length
-        outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
-                    for name in node.output[:3]]
+        outputs += [helper.make_tensor_value_info(name, kind, None)
+                    for name, kind in zip(node.output[:3], (TensorProto.FLOAT, cache, cache),
+                                          strict=False)]
     return _part_model(source, nodes, inputs, outputs), inputs, len(nodes)
 
 
@@ -232,10 +234,13 @@ def _attention_feed(inputs: list[Any], io: DecoderIO, context: int
     for item in inputs:
         dims = [d.dim_value for d in item.type.tensor_type.shape.dim]
         if item.name.startswith("past_key_values."):
-            values = rng.standard_normal((1, io.kv_heads, context + 1, io.head_dim)) * 0.1
+            shape = (1, io.kv_heads, context + 1, io.head_dim)
+            # int8 codes spread as a calibrated cache's are (rms about a third of the range)
+            values = (np.clip(np.rint(rng.standard_normal(shape) * 40), -127, 127).astype(np.int8)
+                      if io.kv_dtype == np.int8
+                      else (rng.standard_normal(shape) * 0.1).astype(np.float32))
             present = item.name.replace("past_key_values.", "present.", 1)
-            caches[item.name] = (present, ort.OrtValue.ortvalue_from_numpy(
-                values.astype(np.float32)))
+            caches[item.name] = (present, ort.OrtValue.ortvalue_from_numpy(values))
         elif item.type.tensor_type.elem_type == TensorProto.INT32:
             feed[item.name] = (np.array([context], np.int32) if dims else
                                np.array(context + 1, np.int32))
@@ -251,8 +256,9 @@ def check_can_break_down() -> None:
 
 
 def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
-                  runs: int) -> dict[str, Any]:
-    """Time the whole step and its parts, interleaved run by run; medians of ``runs``."""
+                  runs: int, kv_cache: str = "fp32") -> dict[str, Any]:
+    """Time the whole step and its parts, interleaved run by run; medians of ``runs``; of
+    the CPU graph, or with ``kv_cache`` "int8" of the graph with the int8 KV cache."""
     check_can_break_down()
     import onnx
 
@@ -264,7 +270,13 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
     if context + steps + 1 > manifest.context_length:
         raise UserError(f"--prompt-tokens + --new-tokens exceed the model's context "
                         f"({manifest.context_length})")
-    path = manifest.folder / manifest.graphs["cpu"]
+    graph = manifest.graphs["cpu"]
+    if kv_cache == "int8":
+        graph, missing = manifest.int8_cache
+        if graph is None:
+            raise UserError(f"{manifest.folder} has no int8 KV cache graph ({missing}); "
+                            "use --kv-cache fp32")
+    path = manifest.folder / graph
     source = onnx.load(str(path))
     whole = _Step(path, threads, context, steps)
     io = DecoderIO.read(whole.decoder.session)
@@ -304,7 +316,7 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
     rows.append(Row("the rest (norms, activations, scheduling)",
                     runners["whole step"][1] - sum(runners[name][1] for name in alone),
                     round(rest, 3), round(rest / step, 3)))
-    return {"model": manifest.name, "graph": manifest.graphs["cpu"], "context": context,
+    return {"model": manifest.name, "graph": graph, "context": context,
             "threads": threads, "steps": steps, "runs": runs,
             "onnxruntime": ort.__version__, "rows": [asdict(r) for r in rows]}
 
@@ -326,6 +338,6 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt_tokens < 1 or args.new_tokens < 1 or args.runs < 1:
         raise UserError("--prompt-tokens, --new-tokens and --runs must be at least 1")
     report = run_breakdown(args.model, args.threads, args.prompt_tokens, args.new_tokens,
-                           args.runs)
+                           args.runs, args.kv_cache)
     print(json.dumps(report, indent=2) if args.json else breakdown_table(report))
     return 0

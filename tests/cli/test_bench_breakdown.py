@@ -122,3 +122,27 @@ def test_breakdown_refuses_what_it_cannot_take_apart(default_model, tiny_gpt2_mo
     assert result.returncode == 2
     assert result.stderr.strip() == ("onnxchat: error: --breakdown takes the graph apart with "
                                      "the onnx package: pip install 'onnxchat[export]'")
+
+
+def test_breakdown_of_the_int8_cache_graph(default_model, tmp_path):
+    result = onnxchat("bench", "--breakdown", "--kv-cache", "int8", "--model",
+                      str(default_model), "--runs", "1", "--prompt-tokens", "16",
+                      "--new-tokens", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["graph"] == "onnx/model_int8kv.onnx"
+    rows = {row["part"]: row for row in report["rows"]}
+    assert rows["attention alone (GroupQueryAttention)"]["nodes"] == 30
+    assert rows["attention alone (GroupQueryAttention)"]["ms"] > 0
+
+    folder = tmp_path / "older"
+    shutil.copytree(default_model, folder)
+    (folder / "onnx" / "model_int8kv.onnx").unlink()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["onnx"]["graphs"]["cpu-int8kv"]
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    refused = onnxchat("bench", "--breakdown", "--kv-cache", "int8", "--model", str(folder))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"onnxchat: error: {folder} has no int8 KV cache graph (it was exported before "
+        "OnnxChat made one; export it again); use --kv-cache fp32")
