@@ -63,7 +63,6 @@ class Manifest:
             return {"cpu": self.onnx_file}
         return {"cpu": self.onnx_file, "cuda": self.onnx_file}
 
-
     @property
     def int8_cache(self) -> tuple[str | None, str]:
         """The CPU graph whose attention keeps an int8 KV cache (``onnx.graphs["cpu-int8kv"]``,
