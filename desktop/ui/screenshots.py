@@ -125,6 +125,8 @@ class Shots:
         settings.fields["temperature"].setText("7")
         settings.show()
         self.save(settings, "04-settings")
+        settings.tabs.setCurrentIndex(1)
+        self.save(settings, "12-settings-application")
         settings.close()
 
         export = ExportDialog(window)

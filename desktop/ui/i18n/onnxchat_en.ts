@@ -1148,6 +1148,10 @@
         <translation>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly; it runs on the CPU, for models exported with it.</translation>
     </message>
     <message>
+        <source>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly. It runs on the CPU; the model reloads when you change it.</source>
+        <translation>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly. It runs on the CPU; the model reloads when you change it.</translation>
+    </message>
+    <message>
         <source>Enter a whole number</source>
         <translation>Enter a whole number</translation>
     </message>

@@ -1142,6 +1142,10 @@
         <translation>模型的 KV 缓存。紧凑模式只占四分之一的内存，在长对话中回复速度约快一倍，但读取长提示较慢；它在 CPU 上运行，仅适用于带有该图的导出模型。</translation>
     </message>
     <message>
+        <source>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly. It runs on the CPU; the model reloads when you change it.</source>
+        <translation>紧凑模式只占四分之一的内存，在长对话中回复速度约快一倍，但读取长提示较慢。它在 CPU 上运行；更改后模型会重新加载。</translation>
+    </message>
+    <message>
         <source>Enter a whole number</source>
         <translation>请输入整数</translation>
     </message>
