@@ -123,3 +123,14 @@ def test_the_command_line_refusal_is_one_line(default_model) -> None:
     assert done.stderr.strip().splitlines() == [
         "onnxchat: error: the int8 KV cache runs on the CPU; use --device auto or --device "
         "cpu, or --kv-cache fp32 to run on CUDA"]
+
+
+def test_the_terminal_chat_runs_with_the_int8_cache(default_model, tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "desktop", "chat", "--data-dir", str(tmp_path), "--model",
+         str(default_model), "--kv-cache", "int8", "--temperature", "0", "--max-new-tokens",
+         "8", "--prompt", "Say hello", "--stats", "--no-history"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+    assert json.loads(done.stderr.strip().splitlines()[-1])["new_tokens"] > 0

@@ -28,7 +28,8 @@ def args_for(default_model, data_dir, **overrides):
     values = {"model": str(default_model), "device": "cpu", "threads": 2, "system": None,
               "prompt": None, "stats": False, "temperature": 0.0, "top_k": None, "top_p": None,
               "min_p": None, "repetition_penalty": 1.0, "seed": None, "max_new_tokens": 8,
-              "resume": None, "no_history": False, "data_dir": str(data_dir)}
+              "resume": None, "no_history": False, "data_dir": str(data_dir),
+              "kv_cache": "fp32"}
     return argparse.Namespace(**(values | overrides))
 
 

@@ -116,7 +116,8 @@ def test_stop_tokens_and_special_ids(manifest: dict, default_model: Path) -> Non
 def test_every_file_matches_its_hash(default_model: Path, manifest: dict) -> None:
     assert verify_folder(default_model) == []
     assert set(manifest["files"]) == {
-        "onnx/model.onnx", "onnx/model_cuda.onnx", "config.json", "generation_config.json",
+        "onnx/model.onnx", "onnx/model_cuda.onnx", "onnx/model_int8kv.onnx", "config.json",
+        "generation_config.json",
         "tokenizer.json",
         "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
         "genai_config.json", "validation_report.md",
@@ -151,7 +152,8 @@ def test_tampered_copy_is_detected(default_model: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(default_model, copy, ignore=shutil.ignore_patterns("*.onnx"))
     problems = verify_folder(copy)
-    assert problems == ["missing file: onnx/model.onnx", "missing file: onnx/model_cuda.onnx"]
+    assert problems == ["missing file: onnx/model.onnx", "missing file: onnx/model_cuda.onnx",
+                        "missing file: onnx/model_int8kv.onnx"]
     config = copy / "tokenizer_config.json"
     config.write_text(config.read_text().replace("<|im_end|>", "<|im_End|>", 1))  # same size
     (copy / "extra.txt").write_text("x")
