@@ -101,6 +101,9 @@ def int8_cache_model(model: onnx.ModelProto,
                              f"{layer}")
         if any(a.name in ("k_quant_type", "v_quant_type") for a in node.attribute):
             raise ValueError(f"attention node {node.name} already quantizes its cache")
+        if len(node.input) > _K_SCALE_INPUT:
+            raise ValueError(f"attention node {node.name} already uses inputs past its "
+                             "cache scales")
         found.add(layer)
         names = (f"int8kv.{layer}.k_scale", f"int8kv.{layer}.v_scale")
         for name, value in zip(names, scales[layer], strict=True):
@@ -138,11 +141,23 @@ def int8_cache_entry(cpu_graph: Path, tokenizer: Any,
     shipped (then no file is left behind)."""
     ids = tokenizer.encode(calibration_text(), add_special_tokens=False).ids
     ids = ids[: min(CALIBRATION_TOKENS, context)]
+    from onnxruntime.capi.onnxruntime_pybind11_state import (
+        Fail,
+        InvalidArgument,
+        NotImplemented,
+        RuntimeException,
+    )
+
     try:
         path = write_int8_cache_graph(cpu_graph, ids)
     except ValueError as exc:
         return {"reason": f"its attention cannot keep an int8 cache ({exc})"}
-    result = gate_of(path)
+    try:
+        result = gate_of(path)
+    except (Fail, InvalidArgument, NotImplemented, RuntimeException) as exc:
+        path.unlink()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"reason": f"ONNX Runtime cannot run its int8 attention ({first[:200]})"}
     if not result.passed:
         path.unlink()
         return {"reason": f"it fails the quality gate ({result.summary()})"}

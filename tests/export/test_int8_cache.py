@@ -157,3 +157,29 @@ def test_scales_must_cover_every_attention_node(default_model: Path) -> None:
     twin = int8_cache_model(model, scales)
     with pytest.raises(ValueError, match="already quantizes its cache"):
         int8_cache_model(twin, scales)
+
+
+def test_a_graph_onnx_runtime_cannot_run_is_not_kept(
+    tiny_llama_fused_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scales of the wrong length: ONNX Runtime refuses to run the attention, and the export
+    records why instead of failing."""
+    import export.int8_cache as int8_cache
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama_fused_model, folder)
+    cpu_graph = folder / "onnx" / "model.onnx"
+    twin = folder / "onnx" / INT8_CACHE_FILE
+    twin.unlink(missing_ok=True)
+    calibrated = cache_scales(cpu_graph, PROMPT)
+    monkeypatch.setattr(int8_cache, "cache_scales", lambda graph, ids: {
+        layer: (k[:3], v[:3]) for layer, (k, v) in calibrated.items()})
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    entry = int8_cache_entry(cpu_graph, tokenizer,
+                             lambda model: validate(cpu_graph, model, PROMPT * 3, 128,
+                                                    ValidationGate()), 128)
+    assert set(entry) == {"reason"}
+    assert entry["reason"].startswith("ONNX Runtime cannot run its int8 attention (")
+    assert not twin.exists()
