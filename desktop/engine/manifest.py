@@ -56,7 +56,8 @@ class Manifest:
         listed = onnx.get("graphs")
         if isinstance(listed, dict):
             found = {device: entry["file"] for device, entry in listed.items()
-                     if isinstance(entry, dict) and isinstance(entry.get("file"), str)}
+                     if device in ("cpu", "cuda") and isinstance(entry, dict)
+                     and isinstance(entry.get("file"), str)}
             if "cpu" in found:
                 return found
         if onnx.get("past_present_share_buffer"):

@@ -36,6 +36,10 @@ def int8_model(default_model):
 
 def test_the_int8_cache_graph_runs_on_the_cpu_and_says_so(int8_model) -> None:
     assert int8_model.graph == f"onnx/{INT8_CACHE_FILE}"
+    # a graph by cache, not by device: `graphs` maps devices only
+    assert int8_model.manifest.graphs == {"cpu": "onnx/model.onnx",
+                                          "cuda": "onnx/model_cuda.onnx"}
+    assert int8_model.manifest.int8_cache == (f"onnx/{INT8_CACHE_FILE}", "")
     assert int8_model.device.used == "cpu"
     assert int8_model.device.reason == INT8_CACHE_ON_CPU
     assert int8_model.decoder.kv_dtype == np.int8
