@@ -11,6 +11,7 @@ from collections import Counter
 
 import onnx
 import pytest
+from model_copies import without_int8_graph
 
 from desktop.bench_breakdown import CORRECTION_MARK
 
@@ -135,12 +136,7 @@ def test_breakdown_of_the_int8_cache_graph(default_model, tmp_path):
     assert rows["attention alone (GroupQueryAttention)"]["nodes"] == 30
     assert rows["attention alone (GroupQueryAttention)"]["ms"] > 0
 
-    folder = tmp_path / "older"
-    shutil.copytree(default_model, folder)
-    (folder / "onnx" / "model_int8kv.onnx").unlink()
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    del manifest["onnx"]["graphs"]["cpu-int8kv"]
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    folder = without_int8_graph(default_model, tmp_path / "older")
     refused = onnxchat("bench", "--breakdown", "--kv-cache", "int8", "--model", str(folder))
     assert refused.returncode == 2
     assert refused.stderr.strip() == (

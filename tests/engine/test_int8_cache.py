@@ -4,13 +4,12 @@ of asking for it that cannot work refused in one line."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from model_copies import without_int8_graph
 
 from desktop.engine import ChatEngine, SamplingSettings, load_model
 from desktop.engine.model import INT8_CACHE_ON_CPU
@@ -80,20 +79,8 @@ def test_growing_the_buffers_keeps_the_int8_cache(int8_model) -> None:
     np.testing.assert_array_equal(small.forward([42]), large.forward([42]))
 
 
-def without_int8_graph(folder: Path, tmp_path: Path, entry: dict | None) -> Path:
-    copy = tmp_path / folder.name
-    shutil.copytree(folder, copy)
-    (copy / "onnx" / INT8_CACHE_FILE).unlink()
-    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
-    del manifest["onnx"]["graphs"]["cpu-int8kv"]
-    if entry is not None:
-        manifest["onnx"]["graphs"]["cpu-int8kv"] = entry
-    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return copy
-
-
 def test_a_folder_exported_before_it_is_refused(default_model, tmp_path) -> None:
-    folder = without_int8_graph(default_model, tmp_path, None)
+    folder = without_int8_graph(default_model, tmp_path / default_model.name)
     with pytest.raises(ModelError) as error:
         load_model(folder, kv_cache="int8")
     assert str(error.value) == (
@@ -103,7 +90,7 @@ def test_a_folder_exported_before_it_is_refused(default_model, tmp_path) -> None
 
 
 def test_a_folder_whose_export_did_not_keep_it_says_why(default_model, tmp_path) -> None:
-    folder = without_int8_graph(default_model, tmp_path,
+    folder = without_int8_graph(default_model, tmp_path / default_model.name,
                                 {"reason": "it fails the quality gate (top-1 0.90)"})
     with pytest.raises(ModelError, match=r"the export did not keep one: it fails the quality "
                                          r"gate \(top-1 0\.90\)\); use --kv-cache fp32$"):

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto
+from tokenizers import Tokenizer
 
 from export.int8_cache import (
     CALIBRATION_TEXT,
@@ -43,6 +44,16 @@ def prompt_cache(graph: Path, ids: list[int]) -> dict[str, np.ndarray]:
              "attention_mask": np.ones((1, len(ids)), np.int64), **empty_past(session)}
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+@pytest.fixture
+def tiny_copy(tiny_llama_fused_model: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny fused model folder without an int8-cache graph (its export may
+    have kept one): the tests write their own."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama_fused_model, folder)
+    (folder / "onnx" / INT8_CACHE_FILE).unlink(missing_ok=True)
+    return folder
 
 
 def test_the_default_export_ships_a_gated_int8_cache_graph(default_model: Path) -> None:
@@ -97,13 +108,8 @@ def test_the_int8_cache_graph_changes_only_the_attention(default_model: Path) ->
     assert twin_path.stat().st_size < 2_000_000
 
 
-def test_int8_attention_stores_the_fp32_cache_rounded_to_its_scales(
-    tiny_llama_fused_model: Path, tmp_path: Path
-) -> None:
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_llama_fused_model, folder)
-    cpu_graph = folder / "onnx" / "model.onnx"
-    (folder / "onnx" / INT8_CACHE_FILE).unlink(missing_ok=True)
+def test_int8_attention_stores_the_fp32_cache_rounded_to_its_scales(tiny_copy: Path) -> None:
+    cpu_graph = tiny_copy / "onnx" / "model.onnx"
     calibration = PROMPT + list(range(3, 120, 3))  # the prompt's values lie within the scales
     scales = cache_scales(cpu_graph, calibration)
     twin = write_int8_cache_graph(cpu_graph, calibration)
@@ -125,17 +131,10 @@ def test_int8_attention_stores_the_fp32_cache_rounded_to_its_scales(
     assert np.abs(got["logits"] - want["logits"]).max() < 0.5
 
 
-def test_a_graph_that_fails_the_gate_is_not_kept(
-    tiny_llama_fused_model: Path, tmp_path: Path
-) -> None:
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_llama_fused_model, folder)
-    cpu_graph = folder / "onnx" / "model.onnx"
-    twin = folder / "onnx" / INT8_CACHE_FILE
-    twin.unlink(missing_ok=True)
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+def test_a_graph_that_fails_the_gate_is_not_kept(tiny_copy: Path) -> None:
+    cpu_graph = tiny_copy / "onnx" / "model.onnx"
+    twin = tiny_copy / "onnx" / INT8_CACHE_FILE
+    tokenizer = Tokenizer.from_file(str(tiny_copy / "tokenizer.json"))
     impossible = ValidationGate(min_top1_agreement=1.01)  # no graph agrees more than always
 
     def gate_of(model: Path):
@@ -160,23 +159,18 @@ def test_scales_must_cover_every_attention_node(default_model: Path) -> None:
 
 
 def test_a_graph_onnx_runtime_cannot_run_is_not_kept(
-    tiny_llama_fused_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Scales of the wrong length: ONNX Runtime refuses to run the attention, and the export
     records why instead of failing."""
     import export.int8_cache as int8_cache
 
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_llama_fused_model, folder)
-    cpu_graph = folder / "onnx" / "model.onnx"
-    twin = folder / "onnx" / INT8_CACHE_FILE
-    twin.unlink(missing_ok=True)
+    cpu_graph = tiny_copy / "onnx" / "model.onnx"
+    twin = tiny_copy / "onnx" / INT8_CACHE_FILE
     calibrated = cache_scales(cpu_graph, PROMPT)
     monkeypatch.setattr(int8_cache, "cache_scales", lambda graph, ids: {
         layer: (k[:3], v[:3]) for layer, (k, v) in calibrated.items()})
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(tiny_copy / "tokenizer.json"))
     entry = int8_cache_entry(cpu_graph, tokenizer,
                              lambda model: validate(cpu_graph, model, PROMPT * 3, 128,
                                                     ValidationGate()), 128)

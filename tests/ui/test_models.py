@@ -3,11 +3,11 @@ working; with no model at all the window offers to prepare the default one."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+from model_copies import without_int8_graph
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -145,12 +145,7 @@ def test_the_compact_cache_setting_reloads_the_model_with_the_int8_cache(qtbot, 
 
 def test_a_model_without_the_int8_cache_loads_with_fp32_and_says_why(qtbot, window,
                                                                       default_model, tmp_path):
-    folder = tmp_path / "older-export"
-    shutil.copytree(default_model, folder)
-    (folder / "onnx" / "model_int8kv.onnx").unlink()
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    del manifest["onnx"]["graphs"]["cpu-int8kv"]
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    folder = without_int8_graph(default_model, tmp_path / "older-export")
     window.prefs.kv_cache = "int8"
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
         window._on_model_chosen(str(folder))
