@@ -54,6 +54,12 @@ class Model:
         return self.manifest.name
 
     @property
+    def kv_cache(self) -> str:
+        """The KV cache in use, as ``--kv-cache`` names it: "int8" for the folder's
+        int8-cache graph, else "fp32" (fp16 on CUDA)."""
+        return "int8" if self.graph == self.manifest.int8_cache[0] else "fp32"
+
+    @property
     def context_length(self) -> int:
         """Positions available: the model's own limit, or the fused layout's KV buffer bound."""
         bound = getattr(self.decoder, "max_length", None)

@@ -572,9 +572,9 @@ class MainWindow(QMainWindow):
 
     def _int8_cache_not_used(self, model: Model) -> str | None:
         """Why ``model`` keeps the fp32 cache although the int8 cache is preferred."""
-        graph, missing = model.manifest.int8_cache
-        if self.prefs.kv_cache != "int8" or (graph is not None and model.graph == graph):
+        if self.prefs.kv_cache != "int8" or model.kv_cache == "int8":
             return None
+        graph, missing = model.manifest.int8_cache
         if graph is None:
             return arg(self.tr("The int8 KV cache is not used for %1: %2."), model.name, missing)
         return arg(self.tr("The int8 KV cache is not used for %1: it runs on the CPU, and the "
@@ -586,6 +586,11 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_device_chosen(self, device: str) -> None:
+        self._reload_model(device)
+
+    def _reload_model(self, device: str | None = None) -> None:
+        """Load the model in use (or being loaded) again, on ``device`` and with the
+        preferred KV cache."""
         folder = self.controller.model_folder or (
             self.controller.loading.folder if self.controller.loading else None)
         if folder is not None:
@@ -612,7 +617,7 @@ class MainWindow(QMainWindow):
             self.banner.show_message(not_used)
         if self.server.state in (STARTING, ON) and (
                 self.server.folder != model.manifest.folder
-                or self.server.kv_cache != _kv_cache(model)):
+                or self.server.kv_cache != model.kv_cache):
             self._serve(engine)  # the server follows the window's model and its KV cache
         self._update_page()
         self._schedule_context()
@@ -637,7 +642,7 @@ class MainWindow(QMainWindow):
         """Serve the window's model, on its device, with the saved port and history choice."""
         model = engine.model
         self.server.start(model.manifest.folder, model.device.requested, self.prefs.server_port,
-                          self.prefs.server_history, _kv_cache(model))
+                          self.prefs.server_history, model.kv_cache)
 
     @Slot(bool)
     def _on_server_history_toggled(self, checked: bool) -> None:
@@ -748,10 +753,7 @@ class MainWindow(QMainWindow):
         self.apply_chat_settings(chat)
         if kv_cache != self.prefs.kv_cache:
             self.prefs.kv_cache = kv_cache
-            folder = self.controller.model_folder or (
-                self.controller.loading.folder if self.controller.loading else None)
-            if folder is not None:  # the model reloads with the other cache
-                self._load_model(folder)
+            self._reload_model()
         if theme != self._theme_pref:
             self._theme_pref = theme
             self.themeChosen.emit(theme)
@@ -850,7 +852,3 @@ class MainWindow(QMainWindow):
         if not self._replaced:
             self.closed.emit()
 
-
-def _kv_cache(model: Model) -> str:
-    """The KV cache ``model`` was loaded with, as ``--kv-cache`` names it."""
-    return "int8" if model.graph == model.manifest.int8_cache[0] else "fp32"
