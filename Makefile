@@ -67,12 +67,12 @@ $(GENAI_STAMP): | $(STAMP)
 	$(PY) -m pip install -q --no-deps $(GENAI)
 	touch $@
 
-# The CUDA graph stands for the whole folder: one exported before fused exports had it is
-# exported again.
-$(DEFAULT_MODEL)/onnx/model_int8kv.onnx: | $(STAMP)
+# The int8 cache's scales stand for the whole folder: one exported before fused exports
+# kept them is exported again.
+$(DEFAULT_MODEL)/onnx/model_int8kv_scales.npy: | $(STAMP)
 	$(PY) -m export default --out models --overwrite
 
-model: setup $(DEFAULT_MODEL)/onnx/model_int8kv.onnx
+model: setup $(DEFAULT_MODEL)/onnx/model_int8kv_scales.npy
 
 run: model system-libs
 	$(VENV)/bin/onnxchat

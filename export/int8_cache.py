@@ -6,13 +6,16 @@ cache's bytes decide its speed (models/README.md, "CPU decode speed": 189 MB per
 the cache in int8 with one fixed scale per key and value channel: it quantizes each new key
 and value as it writes them (symmetric, rounded to nearest, clipped to the int8 range) and
 attends over the int8 cache directly. A quarter of the bytes; decode at 4,096 tokens about
-twice as fast. The price: prompts are read more slowly (that kernel's prompt path does not
-use a matrix-multiply routine), and the scales are fixed at export. So it is a choice the
-user makes (``--kv-cache int8``), not the default.
+twice as fast. The price: the scales are fixed at export, and that kernel reads prompts more
+slowly (its prompt path does not use a matrix-multiply routine), so the app reads long
+prompts through the fp32 CPU graph and rounds the keys and values it writes with the same
+scales. It is a choice the user makes (``--kv-cache int8``), not the default.
 
 ``onnx/model_int8kv.onnx`` is the CPU graph with those attention nodes and int8 cache inputs
 and outputs; it reads every weight from the CPU graph's file (``export/shared_data.py``), so
-it adds only the scales. The scales come from the CPU graph's own cache on a calibration
+it adds only the scales, which ``onnx/model_int8kv_scales.npy`` also holds as one array
+``[layers, 2 (key, value), kv_heads * head_size]`` for a runtime that writes that cache
+itself. The scales come from the CPU graph's own cache on a calibration
 text (``data/calibration.txt``: chat, notes, code, several languages), never the gate's
 text. Keys are cached after the rotary embedding, which turns each pair of channels
 (i, i + d/2) by an angle that depends on the position and keeps the pair's length; a key
@@ -34,6 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_files import (
     INT8_CACHE_FILE,
+    INT8_CACHE_SCALES_FILE,
     PAST_PREFIX,
     PRESENT_PREFIX,
     empty_past,
@@ -126,12 +130,22 @@ def int8_cache_model(model: onnx.ModelProto,
 
 def write_int8_cache_graph(cpu_graph: Path, token_ids: list[int]) -> Path:
     """Calibrate on ``token_ids`` and save the int8-cache twin of the fused graph at
-    ``cpu_graph`` beside it, its weights read from the CPU graph's file."""
+    ``cpu_graph`` beside it, its weights read from the CPU graph's file, and its scales as
+    one array beside it (``INT8_CACHE_SCALES_FILE``)."""
     scales = cache_scales(cpu_graph, token_ids)
     model = onnx.load(str(cpu_graph), load_external_data=False)
     path = cpu_graph.with_name(INT8_CACHE_FILE)
     save_sharing(int8_cache_model(model, scales), path, cpu_graph)
+    table = np.stack([np.stack(scales[layer]) for layer in sorted(scales)])
+    np.save(path.with_name(INT8_CACHE_SCALES_FILE), table.astype(np.float32),
+            allow_pickle=False)
     return path
+
+
+def _remove(graph: Path) -> None:
+    """Delete an int8-cache graph that is not shipped, and its scales."""
+    graph.unlink(missing_ok=True)
+    graph.with_name(INT8_CACHE_SCALES_FILE).unlink(missing_ok=True)
 
 
 def int8_cache_entry(cpu_graph: Path, tokenizer: Any,
@@ -155,16 +169,17 @@ def int8_cache_entry(cpu_graph: Path, tokenizer: Any,
     try:
         result = gate_of(path)
     except (Fail, InvalidArgument, NotImplemented, RuntimeException) as exc:
-        path.unlink()
+        _remove(path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"reason": f"ONNX Runtime cannot run its int8 attention ({first[:200]})"}
     if not result.passed:
-        path.unlink()
+        _remove(path)
         return {"reason": f"it fails the quality gate ({result.summary()})"}
     figures = {key: value for key, value in (result.source or {}).items()
                if key in ("nll_per_byte", "source_nll_per_byte", "nll_ratio")}
     return {
         "file": f"onnx/{INT8_CACHE_FILE}",
+        "scales": f"onnx/{INT8_CACHE_SCALES_FILE}",
         "dtype": "float32",
         "cache_dtype": "int8",
         "weights_from": f"onnx/{cpu_graph.name}",

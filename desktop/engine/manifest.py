@@ -67,15 +67,28 @@ class Manifest:
     @property
     def int8_cache(self) -> tuple[str | None, str]:
         """The CPU graph whose attention keeps an int8 KV cache (``onnx.graphs["cpu-int8kv"]``,
-        models/README.md): its file, or None and why the folder has none."""
+        models/README.md): its file, or None and why the folder has none. The graph is
+        usable only with its scales (:attr:`int8_cache_scales`): long prompts are read
+        through the CPU graph and rounded with them."""
         entry = (self.raw["onnx"].get("graphs") or {}).get("cpu-int8kv")
         if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+            if not isinstance(entry.get("scales"), str):
+                return None, ("it was exported before OnnxChat kept its cache scales; "
+                              "export it again")
             return entry["file"], ""
         if isinstance(entry, dict) and isinstance(entry.get("reason"), str):
             return None, f"the export did not keep one: {entry['reason']}"
         if not self.raw["onnx"].get("past_present_share_buffer"):
             return None, "only the fused layout has one"
         return None, "it was exported before OnnxChat made one; export it again"
+
+    @property
+    def int8_cache_scales(self) -> str | None:
+        """The int8-cache graph's key and value scales (a ``.npy`` array ``[layers, 2,
+        kv_heads * head_size]``), relative to the folder; None without a usable graph."""
+        if self.int8_cache[0] is None:
+            return None
+        return self.raw["onnx"]["graphs"]["cpu-int8kv"]["scales"]
 
 
 def _require(data: dict[str, Any], key: str, kind: type, path: Path) -> Any:

@@ -9,12 +9,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from desktop.engine.manifest import Manifest, read_manifest, verify_files
 from desktop.engine.runtime import (
     DeviceInfo,
+    Int8CacheDecoder,
     KVDecoder,
     SharedKVDecoder,
     create_session,
@@ -122,19 +124,18 @@ def load_model(
         cuda_graph = os.environ.get(CUDA_GRAPH_ENV) != "0"
     layout = manifest.raw["onnx"]
     shared = bool(layout.get("past_present_share_buffer"))
+    max_length = int(layout.get("max_length") or manifest.context_length)
+    decoder: KVDecoder | SharedKVDecoder
     if kv_cache == "int8":
-        session, device_info, graph = _open_int8_cache_graph(manifest, device, threads)
-        cuda_graph = False
+        decoder, device_info, graph = _open_int8_cache(manifest, device, threads, max_length)
     else:
         session, device_info, graph, cuda_graph = _open_graph(manifest, device, threads,
                                                               cuda_graph and shared)
-    decoder: KVDecoder | SharedKVDecoder
-    if shared:
-        decoder = SharedKVDecoder(session, device_info.used,
-                                  int(layout.get("max_length") or manifest.context_length),
-                                  cuda_graph=cuda_graph)
-    else:
-        decoder = KVDecoder(session, device_info.used)
+        if shared:
+            decoder = SharedKVDecoder(session, device_info.used, max_length,
+                                      cuda_graph=cuda_graph)
+        else:
+            decoder = KVDecoder(session, device_info.used)
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
     if decoder.vocab_size is not None and vocab > decoder.vocab_size:
         raise ModelError(
@@ -189,10 +190,12 @@ def _open_graph(
     return (*create_session(folder / cpu, device, threads, cuda_unsupported=reason), cpu, False)
 
 
-def _open_int8_cache_graph(
-    manifest: Manifest, device: str, threads: int | None
-) -> tuple[ort.InferenceSession, DeviceInfo, str]:
-    """The session of the folder's CPU graph with an int8 KV cache, its device and file."""
+def _open_int8_cache(
+    manifest: Manifest, device: str, threads: int | None, max_length: int
+) -> tuple[Int8CacheDecoder, DeviceInfo, str]:
+    """The decoder of the folder's CPU graph with an int8 KV cache, its device and file.
+    Long prompts are read through the fp32 CPU graph, opened for each
+    (:class:`Int8CacheDecoder`)."""
     graph, missing = manifest.int8_cache
     if graph is None:
         raise ModelError(f"{manifest.folder} has no int8 KV cache graph ({missing}); "
@@ -200,7 +203,19 @@ def _open_int8_cache_graph(
     if device == "cuda":
         raise ModelError(f"{INT8_CACHE_ON_CPU}; use --device auto or --device cpu, "
                          "or --kv-cache fp32 to run on CUDA")
-    path = manifest.folder / graph
-    if not path.is_file():
-        raise ModelError(f"{path} is missing; re-export the model with `onnxchat export`")
-    return (*create_session(path, device, threads, cuda_unsupported=INT8_CACHE_ON_CPU), graph)
+    paths = [manifest.folder / name
+             for name in (graph, manifest.int8_cache_scales, manifest.graphs["cpu"])]
+    for path in paths:
+        if not path.is_file():
+            raise ModelError(f"{path} is missing; re-export the model with `onnxchat export`")
+    path, scales_path, cpu_path = paths
+    try:
+        scales = np.load(scales_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{scales_path} cannot be read ({exc}); re-export the model") from None
+    session, info = create_session(path, device, threads, cuda_unsupported=INT8_CACHE_ON_CPU)
+
+    def open_prompt_session() -> ort.InferenceSession:
+        return create_session(cpu_path, "cpu", threads)[0]
+
+    return Int8CacheDecoder(session, open_prompt_session, scales, max_length), info, graph

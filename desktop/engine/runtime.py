@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -393,13 +393,16 @@ class SharedKVDecoder:
     def _allocate(self, capacity: int) -> None:
         """(Re)bind KV buffers of ``capacity`` positions, keeping the cached ones."""
         shape = (1, self.kv_heads, capacity, self.head_dim)
-        new = []
+        new, hosts = [], []
         for old in self._buffers or [None] * len(self.past_names):
             host = np.zeros(shape, self.kv_dtype)
             if old is not None and self.length:
                 host[:, :, : self.length] = old.numpy()[:, :, : self.length]
             new.append(ort.OrtValue.ortvalue_from_numpy(host, self._ort_device, 0))
+            hosts.append(host)
         self._buffers = new
+        # On the CPU the OrtValues wrap these arrays: the cache itself, readable and writable.
+        self._hosts = hosts if self._ort_device == "cpu" else []
         self.capacity = capacity
         bindings = [self._binding, self._step_binding] if self.static_decode else [self._binding]
         for binding in bindings:
@@ -449,3 +452,72 @@ class SharedKVDecoder:
         if self._ort_device == "cpu":
             return self._logits_host[0, -1].copy()
         return self._logits.numpy()[0, -1]
+
+
+#: A prompt is read through the fp32 CPU graph when the cache is int8 and the prompt's
+#: query-key pairs, tokens x (cached + tokens / 2), reach this many: from there on the int8
+#: kernel's prompt path loses more time than opening the fp32 graph takes (models/README.md,
+#: "The int8 KV cache"; e.g. 1,500 tokens into an empty chat, 250 after 4,000 tokens).
+INT8_PROMPT_PAIRS = 1_000_000
+
+
+class Int8CacheDecoder(SharedKVDecoder):
+    """The fused layout over the CPU graph whose attention keeps an int8 cache, with one
+    fixed scale per key and value channel (export/int8_cache.py).
+
+    ONNX Runtime's int8 attention decodes fast but reads a prompt one query row at a time,
+    up to 2.6 times slower than the fp32 graph's matrix-multiply routine at 4,096 tokens. So
+    a long prompt (:data:`INT8_PROMPT_PAIRS`) is read by the fp32 CPU graph over the cache
+    converted to fp32, and the keys and values it writes are rounded to int8 codes exactly as
+    the int8 kernel rounds its own (times the inverse scale, to nearest, clipped): the cache
+    then holds what the int8 graph writes for those keys and values. The fp32 graph's
+    session (``open_prompt_session``) and the fp32 copy of the cache live only while such a
+    prompt is read, so the int8 cache's memory saving holds between long prompts.
+    """
+
+    def __init__(self, session: ort.InferenceSession,
+                 open_prompt_session: Callable[[], ort.InferenceSession],
+                 scales: np.ndarray, max_length: int) -> None:
+        super().__init__(session, "cpu", max_length)
+        layers = len(self.past_names) // 2
+        want = (layers, 2, self.kv_heads * self.head_dim)
+        if (scales.shape != want or scales.dtype != np.float32
+                or not (np.isfinite(scales).all() and (scales > 0).all())):
+            raise ModelError(f"the int8 cache's scales are {scales.dtype}{list(scales.shape)}, "
+                             f"not positive float32{list(want)}; re-export the model")
+        per_channel = scales.reshape(layers * 2, 1, self.kv_heads, 1, self.head_dim)
+        self._scales = list(per_channel)  # in the order of past_names: layer by layer, k, v
+        self._inverse = [np.float32(1) / scale for scale in self._scales]
+        self._open_prompt_session = open_prompt_session
+
+    def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        past, total = self.length, self.length + ids.shape[1]
+        if ids.shape[1] * (past + ids.shape[1] / 2) < INT8_PROMPT_PAIRS:
+            return super().forward(ids)
+        if total > self.max_length:
+            raise ValueError("the model's context is full")
+        prompt = SharedKVDecoder(self._prompt_session(), "cpu", self.max_length,
+                                 initial_capacity=total)
+        for codes, values, scale in zip(self._hosts, prompt._hosts, self._scales, strict=True):
+            np.multiply(codes[:, :, :past], scale, out=values[:, :, :past])
+        prompt.length = past
+        logits = prompt.forward(ids)
+        if total > self.capacity:
+            self._allocate(min(self.max_length, max(total, self.capacity * 2)))
+        for codes, values, inverse in zip(self._hosts, prompt._hosts, self._inverse,
+                                          strict=True):
+            codes[:, :, past:total] = np.clip(np.rint(values[:, :, past:total] * inverse),
+                                              -128, 127)
+        self.length = total
+        return logits
+
+    def _prompt_session(self) -> ort.InferenceSession:
+        """The fp32 CPU graph's session, checked to keep the same cache in fp32."""
+        session = self._open_prompt_session()
+        fp32 = DecoderIO.read(session)
+        if (fp32.past_names != self.past_names or fp32.kv_dtype != np.float32
+                or (fp32.kv_heads, fp32.head_dim) != (self.kv_heads, self.head_dim)):
+            raise ModelError("the int8-cache graph does not match the folder's CPU graph; "
+                             "re-export the model")
+        return session

@@ -129,8 +129,8 @@ PRESETS: dict[str, SamplingSettings] = {
 
 #: The KV cache a model can keep (``load_model(kv_cache=...)``): fp32, exact (CUDA's graph
 #: keeps fp16), or int8 on the CPU: a quarter of the memory and faster decoding in long chats,
-#: slower reading of long prompts (models/README.md, "int8 KV cache").
+#: slightly less exact (models/README.md, "The int8 KV cache").
 KV_CACHES = ("fp32", "int8")
 KV_CACHE_HELP = ("KV cache: fp32 (default), or int8 on the CPU: a quarter of the memory and "
-                 "about twice the decode speed at 4,096 tokens of context, but long prompts "
-                 "are read more slowly (models/README.md)")
+                 "about twice the decode speed at 4,096 tokens of context, slightly less "
+                 "exact (models/README.md)")

@@ -199,13 +199,12 @@ class SettingsDialog(QDialog):
         self.kv_cache_box.setCurrentIndex(max(0, self.kv_cache_box.findData(kv_cache)))
         self.kv_cache_box.setToolTip(self.tr(
             "The model's KV cache. Compact takes a quarter of the memory and answers about "
-            "twice as fast in long conversations, but reads long prompts more slowly; it runs "
-            "on the CPU, for models exported with it."))
+            "twice as fast in long conversations, at a small cost in accuracy; it runs on "
+            "the CPU, for models exported with it."))
         form.addRow(self.tr("Memory for the conversation"), self.kv_cache_box)
         hint = QLabel(self.tr("Compact keeps a quarter of the memory and answers about twice "
-                              "as fast in long conversations, but reads long prompts more "
-                              "slowly. It runs on the CPU; the model reloads when you change "
-                              "it."), page)
+                              "as fast in long conversations, at a small cost in accuracy. "
+                              "It runs on the CPU; the model reloads when you change it."), page)
         hint.setObjectName("hintLabel")
         hint.setWordWrap(True)
         form.addRow("", hint)

@@ -4,16 +4,19 @@ of asking for it that cannot work refused in one line."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from model_copies import without_int8_graph
+from model_copies import INT8_SCALES, without_int8_graph, without_int8_scales
 
+import desktop.engine.runtime as runtime
 from desktop.engine import ChatEngine, SamplingSettings, load_model
 from desktop.engine.model import INT8_CACHE_ON_CPU
-from desktop.engine.runtime import SharedKVDecoder
+from desktop.engine.runtime import Int8CacheDecoder, SharedKVDecoder
 from desktop.errors import ModelError
 from export.onnx_files import INT8_CACHE_FILE
 
@@ -77,6 +80,111 @@ def test_growing_the_buffers_keeps_the_int8_cache(int8_model) -> None:
         large.forward([token])
     large.forward(ids[100:])
     np.testing.assert_array_equal(small.forward([42]), large.forward([42]))
+
+
+@pytest.fixture
+def fp32_model(default_model):
+    return load_model(default_model, device="cpu", threads=2)
+
+
+def test_long_prompts_are_read_by_the_fp32_graph_and_rounded_like_the_kernel(
+    int8_model, fp32_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty cache a long prompt gets the fp32 graph's very logits, and the codes
+    it leaves are the fp32 graph's keys and values rounded the way the int8 kernel rounds
+    its own: layer 0's, which both paths compute from the same inputs, are the kernel's very
+    codes (later layers differ by design: the kernel computes them after attending over
+    rounded keys, the fp32 graph over exact ones)."""
+    monkeypatch.setattr(runtime, "INT8_PROMPT_PAIRS", 0)  # every prompt counts as long
+    ids = int8_model.encode(FORCED_TEXT)
+    decoder = int8_model.decoder
+    kernel = SharedKVDecoder(decoder.session, "cpu", 1024)  # the int8 graph on its own
+    decoder.reset()
+    fp32_model.decoder.reset()
+    np.testing.assert_array_equal(decoder.forward(ids), fp32_model.decoder.forward(ids))
+    kernel.forward(ids)
+    n = len(ids)
+    scales = np.load(int8_model.manifest.folder / INT8_SCALES).reshape(60, 1, 3, 1, 64)
+    for index, (ours, theirs) in enumerate(zip(decoder._hosts, kernel._hosts, strict=True)):
+        ours = ours[:, :, :n]
+        if index < 2:  # layer 0's key and value
+            np.testing.assert_array_equal(ours, theirs[:, :, :n])
+        # the fp32 graph's keys and values times the inverse scale, rounded, clipped
+        fp32 = fp32_model.decoder._hosts[index][:, :, :n]
+        rounded = np.clip(np.rint(fp32 * (np.float32(1) / scales[index])), -128, 127)
+        np.testing.assert_array_equal(ours, rounded)
+
+
+def test_it_reads_later_long_prompts_over_the_int8_cache(
+    int8_model, fp32_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversation read in chunks, each through the fp32 graph over the cache so far
+    (restored from its codes), predicts like the fp32 cache read the same way."""
+    monkeypatch.setattr(runtime, "INT8_PROMPT_PAIRS", 0)
+    ids = int8_model.encode(FORCED_TEXT * 2)
+    picks = []
+    for decoder in (fp32_model.decoder, int8_model.decoder):
+        decoder.reset()
+        picks.append([int(decoder.forward(ids[start:start + 24]).argmax())
+                      for start in range(0, len(ids), 24)])
+    assert int8_model.decoder.length == len(ids)
+    assert np.mean(np.array(picks[0]) == np.array(picks[1])) >= 0.9
+
+
+def test_only_long_prompts_open_the_fp32_graph(int8_model, monkeypatch) -> None:
+    """Decode steps and short prompts run the int8 graph; a prompt whose query-key pairs
+    reach the bound opens the fp32 graph, once per prompt."""
+    monkeypatch.setattr(runtime, "INT8_PROMPT_PAIRS", 100 * 50)  # 100 tokens into nothing
+    opened = []
+    fp32_graph = int8_model.manifest.folder / int8_model.manifest.graphs["cpu"]
+
+    def open_fp32():
+        opened.append(1)
+        return runtime.create_session(fp32_graph, "cpu", 2)[0]
+
+    scales = np.load(int8_model.manifest.folder / INT8_SCALES)
+    decoder = Int8CacheDecoder(int8_model.decoder.session, open_fp32, scales, 2048)
+    ids = int8_model.encode(FORCED_TEXT * 2)
+    decoder.forward(ids[:99])
+    decoder.forward(ids[99:100])
+    decoder.forward(ids[100:125])  # 25 x (100 + 12.5) < 5,000
+    assert opened == []
+    decoder.reset()
+    decoder.forward(ids[:100])
+    assert opened == [1]
+    decoder.forward(ids[100:145])  # 45 x (100 + 22.5) >= 5,000
+    assert opened == [1, 1] and decoder.length == 145
+
+
+def test_scales_that_do_not_fit_the_graph_are_refused(int8_model) -> None:
+    session = int8_model.decoder.session
+    with pytest.raises(ModelError, match=r"^the int8 cache's scales are float32\[30, 2, 191\], "
+                                         r"not positive float32\[30, 2, 192\]; re-export"):
+        Int8CacheDecoder(session, lambda: session, np.ones((30, 2, 191), np.float32), 512)
+    with pytest.raises(ModelError, match="not positive"):
+        Int8CacheDecoder(session, lambda: session, np.zeros((30, 2, 192), np.float32), 512)
+
+
+def test_a_scales_file_that_is_not_an_array_is_one_line(default_model, tmp_path) -> None:
+    folder = tmp_path / default_model.name
+    shutil.copytree(default_model, folder)
+    (folder / INT8_SCALES).write_bytes(b"not numpy")
+    with pytest.raises(ModelError, match=rf"^{re.escape(str(folder / INT8_SCALES))} cannot be "
+                                         r"read \(.*\); re-export the model$"):
+        load_model(folder, kv_cache="int8")
+    (folder / INT8_SCALES).unlink()
+    with pytest.raises(ModelError, match=r"model_int8kv_scales\.npy is missing; re-export"):
+        load_model(folder, kv_cache="int8")
+
+
+def test_a_folder_exported_before_the_scales_were_kept_is_refused(default_model,
+                                                                  tmp_path) -> None:
+    folder = without_int8_scales(default_model, tmp_path / default_model.name)
+    with pytest.raises(ModelError) as error:
+        load_model(folder, kv_cache="int8")
+    assert str(error.value) == (
+        f"{folder} has no int8 KV cache graph (it was exported before OnnxChat kept its cache "
+        "scales; export it again); use --kv-cache fp32")
 
 
 def test_a_folder_exported_before_it_is_refused(default_model, tmp_path) -> None:

@@ -116,8 +116,8 @@ def test_stop_tokens_and_special_ids(manifest: dict, default_model: Path) -> Non
 def test_every_file_matches_its_hash(default_model: Path, manifest: dict) -> None:
     assert verify_folder(default_model) == []
     assert set(manifest["files"]) == {
-        "onnx/model.onnx", "onnx/model_cuda.onnx", "onnx/model_int8kv.onnx", "config.json",
-        "generation_config.json",
+        "onnx/model.onnx", "onnx/model_cuda.onnx", "onnx/model_int8kv.onnx",
+        "onnx/model_int8kv_scales.npy", "config.json", "generation_config.json",
         "tokenizer.json",
         "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
         "genai_config.json", "validation_report.md",

@@ -26,7 +26,7 @@ from export.int8_cache import (
     int8_cache_model,
     write_int8_cache_graph,
 )
-from export.onnx_files import INT8_CACHE_FILE, empty_past, make_session
+from export.onnx_files import INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE, empty_past, make_session
 from export.shared_data import stored_tensors
 from export.validation import ValidationGate, validate
 
@@ -52,7 +52,8 @@ def tiny_copy(tiny_llama_fused_model: Path, tmp_path: Path) -> Path:
     have kept one): the tests write their own."""
     folder = tmp_path / "model"
     shutil.copytree(tiny_llama_fused_model, folder)
-    (folder / "onnx" / INT8_CACHE_FILE).unlink(missing_ok=True)
+    for name in (INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE):
+        (folder / "onnx" / name).unlink(missing_ok=True)
     return folder
 
 
@@ -63,6 +64,8 @@ def test_the_default_export_ships_a_gated_int8_cache_graph(default_model: Path) 
     assert (default_model / entry["file"]).is_file()
     assert entry["file"] in manifest["files"]
     assert entry["cache_dtype"] == "int8" and entry["weights_from"] == "onnx/model.onnx"
+    assert entry["scales"] == f"onnx/{INT8_CACHE_SCALES_FILE}"
+    assert entry["scales"] in manifest["files"]
     # calibrated on its own text, not the gate's
     assert entry["calibration"]["text"] == f"export/data/{CALIBRATION_TEXT.name}"
     assert entry["calibration"]["text"] != manifest["validation"]["text"]
@@ -108,11 +111,28 @@ def test_the_int8_cache_graph_changes_only_the_attention(default_model: Path) ->
     assert twin_path.stat().st_size < 2_000_000
 
 
+def test_the_scales_file_holds_the_graphs_scales(default_model: Path) -> None:
+    """``[layers, 2, kv_heads * head_size]``: layer by layer, the key's then the value's, the
+    very initializers the attention nodes read."""
+    table = np.load(default_model / "onnx" / INT8_CACHE_SCALES_FILE, allow_pickle=False)
+    assert table.dtype == np.float32 and table.shape == (30, 2, 192)
+    graph = onnx.load(str(default_model / "onnx" / INT8_CACHE_FILE), load_external_data=False)
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in graph.graph.initializer
+              if t.name.startswith("int8kv.")}
+    assert len(stored) == 60
+    for layer in range(30):
+        np.testing.assert_array_equal(table[layer, 0], stored[f"int8kv.{layer}.k_scale"])
+        np.testing.assert_array_equal(table[layer, 1], stored[f"int8kv.{layer}.v_scale"])
+
+
 def test_int8_attention_stores_the_fp32_cache_rounded_to_its_scales(tiny_copy: Path) -> None:
     cpu_graph = tiny_copy / "onnx" / "model.onnx"
     calibration = PROMPT + list(range(3, 120, 3))  # the prompt's values lie within the scales
     scales = cache_scales(cpu_graph, calibration)
     twin = write_int8_cache_graph(cpu_graph, calibration)
+    table = np.load(twin.with_name(INT8_CACHE_SCALES_FILE), allow_pickle=False)
+    for layer, pair in scales.items():
+        np.testing.assert_array_equal(table[layer], np.stack(pair))
     want = prompt_cache(cpu_graph, PROMPT)
     got = prompt_cache(twin, PROMPT)
     for layer, (key_scale, value_scale) in scales.items():
@@ -143,7 +163,7 @@ def test_a_graph_that_fails_the_gate_is_not_kept(tiny_copy: Path) -> None:
     entry = int8_cache_entry(cpu_graph, tokenizer, gate_of, 128)
     assert set(entry) == {"reason"}
     assert entry["reason"].startswith("it fails the quality gate (")
-    assert not twin.exists()
+    assert not twin.exists() and not twin.with_name(INT8_CACHE_SCALES_FILE).exists()
 
 
 def test_scales_must_cover_every_attention_node(default_model: Path) -> None:
@@ -176,4 +196,4 @@ def test_a_graph_onnx_runtime_cannot_run_is_not_kept(
                                                     ValidationGate()), 128)
     assert set(entry) == {"reason"}
     assert entry["reason"].startswith("ONNX Runtime cannot run its int8 attention (")
-    assert not twin.exists()
+    assert not twin.exists() and not twin.with_name(INT8_CACHE_SCALES_FILE).exists()

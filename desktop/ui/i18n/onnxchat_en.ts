@@ -1144,12 +1144,12 @@
         <translation>Compact (int8, on the CPU)</translation>
     </message>
     <message>
-        <source>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly; it runs on the CPU, for models exported with it.</source>
-        <translation>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly; it runs on the CPU, for models exported with it.</translation>
+        <source>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, at a small cost in accuracy; it runs on the CPU, for models exported with it.</source>
+        <translation>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, at a small cost in accuracy; it runs on the CPU, for models exported with it.</translation>
     </message>
     <message>
-        <source>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly. It runs on the CPU; the model reloads when you change it.</source>
-        <translation>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly. It runs on the CPU; the model reloads when you change it.</translation>
+        <source>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, at a small cost in accuracy. It runs on the CPU; the model reloads when you change it.</source>
+        <translation>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, at a small cost in accuracy. It runs on the CPU; the model reloads when you change it.</translation>
     </message>
     <message>
         <source>Enter a whole number</source>

@@ -1138,12 +1138,12 @@
         <translation>紧凑（int8，在 CPU 上）</translation>
     </message>
     <message>
-        <source>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly; it runs on the CPU, for models exported with it.</source>
-        <translation>模型的 KV 缓存。紧凑模式只占四分之一的内存，在长对话中回复速度约快一倍，但读取长提示较慢；它在 CPU 上运行，仅适用于带有该图的导出模型。</translation>
+        <source>The model&apos;s KV cache. Compact takes a quarter of the memory and answers about twice as fast in long conversations, at a small cost in accuracy; it runs on the CPU, for models exported with it.</source>
+        <translation>模型的 KV 缓存。紧凑模式只占四分之一的内存，在长对话中回复速度约快一倍，精度略有损失；它在 CPU 上运行，仅适用于带有该图的导出模型。</translation>
     </message>
     <message>
-        <source>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, but reads long prompts more slowly. It runs on the CPU; the model reloads when you change it.</source>
-        <translation>紧凑模式只占四分之一的内存，在长对话中回复速度约快一倍，但读取长提示较慢。它在 CPU 上运行；更改后模型会重新加载。</translation>
+        <source>Compact keeps a quarter of the memory and answers about twice as fast in long conversations, at a small cost in accuracy. It runs on the CPU; the model reloads when you change it.</source>
+        <translation>紧凑模式只占四分之一的内存，在长对话中回复速度约快一倍，精度略有损失。它在 CPU 上运行；更改后模型会重新加载。</translation>
     </message>
     <message>
         <source>Enter a whole number</source>
