@@ -211,7 +211,7 @@ def _open_int8_cache(
     path, scales_path, cpu_path = paths
     try:
         scales = np.load(scales_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise ModelError(f"{scales_path} cannot be read ({exc}); re-export the model") from None
     session, info = create_session(path, device, threads, cuda_unsupported=INT8_CACHE_ON_CPU)
 

@@ -454,10 +454,11 @@ class SharedKVDecoder:
         return self._logits.numpy()[0, -1]
 
 
-#: A prompt is read through the fp32 CPU graph when the cache is int8 and the prompt's
-#: query-key pairs, tokens x (cached + tokens / 2), reach this many: from there on the int8
-#: kernel's prompt path loses more time than opening the fp32 graph takes (models/README.md,
-#: "The int8 KV cache"; e.g. 1,500 tokens into an empty chat, 250 after 4,000 tokens).
+#: A prompt is read through the fp32 CPU graph when the cache is int8 and tokens x (cached +
+#: tokens) reach this many: the int8 kernel's prompt time follows that product (about 0.9 us
+#: each on the README's machine, at any context), and from here on it exceeds what opening
+#: the fp32 graph (~0.5 s) and converting the cache take (models/README.md, "The int8 KV
+#: cache"; 1,000 tokens into an empty chat, 236 after 4,000 tokens).
 INT8_PROMPT_PAIRS = 1_000_000
 
 
@@ -493,7 +494,7 @@ class Int8CacheDecoder(SharedKVDecoder):
     def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
         past, total = self.length, self.length + ids.shape[1]
-        if ids.shape[1] * (past + ids.shape[1] / 2) < INT8_PROMPT_PAIRS:
+        if ids.shape[1] * total < INT8_PROMPT_PAIRS:
             return super().forward(ids)
         if total > self.max_length:
             raise ValueError("the model's context is full")

@@ -132,9 +132,9 @@ def test_it_reads_later_long_prompts_over_the_int8_cache(
 
 
 def test_only_long_prompts_open_the_fp32_graph(int8_model, monkeypatch) -> None:
-    """Decode steps and short prompts run the int8 graph; a prompt whose query-key pairs
-    reach the bound opens the fp32 graph, once per prompt."""
-    monkeypatch.setattr(runtime, "INT8_PROMPT_PAIRS", 100 * 50)  # 100 tokens into nothing
+    """Decode steps and short prompts run the int8 graph; a prompt whose tokens x (cached +
+    tokens) reach the bound opens the fp32 graph, once per prompt."""
+    monkeypatch.setattr(runtime, "INT8_PROMPT_PAIRS", 100 * 100)  # 100 tokens into nothing
     opened = []
     fp32_graph = int8_model.manifest.folder / int8_model.manifest.graphs["cpu"]
 
@@ -145,15 +145,15 @@ def test_only_long_prompts_open_the_fp32_graph(int8_model, monkeypatch) -> None:
     scales = np.load(int8_model.manifest.folder / INT8_SCALES)
     decoder = Int8CacheDecoder(int8_model.decoder.session, open_fp32, scales, 2048)
     ids = int8_model.encode(FORCED_TEXT * 2)
-    decoder.forward(ids[:99])
+    decoder.forward(ids[:99])  # 99 x 99 < 10,000
     decoder.forward(ids[99:100])
-    decoder.forward(ids[100:125])  # 25 x (100 + 12.5) < 5,000
-    assert opened == []
+    decoder.forward(ids[100:161])  # 61 x 161 < 10,000
+    assert opened == [] and decoder.length == 161
     decoder.reset()
     decoder.forward(ids[:100])
     assert opened == [1]
-    decoder.forward(ids[100:145])  # 45 x (100 + 22.5) >= 5,000
-    assert opened == [1, 1] and decoder.length == 145
+    decoder.forward(ids[100:162])  # 62 x 162 >= 10,000
+    assert opened == [1, 1] and decoder.length == 162
 
 
 def test_scales_that_do_not_fit_the_graph_are_refused(int8_model) -> None:
@@ -168,10 +168,11 @@ def test_scales_that_do_not_fit_the_graph_are_refused(int8_model) -> None:
 def test_a_scales_file_that_is_not_an_array_is_one_line(default_model, tmp_path) -> None:
     folder = tmp_path / default_model.name
     shutil.copytree(default_model, folder)
-    (folder / INT8_SCALES).write_bytes(b"not numpy")
-    with pytest.raises(ModelError, match=rf"^{re.escape(str(folder / INT8_SCALES))} cannot be "
-                                         r"read \(.*\); re-export the model$"):
-        load_model(folder, kv_cache="int8")
+    for content in (b"not numpy", b""):  # a foreign file, a truncated one
+        (folder / INT8_SCALES).write_bytes(content)
+        with pytest.raises(ModelError, match=rf"^{re.escape(str(folder / INT8_SCALES))} cannot "
+                                             r"be read \(.*\); re-export the model$"):
+            load_model(folder, kv_cache="int8")
     (folder / INT8_SCALES).unlink()
     with pytest.raises(ModelError, match=r"model_int8kv_scales\.npy is missing; re-export"):
         load_model(folder, kv_cache="int8")
