@@ -12,17 +12,16 @@ prompts through the fp32 CPU graph and rounds the keys and values it writes with
 scales. It is a choice the user makes (``--kv-cache int8``), not the default.
 
 ``onnx/model_int8kv.onnx`` is the CPU graph with those attention nodes and int8 cache inputs
-and outputs; it reads every weight from the CPU graph's file (``export/shared_data.py``), so
-it adds only the scales, which ``onnx/model_int8kv_scales.npy`` also holds as one array
-``[layers, 2 (key, value), kv_heads * head_size]`` for a runtime that writes that cache
-itself. The scales come from the CPU graph's own cache on a calibration
-text (``data/calibration.txt``: chat, notes, code, several languages), never the gate's
-text. Keys are cached after the rotary embedding, which turns each pair of channels
-(i, i + d/2) by an angle that depends on the position and keeps the pair's length; a key
-channel's scale is therefore the longest pair seen, the largest value the channel can take at
-any position. A value channel's scale is its largest magnitude. The export then runs the
-quality gate on this graph too, against the same reference as the shipped graph, and ships it
-only if it passes.
+and outputs; it reads every weight from the CPU graph's file (``export/shared_data.py``), so it
+adds only the scales, which ``onnx/model_int8kv_scales.npy`` also holds as one array ``[layers,
+2 (key, value), kv_heads * head_size]`` for a runtime that writes that cache itself. The scales
+come from the CPU graph's own cache on a calibration text (``data/calibration.txt``: chat,
+notes, code, several languages), never the gate's text. Keys are cached after the rotary
+embedding, which turns each pair of channels (i, i + d/2) by an angle that depends on the
+position and keeps the pair's length; a key channel's scale is therefore the longest pair seen,
+the largest value the channel can take at any position. A value channel's scale is its largest
+magnitude. The export then runs the quality gate on this graph too, against the same reference
+as the shipped graph, and ships it only if it passes.
 """
 
 from __future__ import annotations
