@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 INT8_GRAPH = "onnx/model_int8kv.onnx"
@@ -15,23 +16,30 @@ def without_int8_graph(folder: Path, copy: Path, entry: dict | None = None) -> P
     """``folder`` copied to ``copy`` without its int8-cache graph: as exported before that
     graph existed, or, with ``entry`` (e.g. ``{"reason": ...}``), as an export that did not
     keep it."""
-    shutil.copytree(folder, copy)
-    (copy / INT8_GRAPH).unlink()
-    (copy / INT8_SCALES).unlink()
-    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
-    del manifest["onnx"]["graphs"]["cpu-int8kv"]
-    if entry is not None:
-        manifest["onnx"]["graphs"]["cpu-int8kv"] = entry
-    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return copy
+
+    def edit(graphs: dict) -> None:
+        del graphs["cpu-int8kv"]
+        if entry is not None:
+            graphs["cpu-int8kv"] = entry
+
+    return _copy_without(folder, copy, (INT8_GRAPH, INT8_SCALES), edit)
 
 
 def without_int8_scales(folder: Path, copy: Path) -> Path:
     """``folder`` copied to ``copy`` as exported before the int8 cache's scales were kept
     beside its graph."""
+    return _copy_without(folder, copy, (INT8_SCALES,),
+                         lambda graphs: graphs["cpu-int8kv"].pop("scales"))
+
+
+def _copy_without(folder: Path, copy: Path, files: tuple[str, ...],
+                  edit: Callable[[dict], object]) -> Path:
+    """``folder`` copied to ``copy`` less ``files``, its manifest's ``onnx.graphs`` changed
+    by ``edit``."""
     shutil.copytree(folder, copy)
-    (copy / INT8_SCALES).unlink()
+    for name in files:
+        (copy / name).unlink()
     manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
-    del manifest["onnx"]["graphs"]["cpu-int8kv"]["scales"]
+    edit(manifest["onnx"]["graphs"])
     (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return copy

@@ -178,23 +178,17 @@ def test_a_scales_file_that_is_not_an_array_is_one_line(default_model, tmp_path)
         load_model(folder, kv_cache="int8")
 
 
-def test_a_folder_exported_before_the_scales_were_kept_is_refused(default_model,
-                                                                  tmp_path) -> None:
-    folder = without_int8_scales(default_model, tmp_path / default_model.name)
+@pytest.mark.parametrize(("copy", "reason"), [
+    (without_int8_graph, "it was exported before OnnxChat made one; export it again"),
+    (without_int8_scales, "it was exported before OnnxChat kept its cache scales; export it "
+                          "again"),
+], ids=["no graph", "no scales"])
+def test_a_folder_exported_before_it_is_refused(default_model, tmp_path, copy, reason) -> None:
+    folder = copy(default_model, tmp_path / default_model.name)
     with pytest.raises(ModelError) as error:
         load_model(folder, kv_cache="int8")
     assert str(error.value) == (
-        f"{folder} has no int8 KV cache graph (it was exported before OnnxChat kept its cache "
-        "scales; export it again); use --kv-cache fp32")
-
-
-def test_a_folder_exported_before_it_is_refused(default_model, tmp_path) -> None:
-    folder = without_int8_graph(default_model, tmp_path / default_model.name)
-    with pytest.raises(ModelError) as error:
-        load_model(folder, kv_cache="int8")
-    assert str(error.value) == (
-        f"{folder} has no int8 KV cache graph (it was exported before OnnxChat made one; "
-        "export it again); use --kv-cache fp32")
+        f"{folder} has no int8 KV cache graph ({reason}); use --kv-cache fp32")
     assert load_model(folder, device="cpu").graph == "onnx/model.onnx"
 
 
