@@ -272,10 +272,7 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
                         f"({manifest.context_length})")
     graph = manifest.graphs["cpu"]
     if kv_cache == "int8":
-        graph, missing = manifest.int8_cache
-        if graph is None:
-            raise UserError(f"{manifest.folder} has no int8 KV cache graph ({missing}); "
-                            "use --kv-cache fp32")
+        graph = manifest.require_int8_cache()
     path = manifest.folder / graph
     source = onnx.load(str(path))
     whole = _Step(path, threads, context, steps)

@@ -82,6 +82,15 @@ class Manifest:
             return None, "only the fused layout has one"
         return None, "it was exported before OnnxChat made one; export it again"
 
+    def require_int8_cache(self) -> str:
+        """The int8-cache graph's file; :class:`ModelError` saying why when there is none,
+        for every command that asks for ``--kv-cache int8``."""
+        graph, missing = self.int8_cache
+        if graph is None:
+            raise ModelError(f"{self.folder} has no int8 KV cache graph ({missing}); "
+                             "use --kv-cache fp32")
+        return graph
+
     @property
     def int8_cache_scales(self) -> str | None:
         """The int8-cache graph's key and value scales (a ``.npy`` array ``[layers, 2,

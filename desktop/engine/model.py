@@ -196,10 +196,7 @@ def _open_int8_cache(
     """The decoder of the folder's CPU graph with an int8 KV cache, its device and file.
     Long prompts are read through the fp32 CPU graph, opened for each
     (:class:`Int8CacheDecoder`)."""
-    graph, missing = manifest.int8_cache
-    if graph is None:
-        raise ModelError(f"{manifest.folder} has no int8 KV cache graph ({missing}); "
-                         "use --kv-cache fp32")
+    graph = manifest.require_int8_cache()
     if device == "cuda":
         raise ModelError(f"{INT8_CACHE_ON_CPU}; use --device auto or --device cpu, "
                          "or --kv-cache fp32 to run on CUDA")

@@ -422,6 +422,13 @@ class SharedKVDecoder:
             self._step_options = ort.RunOptions()
             self._step_options.add_run_config_entry("gpu_graph_id", str(self._graphs))
 
+    def _make_room(self, total: int) -> None:
+        """Grow the buffers to hold ``total`` positions (doubling, up to ``max_length``)."""
+        if total > self.max_length:
+            raise ValueError("the model's context is full")
+        if total > self.capacity:
+            self._allocate(min(self.max_length, max(total, self.capacity * 2)))
+
     def reset(self) -> None:
         self.rewind(0)
 
@@ -433,10 +440,7 @@ class SharedKVDecoder:
     def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
         total = self.length + ids.shape[1]
-        if total > self.max_length:
-            raise ValueError("the model's context is full")
-        if total > self.capacity:
-            self._allocate(min(self.max_length, max(total, self.capacity * 2)))
+        self._make_room(total)
         if self.static_decode:
             self._mask_host[:, self.length : total] = 1
         if self.static_decode and ids.shape[1] == 1:
@@ -496,16 +500,13 @@ class Int8CacheDecoder(SharedKVDecoder):
         past, total = self.length, self.length + ids.shape[1]
         if ids.shape[1] * total < INT8_PROMPT_PAIRS:
             return super().forward(ids)
-        if total > self.max_length:
-            raise ValueError("the model's context is full")
+        self._make_room(total)
         prompt = SharedKVDecoder(self._prompt_session(), "cpu", self.max_length,
                                  initial_capacity=total)
         for codes, values, scale in zip(self._hosts, prompt._hosts, self._scales, strict=True):
             np.multiply(codes[:, :, :past], scale, out=values[:, :, :past])
         prompt.length = past
         logits = prompt.forward(ids)
-        if total > self.capacity:
-            self._allocate(min(self.max_length, max(total, self.capacity * 2)))
         for codes, values, inverse in zip(self._hosts, prompt._hosts, self._inverse,
                                           strict=True):
             codes[:, :, past:total] = np.clip(np.rint(values[:, :, past:total] * inverse),
