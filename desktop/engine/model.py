@@ -85,19 +85,20 @@ def _special_token_text(tokenizer: Tokenizer, token_id: object) -> str:
 
 
 def load_model(
-    folder: str | Path, device: str = "auto", threads: int | None = None, verify: bool = False,
-    cuda_graph: bool | None = None, kv_cache: str = "fp32",
+    folder: str | Path | Manifest, device: str = "auto", threads: int | None = None,
+    verify: bool = False, cuda_graph: bool | None = None, kv_cache: str = "fp32",
 ) -> Model:
     """Open a model folder. Every problem becomes a :class:`ModelError` naming the file.
 
     ``cuda_graph`` captures a fused model's decode steps as CUDA graphs when it runs on CUDA:
     one launch per token instead of hundreds (default: on, unless the ``ONNXCHAT_CUDA_GRAPH``
     environment variable is ``0``). ``kv_cache`` "int8" opens the folder's CPU graph with an
-    int8 cache (:data:`KV_CACHES`); a folder without one, or ``device`` "cuda", is refused."""
+    int8 cache (:data:`KV_CACHES`); a folder without one, or ``device`` "cuda", is refused.
+    ``folder`` may be its manifest already read, for a caller that chose from it."""
     started = time.perf_counter()
     if kv_cache not in KV_CACHES:
         raise ModelError(f"KV cache '{kv_cache}' is unknown; use one of: {', '.join(KV_CACHES)}")
-    manifest = read_manifest(folder)
+    manifest = folder if isinstance(folder, Manifest) else read_manifest(folder)
     if verify:
         problems = verify_files(manifest)
         if problems:

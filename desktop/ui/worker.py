@@ -115,11 +115,12 @@ class EngineWorker(QObject):
     @Slot(object)
     def load(self, request: LoadRequest) -> None:
         try:
+            manifest = read_manifest(request.folder)
             kv_cache = request.kv_cache
             if kv_cache == "int8" and (request.device == "cuda"
-                                       or read_manifest(request.folder).int8_cache[0] is None):
+                                       or manifest.int8_cache[0] is None):
                 kv_cache = "fp32"
-            model = load_model(request.folder, device=request.device, kv_cache=kv_cache)
+            model = load_model(manifest, device=request.device, kv_cache=kv_cache)
         except UserError as exc:
             self.loadFailed.emit(request, str(exc))
             return

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from model_copies import INT8_SCALES, without_int8_graph, without_int8_scales
 
+import desktop.engine.model as model_module
 import desktop.engine.runtime as runtime
 from desktop.engine import ChatEngine, SamplingSettings, load_model
+from desktop.engine.manifest import read_manifest
 from desktop.engine.model import INT8_CACHE_ON_CPU
 from desktop.engine.runtime import Int8CacheDecoder, SharedKVDecoder
 from desktop.errors import ModelError
@@ -198,6 +200,18 @@ def test_a_folder_whose_export_did_not_keep_it_says_why(default_model, tmp_path)
     with pytest.raises(ModelError, match=r"the export did not keep one: it fails the quality "
                                          r"gate \(top-1 0\.90\)\); use --kv-cache fp32$"):
         load_model(folder, kv_cache="int8")
+
+
+def test_a_manifest_already_read_is_not_read_again(default_model, monkeypatch) -> None:
+    """The window reads the manifest to choose the cache, then loads from what it read."""
+    manifest = read_manifest(default_model)
+
+    def read_again(folder):
+        raise AssertionError(f"manifest.json of {folder} read a second time")
+
+    monkeypatch.setattr(model_module, "read_manifest", read_again)
+    model = load_model(manifest, device="cpu", threads=2, kv_cache="int8")
+    assert model.graph == f"onnx/{INT8_CACHE_FILE}"
 
 
 def test_cuda_and_unknown_caches_are_refused(default_model) -> None:
