@@ -138,11 +138,6 @@ def create_session(
     # after every run, slowing the window and whatever else runs (measured in models/README.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    # Subnormal floats (below 1.2e-38) flush to zero in the threads that run the graph: when
-    # attention scores spread widely, softmax underflows into them, and x86 arithmetic on
-    # subnormals is ~100 times slower (a 1B-shaped model's attention took 3x longer); results
-    # that small change no token (measured in models/README.md "CPU decode speed").
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")
     if not prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
 
