@@ -71,17 +71,28 @@ SHAPES = {
                            intermediate_size=256, vocab_size=512, context_length=512),
 }
 QUANTS = ("q4_0", "q4_1")
+#: The standard deviation of a 4-bit value uniform over −7…7.
+VALUE_STD = float(np.sqrt((15**2 - 1) / 12))
 
 
 def _random_blocks(rng: np.random.Generator, rows: int, k: int, quant: str) -> np.ndarray:
-    """(rows, K/32 · block bytes) uint8 of GGUF blocks with weights of std ≈ 1/sqrt(K), so
-    activations stay in a normal range through every layer."""
+    """(rows, K/32 · block bytes) uint8 of GGUF blocks with weights of mean 0 and std ≈
+    1/sqrt(K), so activations stay in a normal range through every layer.
+
+    The 4-bit values (code − 8) are uniform over −7…7, not over all sixteen codes: −8…7 has a
+    mean of −0.5 steps, a bias trained weights do not have, which pushes every hidden state
+    toward one direction and spreads the attention scores until softmax underflows into
+    subnormal floats (about 3x slower attention in ONNX Runtime; models/README.md "CPU
+    decode speed")."""
     import gguf
 
     blocks = k // QK
-    scale = 1.0 / (4.6 * np.sqrt(k))
+    scale = 1.0 / (VALUE_STD * np.sqrt(k))
     d = (scale * rng.uniform(0.8, 1.2, (rows, blocks))).astype(np.float16)
-    codes = rng.integers(0, 256, (rows, blocks, QK // 2), dtype=np.uint8)
+    values = rng.integers(1, 16, (rows, blocks, QK), dtype=np.uint8)
+    # GGUF's 4-bit blocks keep element j in the low nibble of byte j, element j + 16 in its
+    # high nibble.
+    codes = values[..., : QK // 2] | (values[..., QK // 2 :] << 4)
     fields = [d.view(np.uint8).reshape(rows, blocks, 2)]
     if quant == "q4_1":
         fields.append((-8.0 * d).astype(np.float16).view(np.uint8).reshape(rows, blocks, 2))

@@ -92,6 +92,29 @@ def test_the_shape_pair_holds_the_same_weights(tiny_shape):
     assert np.corrcoef(mine, theirs)[0, 1] > 0.99
 
 
+@pytest.mark.parametrize("quant", ["q4_0", "q4_1"])
+def test_the_shape_weights_are_centred_like_trained_ones(quant, tmp_path):
+    """Random 4-bit codes over all sixteen values average −0.5 steps: that bias spread the
+    1B model's attention scores until ONNX Runtime's softmax fell into subnormal floats,
+    making its attention 3x slower than on a trained model. Its weights have mean 0 and std
+    1/sqrt(K), as a trained model's roughly do."""
+    import gguf
+    import numpy as np
+    from gguf.quants import dequantize
+
+    from export.synthetic import SHAPES, write_gguf
+
+    path = tmp_path / "tiny.gguf"
+    write_gguf(SHAPES["tiny"], quant, path)
+    matrices = [t for t in gguf.GGUFReader(str(path)).tensors if len(t.shape) == 2]
+    assert len(matrices) == 1 + 7 * SHAPES["tiny"].num_layers
+    for tensor in matrices:
+        weights = dequantize(tensor.data, tensor.tensor_type)
+        k = weights.shape[-1]
+        assert abs(weights.mean()) < 0.02 * weights.std(), tensor.name
+        assert weights.std() == pytest.approx(1 / np.sqrt(k), rel=0.15), tensor.name
+
+
 def test_a_comparator_crash_is_reported_with_its_signal(tiny_shape):
     pytest.importorskip("llama_cpp")
     from desktop.llama_worker import ComparatorFailed, LlamaCppWorker
