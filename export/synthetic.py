@@ -80,10 +80,9 @@ def _random_blocks(rng: np.random.Generator, rows: int, k: int, quant: str) -> n
     1/sqrt(K), so activations stay in a normal range through every layer.
 
     The 4-bit values (code − 8) are uniform over −7…7, not over all sixteen codes: −8…7 has a
-    mean of −0.5 steps, a bias trained weights do not have, which pushes every hidden state
-    toward one direction and spreads the attention scores until softmax underflows into
-    subnormal floats (about 3x slower attention in ONNX Runtime; models/README.md "CPU
-    decode speed")."""
+    mean of −0.5 steps, a bias trained weights do not have, which spread the 1B model's
+    attention scores until softmax underflowed into subnormal floats (its attention ran 2.5x
+    slower in ONNX Runtime than with centred weights; models/README.md "CPU decode speed")."""
     import gguf
 
     blocks = k // QK

@@ -96,8 +96,8 @@ def test_the_shape_pair_holds_the_same_weights(tiny_shape):
 def test_the_shape_weights_are_centred_like_trained_ones(quant, tmp_path):
     """Random 4-bit codes over all sixteen values average −0.5 steps: that bias spread the
     1B model's attention scores until ONNX Runtime's softmax fell into subnormal floats,
-    making its attention 3x slower than on a trained model. Its weights have mean 0 and std
-    1/sqrt(K), as a trained model's roughly do."""
+    making its attention 2.5x slower than with centred weights. Its weights have mean 0 and
+    std 1/sqrt(K), as a trained model's roughly do."""
     import gguf
     import numpy as np
     from gguf.quants import dequantize
