@@ -8,8 +8,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-INT8_GRAPH = "onnx/model_int8kv.onnx"
-INT8_SCALES = "onnx/model_int8kv_scales.npy"
+from export.onnx_files import INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE
+
+INT8_GRAPH = f"onnx/{INT8_CACHE_FILE}"
+INT8_SCALES = f"onnx/{INT8_CACHE_SCALES_FILE}"
 
 
 def without_int8_graph(folder: Path, copy: Path, entry: dict | None = None) -> Path:
