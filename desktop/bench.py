@@ -47,6 +47,7 @@ from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model, 
 from desktop.engine.model import Model
 from desktop.engine.settings import KV_CACHE_HELP, KV_CACHES
 from desktop.errors import UserError
+from desktop.hugepages import page_state
 from desktop.llama_worker import ComparatorFailed, LlamaCppWorker, build_features
 
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
@@ -358,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
         row["onnxchat_decode_ratio_pairs"] = _pair_ratios(
             ours.decode_tok_s, results[row["runtime"]].decode_tok_s)
     report["machine"] = {"cpu": isa.model, "cores": isa.cores, "isa": isa.features,
-                         "isa_text": isa.describe()}
+                         "isa_text": isa.describe(), "onnxchat_pages": page_state()}
     versus = {"decode": _versus_best({k: r.decode_tok_s for k, r in results.items()}),
               "prefill": _versus_best({k: r.prefill_tok_s for k, r in results.items()})}
     if int8_model is not None:
@@ -645,7 +646,8 @@ def _print_table(report: dict[str, Any]) -> None:
               f"{', CUDA graphs' if w.get('cuda_graph') else ''}")
     machine = report["machine"]
     print(f"CPU: {machine['isa_text']}; load average {machine['load_average']['before']} "
-          f"before, {machine['load_average']['after']} after")
+          f"before, {machine['load_average']['after']} after; OnnxChat's memory in "
+          f"{machine['onnxchat_pages']}")
     for name, build in report.get("comparator_builds", {}).items():
         verdict = "native build" if build["native"] else (
             "NOT a native build: lacks " + ", ".join(build["missing_features"]) +

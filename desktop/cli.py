@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from desktop import __version__
+from desktop import __version__, hugepages
 from desktop.errors import UserError
 
 log = logging.getLogger("onnxchat")
@@ -83,6 +83,33 @@ def _run_gui(args: argparse.Namespace) -> int:
         raise UserError(f"the window cannot start: {exc}; use `onnxchat chat` for the "
                         "terminal chat") from None
     return int(app.main(args))
+
+
+#: The commands that run a model in this process (None: the window), whose weights go in huge
+#: pages (desktop.hugepages); the others start as they are.
+MODEL_COMMANDS = {None, "chat", "serve", "bench", "soak"}
+#: Options of the main parser that take a value, so their value is not read as the command.
+_VALUED = {"--data-dir", "--model"}
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, without parsing it (None: the window)."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def run() -> int:
+    """The process's entry (the ``onnxchat`` script, ``python -m desktop``, the packaged app):
+    a command that runs a model first restarts itself with its weights in huge pages."""
+    argv = sys.argv[1:]
+    if command_word(argv) in MODEL_COMMANDS and not {"--help", "-h", "--version"} & set(argv):
+        hugepages.restart_with_huge_pages()
+    return main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

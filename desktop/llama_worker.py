@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from desktop.errors import UserError
+from desktop.hugepages import user_environment
 
 #: CPU features llama.cpp's system info names, against the names used by desktop.cpuinfo.
 SYSTEM_INFO_FEATURES = {
@@ -66,6 +67,7 @@ class LlamaCppWorker:
             [sys.executable, "-m", "desktop.llama_worker", gguf, str(threads), str(n_ctx),
              str(flash_attn), kv_type],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            env=user_environment(),  # llama.cpp as its users run it: not in our huge pages
         )
         self.pid = self._proc.pid
         self.info: dict[str, Any] = self._read("loading the model")

@@ -8,6 +8,6 @@ import multiprocessing
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
-    from desktop.cli import main
+    from desktop.cli import run
 
-    raise SystemExit(main())
+    raise SystemExit(run())

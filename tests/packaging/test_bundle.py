@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from huge_pages import SKIP_REASON, TUNABLE_WORKS_HERE, chat_after_one_reply
 
 pytestmark = [
     pytest.mark.package,
@@ -161,6 +162,20 @@ def test_frozen_app_serves_the_openai_api(folder, tmp_path, build_script):
     home = tmp_path / "home"
     home.mkdir()
     build_script.serve_check(folder / "onnxchat", home)
+
+
+@pytest.mark.skipif(not TUNABLE_WORKS_HERE, reason=SKIP_REASON)
+def test_frozen_app_holds_its_weights_in_huge_pages(folder, tmp_path):
+    """The packaged app restarts itself with glibc's tunable like the pip install does."""
+    from bundle_layout import clean_env
+
+    home = tmp_path / "home"
+    home.mkdir()
+    huge_mb, tunables = chat_after_one_reply(
+        [str(folder / "onnxchat"), "chat", "--no-history", "--max-new-tokens", "1",
+         "--temperature", "0"], clean_env(home), cwd=home)
+    assert tunables == "glibc.malloc.hugetlb=1"
+    assert huge_mb >= 64
 
 
 def test_install_and_uninstall_touch_exactly_their_files(folder, tmp_path):
