@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+from huge_pages import TUNABLE_WORKS_HERE
+
 
 def onnxchat(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "desktop", *args], capture_output=True,
@@ -32,6 +34,12 @@ def test_bench_reports_every_figure_as_json(default_model):
     assert [row["reply_chars"] for row in commits["lengths"]] == [1_000, 16_000, 64_000, 256_000]
     assert all(row["commit_ms"] > 0 for row in commits["lengths"])
     assert report["history"]["recording"]["decode_tok_s_kept"] > 0
+    # the command restarted itself with the weights in huge pages where the system allows
+    pages = report["machine"]["onnxchat_pages"]
+    if TUNABLE_WORKS_HERE:
+        assert pages == "2 MiB pages (glibc.malloc.hugetlb=1)"
+    else:
+        assert pages.startswith(("2 MiB pages (the kernel's setting)", "4 KiB pages (")), pages
 
 
 def test_bench_measures_both_caches_at_long_context(default_model):

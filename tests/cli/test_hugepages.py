@@ -22,7 +22,8 @@ from desktop.cli import command_word
     ({}, "linux", (2, 31), "madvise", "needs glibc 2.35 or later"),
     ({}, "linux", (2, 36), "never", "the kernel's transparent huge pages are off"),
     ({}, "linux", (2, 36), None, "the kernel's transparent huge pages are off"),
-    ({}, "linux", (2, 36), "always", "the kernel gives every large allocation huge pages"),
+    ({}, "linux", (2, 36), "always",
+     "the kernel gives large allocations huge pages without asking"),
     ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "linux", (2, 36), "madvise",
      "GLIBC_TUNABLES sets glibc.malloc.hugetlb already"),
 ])
