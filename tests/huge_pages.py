@@ -3,6 +3,7 @@ desktop.hugepages (the pip install's command and the packaged app)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -25,20 +26,21 @@ def anon_huge_pages_mb(pid: int) -> float:
     raise AssertionError(f"no AnonHugePages line for process {pid}")
 
 
-def chat_after_one_reply(argv: Sequence[str], env: dict[str, str], cwd: Path | None = None
-                         ) -> tuple[float, str]:
-    """Start the terminal chat (``argv``), ask it one thing, and once it has answered (the
-    model loaded and run) read its huge pages and its GLIBC_TUNABLES; then end it."""
+def loaded_chat(argv: Sequence[str], env: dict[str, str], cwd: Path | None = None
+                ) -> tuple[float, str]:
+    """Start the terminal chat (``argv``) and, once its first line says which model runs on
+    which device (the model is loaded), read its huge pages and its GLIBC_TUNABLES; then ask
+    it one thing and end it."""
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     try:
-        process.stdin.write("Hi\n")
-        process.stdin.flush()
-        assert process.stdout.readline(), process.stderr.read()
+        assert " on CPU" in process.stdout.readline(), process.stderr.read()
         environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
         tunables = next((v.split(b"=", 1)[1].decode() for v in environ
                          if v.startswith(b"GLIBC_TUNABLES=")), "")
         return anon_huge_pages_mb(process.pid), tunables
     finally:
-        process.stdin.close()
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write("Hi\n")
+            process.stdin.close()
         process.wait(timeout=60)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from huge_pages import SKIP_REASON, TUNABLE_WORKS_HERE, chat_after_one_reply
+from huge_pages import SKIP_REASON, TUNABLE_WORKS_HERE, loaded_chat
 
 from desktop import hugepages
 from desktop.cli import command_word
@@ -106,13 +106,13 @@ def test_only_commands_that_run_a_model_restart_with_the_tunable(default_model, 
 
 @pytest.mark.skipif(not TUNABLE_WORKS_HERE, reason=SKIP_REASON)
 def test_a_model_process_holds_its_weights_in_huge_pages(default_model, tmp_path):
-    """The terminal chat with the default model loaded and one reply given: most of its
-    ~130 MB of packed weights lie in 2 MiB pages; none do with the tunable turned off."""
+    """The terminal chat with the default model loaded: most of its ~130 MB of packed weights
+    lie in 2 MiB pages; none do with the tunable turned off."""
     env = {**hugepages.user_environment(), "ONNXCHAT_DATA_DIR": str(tmp_path),
            "PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, "-m", "desktop", "chat", "--model", str(default_model), "--device",
             "cpu", "--no-history", "--max-new-tokens", "1", "--temperature", "0"]
     env.pop("GLIBC_TUNABLES", None)
-    assert chat_after_one_reply(argv, env)[0] >= 64
-    assert chat_after_one_reply(argv, {**env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == (
+    assert loaded_chat(argv, env)[0] >= 64
+    assert loaded_chat(argv, {**env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == (
         0, "glibc.malloc.hugetlb=0")

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from huge_pages import SKIP_REASON, TUNABLE_WORKS_HERE, chat_after_one_reply
+from huge_pages import SKIP_REASON, TUNABLE_WORKS_HERE, loaded_chat
 
 pytestmark = [
     pytest.mark.package,
@@ -171,9 +171,9 @@ def test_frozen_app_holds_its_weights_in_huge_pages(folder, tmp_path):
 
     home = tmp_path / "home"
     home.mkdir()
-    huge_mb, tunables = chat_after_one_reply(
-        [str(folder / "onnxchat"), "chat", "--no-history", "--max-new-tokens", "1",
-         "--temperature", "0"], clean_env(home), cwd=home)
+    huge_mb, tunables = loaded_chat(
+        [str(folder / "onnxchat"), "chat", "--device", "cpu", "--no-history",
+         "--max-new-tokens", "1", "--temperature", "0"], clean_env(home), cwd=home)
     assert tunables == "glibc.malloc.hugetlb=1"
     assert huge_mb >= 64
 
