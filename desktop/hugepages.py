@@ -74,8 +74,9 @@ def reason_not_needed(env: Mapping[str, str], platform: str, glibc: tuple[int, i
         return "the kernel's transparent huge pages are off"
     if thp == "always":
         return "the kernel gives large allocations huge pages without asking"
-    if TUNABLE in env.get("GLIBC_TUNABLES", ""):
-        return f"GLIBC_TUNABLES sets {TUNABLE} already"
+    own = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t.startswith(TUNABLE)]
+    if own:
+        return f"GLIBC_TUNABLES sets {own[-1]}"
     return None
 
 

@@ -24,8 +24,8 @@ from desktop.cli import command_word
     ({}, "linux", (2, 36), None, "the kernel's transparent huge pages are off"),
     ({}, "linux", (2, 36), "always",
      "the kernel gives large allocations huge pages without asking"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "linux", (2, 36), "madvise",
-     "GLIBC_TUNABLES sets glibc.malloc.hugetlb already"),
+    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"}, "linux", (2, 36),
+     "madvise", "GLIBC_TUNABLES sets glibc.malloc.hugetlb=0"),
 ])
 def test_when_the_restart_would_help(env, platform, glibc, thp, reason):
     assert hugepages.reason_not_needed(env, platform, glibc, thp) == reason
