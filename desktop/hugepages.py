@@ -36,6 +36,8 @@ THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 BEFORE = "ONNXCHAT_GLIBC_TUNABLES_BEFORE"
 #: glibc's first release with the tunable.
 FIRST_GLIBC = (2, 35)
+#: :func:`reason_not_needed` when the kernel gives huge pages without being asked.
+KERNEL_ALWAYS = "the kernel gives large allocations huge pages without asking"
 
 
 def glibc_version() -> tuple[int, int] | None:
@@ -73,11 +75,15 @@ def reason_not_needed(env: Mapping[str, str], platform: str, glibc: tuple[int, i
     if thp is None or thp == "never":
         return "the kernel's transparent huge pages are off"
     if thp == "always":
-        return "the kernel gives large allocations huge pages without asking"
-    own = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t.startswith(TUNABLE)]
-    if own:
-        return f"GLIBC_TUNABLES sets {own[-1]}"
-    return None
+        return KERNEL_ALWAYS
+    setting = tunable_setting(env)
+    return f"GLIBC_TUNABLES sets {setting}" if setting else None
+
+
+def tunable_setting(env: Mapping[str, str]) -> str | None:
+    """The tunable as ``GLIBC_TUNABLES`` sets it (``glibc.malloc.hugetlb=0`` …), or None."""
+    own = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t.startswith(TUNABLE + "=")]
+    return own[-1] if own else None
 
 
 def restart_with_huge_pages() -> None:
@@ -99,13 +105,15 @@ def restart_with_huge_pages() -> None:
 
 def page_state() -> str:
     """What this process's large allocations are backed with, and why, for reports."""
-    value = os.environ.get("GLIBC_TUNABLES", "")
-    if f"{TUNABLE}=1" in value.split(":"):
-        return f"2 MiB pages ({TUNABLE}=1)"
-    why = reason_not_needed(os.environ, sys.platform, glibc_version(), thp_setting())
-    if why == "the kernel gives large allocations huge pages without asking":
+    system = reason_not_needed({}, sys.platform, glibc_version(), thp_setting())
+    if system == KERNEL_ALWAYS:
         return "2 MiB pages (the kernel's setting)"
-    return f"4 KiB pages ({why or 'not restarted'})"
+    if system:
+        return f"4 KiB pages ({system})"
+    setting = tunable_setting(os.environ)
+    if setting == f"{TUNABLE}=1":
+        return f"2 MiB pages ({setting})"
+    return f"4 KiB pages ({f'GLIBC_TUNABLES sets {setting}' if setting else 'not restarted'})"
 
 
 def user_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -116,3 +116,24 @@ def test_a_model_process_holds_its_weights_in_huge_pages(default_model, tmp_path
     assert loaded_chat(argv, env)[0] >= 64
     assert loaded_chat(argv, {**env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == (
         0, "glibc.malloc.hugetlb=0")
+
+
+@pytest.mark.parametrize(("thp", "tunables", "state"), [
+    ("madvise", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1",
+     "2 MiB pages (glibc.malloc.hugetlb=1)"),
+    ("madvise", "glibc.malloc.hugetlb=0",
+     "4 KiB pages (GLIBC_TUNABLES sets glibc.malloc.hugetlb=0)"),
+    ("madvise", None, "4 KiB pages (not restarted)"),
+    ("always", None, "2 MiB pages (the kernel's setting)"),
+    ("never", "glibc.malloc.hugetlb=1",
+     "4 KiB pages (the kernel's transparent huge pages are off)"),
+])
+def test_the_report_says_what_the_memory_is_in(monkeypatch, thp, tunables, state):
+    monkeypatch.setattr(hugepages, "thp_setting", lambda: thp)
+    monkeypatch.setattr(hugepages, "glibc_version", lambda: (2, 36))
+    monkeypatch.setattr(hugepages.sys, "platform", "linux")
+    if tunables is None:
+        monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    else:
+        monkeypatch.setenv("GLIBC_TUNABLES", tunables)
+    assert hugepages.page_state() == state
