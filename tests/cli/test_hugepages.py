@@ -137,3 +137,20 @@ def test_the_report_says_what_the_memory_is_in(monkeypatch, thp, tunables, state
     else:
         monkeypatch.setenv("GLIBC_TUNABLES", tunables)
     assert hugepages.page_state() == state
+
+
+@pytest.mark.skipif(not TUNABLE_WORKS_HERE, reason=SKIP_REASON)
+def test_a_restart_that_cannot_happen_is_one_line_and_the_command_goes_on(tmp_path):
+    code = ("import sys; sys.executable = '/nonexistent/python'; "
+            "from desktop.cli import run; sys.exit(run())")
+    env = {**hugepages.user_environment(), "ONNXCHAT_DATA_DIR": str(tmp_path)}
+    env.pop("GLIBC_TUNABLES", None)
+    result = subprocess.run([sys.executable, "-c", code, "chat", "--temperature", "hot"],
+                            capture_output=True, text=True, timeout=120, env=env, check=False)
+    first, *rest = result.stderr.splitlines()
+    assert first == ("onnxchat: note: could not restart with the weights in huge pages ([Errno 2] "
+                     "No such file or directory: '/nonexistent/python'); running with ordinary "
+                     "pages")
+    # then the command itself ran: here, its parser refusing the option
+    assert result.returncode == 2 and "--temperature" in rest[-1], result.stderr
+    assert "Traceback" not in result.stderr
