@@ -89,14 +89,14 @@ def _run_gui(args: argparse.Namespace) -> int:
 #: pages (desktop.hugepages); the others start as they are.
 MODEL_COMMANDS = {None, "chat", "serve", "bench", "soak"}
 #: Options of the main parser that take a value, so their value is not read as the command.
-_VALUED = {"--data-dir", "--model"}
+VALUED_OPTIONS = {"--data-dir", "--model"}
 
 
 def command_word(argv: list[str]) -> str | None:
     """The subcommand named on the command line, without parsing it (None: the window)."""
     words = iter(argv)
     for word in words:
-        if word in _VALUED:
+        if word in VALUED_OPTIONS:
             next(words, None)
         elif not word.startswith("-"):
             return word

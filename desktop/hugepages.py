@@ -36,7 +36,7 @@ THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 BEFORE = "ONNXCHAT_GLIBC_TUNABLES_BEFORE"
 #: glibc's first release with the tunable.
 FIRST_GLIBC = (2, 35)
-#: :func:`reason_not_needed` when the kernel gives huge pages without being asked.
+#: :func:`system_reason` when the kernel gives huge pages without being asked.
 KERNEL_ALWAYS = "the kernel gives large allocations huge pages without asking"
 
 
@@ -68,6 +68,14 @@ def reason_not_needed(env: Mapping[str, str], platform: str, glibc: tuple[int, i
                       thp: str | None) -> str | None:
     """Why the restart would add nothing (a phrase for :func:`page_state`); None when it
     would put the weights in huge pages."""
+    setting = tunable_setting(env)
+    return system_reason(platform, glibc, thp) or (
+        f"GLIBC_TUNABLES sets {setting}" if setting else None)
+
+
+def system_reason(platform: str, glibc: tuple[int, int] | None, thp: str | None) -> str | None:
+    """Why this system gives no huge pages through the tunable (or needs none); None when it
+    does."""
     if platform != "linux":
         return "not Linux"
     if glibc is None or glibc < FIRST_GLIBC:
@@ -76,8 +84,7 @@ def reason_not_needed(env: Mapping[str, str], platform: str, glibc: tuple[int, i
         return "the kernel's transparent huge pages are off"
     if thp == "always":
         return KERNEL_ALWAYS
-    setting = tunable_setting(env)
-    return f"GLIBC_TUNABLES sets {setting}" if setting else None
+    return None
 
 
 def tunable_setting(env: Mapping[str, str]) -> str | None:
@@ -105,7 +112,7 @@ def restart_with_huge_pages() -> None:
 
 def page_state() -> str:
     """What this process's large allocations are backed with, and why, for reports."""
-    system = reason_not_needed({}, sys.platform, glibc_version(), thp_setting())
+    system = system_reason(sys.platform, glibc_version(), thp_setting())
     if system == KERNEL_ALWAYS:
         return "2 MiB pages (the kernel's setting)"
     if system:

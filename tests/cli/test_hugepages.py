@@ -11,7 +11,7 @@ import pytest
 from huge_pages import SKIP_REASON, TUNABLE_WORKS_HERE, loaded_chat
 
 from desktop import hugepages
-from desktop.cli import command_word
+from desktop.cli import VALUED_OPTIONS, build_parser, command_word
 
 
 @pytest.mark.parametrize(("env", "platform", "glibc", "thp", "reason"), [
@@ -68,6 +68,14 @@ def test_the_command_word_is_found_without_parsing(argv, word):
     assert command_word(argv) == word
 
 
+def test_the_options_skipped_with_their_value_are_the_main_parsers():
+    """command_word knows which options before the command take a value; a new one added to
+    the parser must be added there too."""
+    valued = {option for action in build_parser()._actions if action.option_strings
+              and action.nargs != 0 for option in action.option_strings}
+    assert valued == VALUED_OPTIONS
+
+
 #: Runs the ``onnxchat`` entry and, at exit, prints what GLIBC_TUNABLES the process ran with.
 PROBE = """
 import atexit, json, os, sys
@@ -92,16 +100,14 @@ def test_only_commands_that_run_a_model_restart_with_the_tunable(default_model, 
     env = {**hugepages.user_environment(), "ONNXCHAT_DATA_DIR": str(tmp_path),
            "ONNXCHAT_MODELS_DIR": str(default_model.parent),
            "GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}
-    assert tunables_of("chat", "--model", str(default_model), "--prompt", "Hi",
-                       "--max-new-tokens", "1", "--device", "cpu", "--no-history",
-                       env=env) == "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"
+    chat = ("chat", "--model", str(default_model), "--prompt", "Hi", "--max-new-tokens", "1",
+            "--device", "cpu", "--no-history")
+    assert tunables_of(*chat, env=env) == "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"
     for args in (["models"], ["history", "list"], ["--version"], ["chat", "--help"]):
         assert tunables_of(*args, env=env) == "glibc.malloc.arena_max=4", args
     # the user's own setting of the tunable is left as it is
     env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=0"
-    assert tunables_of("chat", "--model", str(default_model), "--prompt", "Hi",
-                       "--max-new-tokens", "1", "--device", "cpu", "--no-history",
-                       env=env) == "glibc.malloc.hugetlb=0"
+    assert tunables_of(*chat, env=env) == "glibc.malloc.hugetlb=0"
 
 
 @pytest.mark.skipif(not TUNABLE_WORKS_HERE, reason=SKIP_REASON)
