@@ -43,6 +43,9 @@ from desktop.errors import UserError
 CORRECTION_MARK = "/offset/"
 ATTENTION_OP = "GroupQueryAttention"
 PROJECTION_OP = "MatMulNBits"
+#: Whole steps of the graph re-quantized without its offsets (:func:`requantized`).
+REQUANTIZED = "whole step, re-quantized to symmetric 4-bit"
+REQUANTIZED_HEAD = "… and the LM head in 4 bits too"
 
 
 @dataclass
@@ -147,6 +150,98 @@ def correction_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int] | Non
     rng = np.random.default_rng(1)
     feed = {x: rng.standard_normal((1, 1, width[x])).astype(np.float32) for x in external}
     return _part_model(source, nodes, inputs, outputs), feed, len(nodes)
+
+
+def _dequantized(node: Any, constants: dict[str, Any]) -> np.ndarray:
+    """A ``MatMulNBits`` node's weights as floats, (N, K): scale × (code − zero point), with
+    the implicit zero point (the middle code) or the node's own."""
+    from onnx import numpy_helper
+
+    k, n, bits, block = (_attr(node, name) for name in ("K", "N", "bits", "block_size"))
+    blocks = -(-k // block)
+    codes = numpy_helper.to_array(constants[node.input[1]]).reshape(n, blocks, -1)
+    if bits == 4:  # two codes a byte, the first in the low nibble
+        codes = np.stack([codes & 15, codes >> 4], axis=-1).reshape(n, blocks, -1)
+    scales = numpy_helper.to_array(constants[node.input[2]]).reshape(n, blocks, 1)
+    zero: Any = 2 ** (bits - 1)
+    if len(node.input) > 3 and node.input[3]:
+        zero = numpy_helper.to_array(constants[node.input[3]]).reshape(n, -1)
+        if bits == 4:
+            zero = np.stack([zero & 15, zero >> 4], axis=-1).reshape(n, -1)
+        zero = zero[:, :blocks, None].astype(np.float32)
+    weights = (codes.astype(np.float32) - zero) * scales
+    return weights.reshape(n, -1)[:, :k]
+
+
+def _quantize_symmetric_4bit(node: Any, weights: np.ndarray, constants: dict[str, Any]) -> None:
+    """Rewrite ``node``'s weights as symmetric 4-bit blocks of its block size (scale = the
+    block's largest magnitude / 7, the implicit zero point), as a builder that quantizes
+    float weights writes them."""
+    from onnx import helper, numpy_helper
+
+    n, k = weights.shape
+    block = _attr(node, "block_size")
+    blocks = -(-k // block)
+    padded = np.zeros((n, blocks * block), np.float32)
+    padded[:, :k] = weights
+    padded = padded.reshape(n, blocks, block)
+    largest = np.abs(padded).max(axis=-1)
+    scales = np.where(largest > 0, largest / 7, 1).astype(np.float32)
+    codes = np.clip(np.rint(padded / scales[..., None]) + 8, 0, 15).astype(np.uint8)
+    packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    for name, value in ((node.input[1], packed), (node.input[2], scales.reshape(-1))):
+        constants[name].CopyFrom(numpy_helper.from_array(value, name))
+    del node.input[3:]  # no zero points: the implicit one
+    kept = [a for a in node.attribute if a.name != "bits"]
+    del node.attribute[:]
+    node.attribute.extend([*kept, helper.make_attribute("bits", 4)])
+
+
+def requantize_offsets(model: Any) -> bool:
+    """Re-quantize, in place, every projection whose blocks carry offsets to symmetric 4-bit
+    blocks with the implicit zero point, as builders that quantize float weights emit them
+    (onnxruntime-genai's int4), and remove the block-sum correction. False when ``model``
+    has no correction.
+
+    Not the source's weights (the default model's perplexity on the validation text ×1.37),
+    so never shipped: the step it gives measures in place what the exact offsets cost.
+    Removing the correction alone does not, since its wrong activations change the cost of
+    the rest of the step."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    adds = [n for n in graph.node if n.op_type == "Add" and CORRECTION_MARK in n.name]
+    if not adds:
+        return False
+    constants = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    for add in adds:
+        projection, correction = (producer[x] for x in add.input)
+        if CORRECTION_MARK in projection.name:
+            projection, correction = correction, projection
+        offsets = numpy_helper.to_array(constants[correction.input[1]])  # (K/block, N)
+        weights = _dequantized(projection, constants)
+        block = _attr(projection, "block_size")
+        weights += np.repeat(offsets.T, block, axis=1)[:, : weights.shape[1]]
+        _quantize_symmetric_4bit(projection, weights, constants)
+        projection.output[0] = add.output[0]  # the Add was its only reader
+    kept = [n for n in graph.node if CORRECTION_MARK not in n.name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    read = {x for n in graph.node for x in n.input}
+    used = [t for t in graph.initializer if t.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(used)
+    return True
+
+
+def requantize_8bit(model: Any) -> None:
+    """Re-quantize, in place, the 8-bit projections (the LM head of a GGUF's Q8_0 table) to
+    symmetric 4-bit blocks."""
+    constants = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == PROJECTION_OP and _attr(node, "bits") == 8:
+            _quantize_symmetric_4bit(node, _dequantized(node, constants), constants)
 
 
 def attention_part(source: Any, io: DecoderIO) -> tuple[Any, list[Any], int]:
@@ -299,6 +394,16 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
             model, feed, count = correction
             runners["block-sum correction alone"] = (part(model, "correction", feed), count,
                                                      True)
+            # Whole steps, not parts: the same graph re-quantized without its offsets, then
+            # its 8-bit LM head too (the source is not needed any more, so changed in place).
+            requantize_offsets(source)
+            for name, file in ((REQUANTIZED, "requantized"), (REQUANTIZED_HEAD, "head")):
+                if name == REQUANTIZED_HEAD:
+                    # saving moved the weights into the data file; read them back
+                    onnx.load_external_data_for_model(source, scratch)
+                    requantize_8bit(source)
+                runners[name] = (_Step(save_part(source, Path(scratch), file), threads,
+                                       context, steps), len(source.graph.node), False)
         del source, projections, attention, correction
         times: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(runs):

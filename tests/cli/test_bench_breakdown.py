@@ -3,17 +3,27 @@ shipped graph is in one part or the rest, and each part runs (figures are never 
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from model_copies import without_int8_graph
 
-from desktop.bench_breakdown import CORRECTION_MARK
+from desktop.bench_breakdown import (
+    CORRECTION_MARK,
+    REQUANTIZED,
+    REQUANTIZED_HEAD,
+    _dequantized,
+    requantize_8bit,
+    requantize_offsets,
+)
 
 
 def onnxchat(*args: str) -> subprocess.CompletedProcess:
@@ -38,6 +48,9 @@ def test_breakdown_accounts_for_every_node_of_the_default_models_step(default_mo
     rest = rows["the rest (norms, activations, scheduling)"]["nodes"]
     assert rest == (len(graph.node) - ops["MatMulNBits"] - ops["GroupQueryAttention"]
                     - corrections)
+    # the same step re-quantized without the offsets, then without the 8-bit LM head
+    assert rows[REQUANTIZED]["nodes"] == rows[REQUANTIZED_HEAD]["nodes"] == (
+        len(graph.node) - corrections)
     assert all(row["ms"] > 0 for name, row in rows.items() if not name.startswith("the rest"))
     assert report["context"] == 16 and report["steps"] == 2 and report["threads"] == 2
 
@@ -46,6 +59,7 @@ def test_breakdown_accounts_for_every_node_of_the_default_models_step(default_mo
     assert table.returncode == 0, table.stderr
     assert "Where a decode step's time goes" in table.stdout
     assert "block-sum correction alone" in table.stdout
+    assert REQUANTIZED in table.stdout
 
 
 def test_breakdown_of_a_graph_whose_weights_are_in_a_data_file(default_model, tmp_path):
@@ -142,3 +156,71 @@ def test_breakdown_of_the_int8_cache_graph(default_model, tmp_path):
     assert refused.stderr.strip() == (
         f"onnxchat: error: {folder} has no int8 KV cache graph (it was exported before "
         "OnnxChat made one; export it again); use --kv-cache fp32")
+
+
+def _nll(session_path: Path, ids: list[int]) -> float:
+    """Mean negative log-likelihood of ``ids`` through a fused graph, token by token."""
+    from desktop.engine.runtime import SharedKVDecoder, create_session
+
+    decoder = SharedKVDecoder(create_session(session_path, "cpu", threads=2)[0], "cpu", 512)
+    total = 0.0
+    for token, following in itertools.pairwise(ids):
+        logits = decoder.forward([token]).reshape(-1).astype(np.float64)
+        peak = logits.max()
+        total += peak + np.log(np.exp(logits - peak).sum()) - logits[following]
+    return total / (len(ids) - 1)
+
+
+def test_the_requantized_step_is_the_source_s_weights_rounded_to_symmetric_4_bit(
+        default_model, tmp_path):
+    """The comparison step's weights are the GGUF's own (llama.cpp's gguf-py dequantizes the
+    same tensor to the same floats once the graph's offsets are added) rounded to symmetric
+    4-bit blocks: every weight within half a step of its source, no correction left, and a
+    model that still reads English (its perplexity changed, but less than threefold: an
+    offset lost or misplaced sends it into the thousands)."""
+    import gguf
+    from onnx import numpy_helper
+    from tokenizers import Tokenizer
+
+    from desktop.bench import default_gguf
+
+    path = default_model / "onnx" / "model.onnx"
+    model = onnx.load(str(path))
+    constants = {t.name: t for t in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
+    down = nodes["model.layers.0.mlp.down_proj/MatMulNBits"]
+    offsets = numpy_helper.to_array(
+        constants[nodes["model.layers.0.mlp.down_proj/offset/MatMul"].input[1]])
+    exact = _dequantized(down, constants) + np.repeat(offsets.T, 32, axis=1)
+    source = next(t for t in gguf.GGUFReader(str(default_gguf())).tensors
+                  if t.name == "blk.0.ffn_down.weight")
+    assert source.tensor_type == gguf.GGMLQuantizationType.Q4_1
+    theirs = gguf.quants.dequantize(np.asarray(source.data), source.tensor_type)
+    assert theirs.shape == exact.shape == (576, 1536)
+    np.testing.assert_allclose(exact, theirs, rtol=0, atol=1e-6 * np.abs(theirs).max())
+
+    assert requantize_offsets(model)
+    requantize_8bit(model)
+    assert not any(CORRECTION_MARK in n.name for n in model.graph.node)
+    projections = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert len(projections) == 121
+    constants = {t.name: t for t in model.graph.initializer}
+    for node in projections:
+        bits = next(a.i for a in node.attribute if a.name == "bits")
+        assert bits == 4 and len(node.input) == 3
+    rounded = _dequantized(next(n for n in projections if n.name == down.name), constants)
+    step = np.abs(theirs).reshape(576, 48, 32).max(axis=-1, keepdims=True) / 7
+    assert np.all(np.abs(rounded.reshape(576, 48, 32) - theirs.reshape(576, 48, 32))
+                  <= step / 2 + 1e-6)
+    assert requantize_offsets(model) is False  # nothing left to re-quantize
+
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    onnx.save(model, str(folder / "model.onnx"))
+    tokenizer = Tokenizer.from_file(str(default_model / "tokenizer.json"))
+    text = ("The river runs through the old town, past the market and the church, and on "
+            "into the hills where the farms begin. In summer the children swim in it; in "
+            "winter it freezes, and the whole town comes out to skate.")
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    shipped, rounded_nll = _nll(path, ids), _nll(folder / "model.onnx", ids)
+    assert abs(rounded_nll - shipped) > 1e-3 and rounded_nll < shipped + np.log(3)
