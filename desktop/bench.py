@@ -259,8 +259,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="instead, time the parts of a CPU decode step (the projections, "
                              "the attention, the block-sum correction) against the whole step, "
-                             "interleaved, at --prompt-tokens of context over --new-tokens "
-                             "steps; needs the export extra")
+                             "and the step with the weights re-quantized to symmetric 4-bit "
+                             "(what exact block offsets cost), interleaved, at --prompt-tokens "
+                             "of context over --new-tokens steps; needs the export extra")
     template_bench.add_arguments(parser)
     parser.add_argument("--export-size", choices=EXPORT_SIZES, default=None,
                         help="instead, measure exporting a random-weight Llama of this shape "
