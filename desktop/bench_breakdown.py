@@ -43,7 +43,8 @@ from desktop.errors import UserError
 CORRECTION_MARK = "/offset/"
 ATTENTION_OP = "GroupQueryAttention"
 PROJECTION_OP = "MatMulNBits"
-#: Whole steps of the graph re-quantized without its offsets (:func:`requantized`).
+#: Whole steps of the graph re-quantized without its offsets (:func:`requantize_offsets`),
+#: then with its 8-bit projections in 4 bits too (:func:`requantize_8bit`).
 REQUANTIZED = "whole step, re-quantized to symmetric 4-bit"
 REQUANTIZED_HEAD = "… and the LM head in 4 bits too"
 
@@ -153,8 +154,8 @@ def correction_part(source: Any) -> tuple[Any, dict[str, np.ndarray], int] | Non
 
 
 def _dequantized(node: Any, constants: dict[str, Any]) -> np.ndarray:
-    """A ``MatMulNBits`` node's weights as floats, (N, K): scale × (code − zero point), with
-    the implicit zero point (the middle code) or the node's own."""
+    """A ``MatMulNBits`` node's weights as floats, (N, K): scale × (code − the implicit zero
+    point, the middle code; the fused builder writes no other)."""
     from onnx import numpy_helper
 
     k, n, bits, block = (_attr(node, name) for name in ("K", "N", "bits", "block_size"))
@@ -163,13 +164,7 @@ def _dequantized(node: Any, constants: dict[str, Any]) -> np.ndarray:
     if bits == 4:  # two codes a byte, the first in the low nibble
         codes = np.stack([codes & 15, codes >> 4], axis=-1).reshape(n, blocks, -1)
     scales = numpy_helper.to_array(constants[node.input[2]]).reshape(n, blocks, 1)
-    zero: Any = 2 ** (bits - 1)
-    if len(node.input) > 3 and node.input[3]:
-        zero = numpy_helper.to_array(constants[node.input[3]]).reshape(n, -1)
-        if bits == 4:
-            zero = np.stack([zero & 15, zero >> 4], axis=-1).reshape(n, -1)
-        zero = zero[:, :blocks, None].astype(np.float32)
-    weights = (codes.astype(np.float32) - zero) * scales
+    weights = (codes.astype(np.float32) - 2 ** (bits - 1)) * scales
     return weights.reshape(n, -1)[:, :k]
 
 
@@ -191,7 +186,6 @@ def _quantize_symmetric_4bit(node: Any, weights: np.ndarray, constants: dict[str
     packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
     for name, value in ((node.input[1], packed), (node.input[2], scales.reshape(-1))):
         constants[name].CopyFrom(numpy_helper.from_array(value, name))
-    del node.input[3:]  # no zero points: the implicit one
     kept = [a for a in node.attribute if a.name != "bits"]
     del node.attribute[:]
     node.attribute.extend([*kept, helper.make_attribute("bits", 4)])
@@ -235,13 +229,17 @@ def requantize_offsets(model: Any) -> bool:
     return True
 
 
+def eight_bit_projections(model: Any) -> list[Any]:
+    """The 8-bit ``MatMulNBits`` nodes (the LM head of a GGUF's Q8_0 table)."""
+    return [n for n in model.graph.node
+            if n.op_type == PROJECTION_OP and _attr(n, "bits") == 8]
+
+
 def requantize_8bit(model: Any) -> None:
-    """Re-quantize, in place, the 8-bit projections (the LM head of a GGUF's Q8_0 table) to
-    symmetric 4-bit blocks."""
+    """Re-quantize, in place, the 8-bit projections to symmetric 4-bit blocks."""
     constants = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == PROJECTION_OP and _attr(node, "bits") == 8:
-            _quantize_symmetric_4bit(node, _dequantized(node, constants), constants)
+    for node in eight_bit_projections(model):
+        _quantize_symmetric_4bit(node, _dequantized(node, constants), constants)
 
 
 def attention_part(source: Any, io: DecoderIO) -> tuple[Any, list[Any], int]:
@@ -395,15 +393,19 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
             runners["block-sum correction alone"] = (part(model, "correction", feed), count,
                                                      True)
             # Whole steps, not parts: the same graph re-quantized without its offsets, then
-            # its 8-bit LM head too (the source is not needed any more, so changed in place).
+            # with its 8-bit LM head in 4 bits too (the source is not needed any more, so it
+            # is changed in place).
             requantize_offsets(source)
-            for name, file in ((REQUANTIZED, "requantized"), (REQUANTIZED_HEAD, "head")):
-                if name == REQUANTIZED_HEAD:
-                    # saving moved the weights into the data file; read them back
-                    onnx.load_external_data_for_model(source, scratch)
-                    requantize_8bit(source)
-                runners[name] = (_Step(save_part(source, Path(scratch), file), threads,
-                                       context, steps), len(source.graph.node), False)
+            runners[REQUANTIZED] = (_Step(save_part(source, Path(scratch), "requantized"),
+                                          threads, context, steps), len(source.graph.node),
+                                    False)
+            if eight_bit_projections(source):
+                # saving moved the weights into the data file; read them back
+                onnx.load_external_data_for_model(source, scratch)
+                requantize_8bit(source)
+                runners[REQUANTIZED_HEAD] = (_Step(save_part(source, Path(scratch), "head"),
+                                                   threads, context, steps),
+                                             len(source.graph.node), False)
         del source, projections, attention, correction
         times: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(runs):
