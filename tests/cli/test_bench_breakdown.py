@@ -177,7 +177,7 @@ def test_the_requantized_step_is_the_source_s_weights_rounded_to_symmetric_4_bit
     same tensor to the same floats once the graph's offsets are added) rounded to symmetric
     4-bit blocks: every weight within half a step of its source, no correction left, and a
     model that still reads English (its perplexity changed, but less than threefold: an
-    offset lost or misplaced sends it into the thousands)."""
+    offset lost or misplaced sends it into the millions)."""
     import gguf
     from onnx import numpy_helper
     from tokenizers import Tokenizer
