@@ -171,7 +171,9 @@ def _dequantized(node: Any, constants: dict[str, Any]) -> np.ndarray:
 def _quantize_symmetric_4bit(node: Any, weights: np.ndarray, constants: dict[str, Any]) -> None:
     """Rewrite ``node``'s weights as symmetric 4-bit blocks of its block size (scale = the
     block's largest magnitude / 7, the implicit zero point), as a builder that quantizes
-    float weights writes them."""
+    float weights writes them: the export's own rule for 4 bits
+    (``export.builders.weights.quantize_symmetric``), written again here because the app does
+    not import the export package; a test keeps the two equal."""
     from onnx import helper, numpy_helper
 
     n, k = weights.shape

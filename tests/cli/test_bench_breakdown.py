@@ -3,7 +3,6 @@ shipped graph is in one part or the rest, and each part runs (figures are never 
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import subprocess
@@ -161,14 +160,11 @@ def test_breakdown_of_the_int8_cache_graph(default_model, tmp_path):
 def _nll(session_path: Path, ids: list[int]) -> float:
     """Mean negative log-likelihood of ``ids`` through a fused graph, token by token."""
     from desktop.engine.runtime import SharedKVDecoder, create_session
+    from export.llama_cpp_reference import window_nll
 
     decoder = SharedKVDecoder(create_session(session_path, "cpu", threads=2)[0], "cpu", 512)
-    total = 0.0
-    for token, following in itertools.pairwise(ids):
-        logits = decoder.forward([token]).reshape(-1).astype(np.float64)
-        peak = logits.max()
-        total += peak + np.log(np.exp(logits - peak).sum()) - logits[following]
-    return total / (len(ids) - 1)
+    logits = np.stack([decoder.forward([token]).reshape(-1).copy() for token in ids])
+    return window_nll(logits, ids) / (len(ids) - 1)
 
 
 def test_the_requantized_step_is_the_source_s_weights_rounded_to_symmetric_4_bit(
@@ -208,6 +204,15 @@ def test_the_requantized_step_is_the_source_s_weights_rounded_to_symmetric_4_bit
     for node in projections:
         bits = next(a.i for a in node.attribute if a.name == "bits")
         assert bits == 4 and len(node.input) == 3
+    # the rounding the export applies to float weights (export.builders.weights; the app
+    # does not import the export package, so the breakdown writes the same rule again)
+    from export.builders.weights import DenseLinear, quantize_symmetric
+
+    theirs_rounded = quantize_symmetric(DenseLinear(exact.T.copy()), bits=4, block_size=32)
+    assert numpy_helper.to_array(constants[down.input[1]]).tobytes() == (
+        theirs_rounded.packed.tobytes())
+    np.testing.assert_array_equal(numpy_helper.to_array(constants[down.input[2]]),
+                                  theirs_rounded.scales.reshape(-1))
     rounded = _dequantized(next(n for n in projections if n.name == down.name), constants)
     step = np.abs(theirs).reshape(576, 48, 32).max(axis=-1, keepdims=True) / 7
     assert np.all(np.abs(rounded.reshape(576, 48, 32) - theirs.reshape(576, 48, 32))
