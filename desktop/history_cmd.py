@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -109,7 +110,25 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
+    """Write to a temporary file beside ``path``, then rename: never a half-written file.
+    A link is written through (its target is replaced, the link kept), an existing file keeps
+    its permissions, and a target that is not a regular file (a device, a pipe) is written
+    into as it is: renaming over it would replace it with a file."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISDIR(mode):
+            raise UserError(f"Cannot write {path}: it is a folder; name a file in it.")
+        try:
+            with open(path, "wb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise UserError(f"Cannot write {path}: {exc.strerror}.") from exc
+        return
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"Cannot write {path}: the folder {folder} does not exist.")
@@ -122,6 +141,12 @@ def write_atomically(path: Path, data: bytes) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        if mode is not None:
+            os.chmod(temp, stat.S_IMODE(mode))
+        else:  # what open() would have created: 0666 less the umask
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temp, 0o666 & ~umask)
         os.replace(temp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

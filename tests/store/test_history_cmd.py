@@ -106,6 +106,38 @@ def test_export_replaces_a_file_whole(filled: tuple[str, str], data_dir: Path,
     assert text.startswith("# ") and "old content" not in text
 
 
+def test_export_writes_through_links_pipes_and_keeps_permissions(
+        filled: tuple[str, str], data_dir: Path, tmp_path: Path) -> None:
+    """Renaming the finished file over the target must not replace what the target is: a
+    link stays a link (its file gets the export), a pipe gets the data, a file keeps its
+    mode, and a folder is refused in one line."""
+    import os
+    import stat
+    import threading
+
+    real = tmp_path / "real.md"
+    real.write_text("old")
+    real.chmod(0o644)
+    link = tmp_path / "link.md"
+    link.symlink_to(real)
+    assert run("history", "--data-dir", str(data_dir), "export", str(link)) == 0
+    assert link.is_symlink() and real.read_text().startswith("# ")
+    assert stat.S_IMODE(real.stat().st_mode) == 0o644
+
+    pipe = tmp_path / "pipe.md"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    assert run("history", "--data-dir", str(data_dir), "export", str(pipe)) == 0
+    reader.join(10)
+    assert stat.S_ISFIFO(pipe.stat().st_mode) and received[0].startswith(b"# ")
+
+    with pytest.raises(UserError, match="it is a folder; name a file in it"):
+        run("history", "--data-dir", str(data_dir), "export", str(tmp_path))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
 def test_a_damaged_file_moved_aside_is_told_once(data_dir: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str],
                                                  damaged_history) -> None:
