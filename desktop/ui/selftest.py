@@ -2,7 +2,8 @@
 
 Starts the real window offscreen, loads the default model (or ``--model``), sends a fixed
 prompt through the input box and the engine thread, checks that a clean reply arrived, then
-reopens the chat store from disk and checks that the conversation was saved. Prints one
+reopens the chat store from disk and checks that the conversation was saved — in a history
+of its own, removed afterwards, so the user's chats and settings stay as they were. Prints one
 summary line; exit status 0 when everything worked. The packaged app's smoke test runs this,
 so it needs nothing beyond the runtime dependencies.
 """
@@ -41,8 +42,18 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     qInstallMessageHandler(_quiet_offscreen_notes)
+    # A history of its own, inside the data folder when one is given (so that folder is
+    # proved writable) and removed afterwards: the user's chats and window settings are
+    # never touched.
     given = getattr(args, "data_dir", None) or os.environ.get("ONNXCHAT_DATA_DIR")
-    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="onnxchat-selftest-"))
+    try:
+        if given:
+            Path(given).mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=".onnxchat-selftest-", dir=given or None))
+    except OSError as exc:
+        print(f"onnxchat self-test failed: cannot create a history in {given}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
     try:
         print(_check(folder, getattr(args, "model", None)))
         return 0
@@ -50,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"onnxchat self-test failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        if not given:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait(timeout_s: float, what: str, **signals) -> tuple[str, tuple]:
@@ -131,5 +141,5 @@ def _check(folder: Path, model: str | None) -> str:
     return (f"onnxchat self-test passed: {engine.model.name} on "
             f"{engine.model.device.describe()}, {stats.new_tokens} tokens at "
             f"{stats.decode_tokens_per_s:.1f} tokens/s, {elapsed:.1f} s in all; conversation "
-            f"saved and read back from {folder}")
+            f"saved and read back from a new history in {folder.parent}")
 
