@@ -113,8 +113,10 @@ class TerminalChat:
 
     # --- conversations ------------------------------------------------------------------
 
-    def open(self, which: str) -> Conversation:
-        """Continue the conversation ``which``: an id, or "last" for the most recent one."""
+    def open(self, which: str, system_prompt: str = "") -> Conversation:
+        """Continue the conversation ``which``: an id, or "last" for the most recent one;
+        ``system_prompt`` (the command line's) replaces its own. Opening never changes a
+        conversation otherwise, but for the command line's sampling flags."""
         store = self._history_on()
         if which == "last":
             recent = store.list_conversations()
@@ -126,8 +128,8 @@ class TerminalChat:
         changes: dict[str, Any] = {}
         if self.flags and {**conversation.sampling, **self.flags} != conversation.sampling:
             changes["sampling"] = {**conversation.sampling, **self.flags}
-        if self._system_prompt and self._system_prompt != conversation.system_prompt:
-            changes["system_prompt"] = self._system_prompt
+        if system_prompt and system_prompt != conversation.system_prompt:
+            changes["system_prompt"] = system_prompt
         self.conversation = (store.update_conversation(conversation.id, **changes) if changes
                              else conversation)
         return self.conversation
@@ -240,7 +242,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         chat = TerminalChat(ChatEngine(model), store, sampling_flags(args), args.system or "",
                             out, err, args.stats)
         if args.resume:
-            chat.open(args.resume)
+            chat.open(args.resume, system_prompt=args.system or "")
         if args.prompt is not None:
             return _one_shot(chat, args.prompt)
         return _interactive(chat, read_line)

@@ -161,6 +161,28 @@ def test_chats_lists_conversations_and_open_continues_one(default_model, tmp_pat
     assert "This chat is not kept (--no-history)." in text
 
 
+def test_opening_a_conversation_leaves_its_system_prompt_alone(default_model, tmp_path):
+    """/system changes the conversation on screen; browsing with /open, /new or a --system
+    given on the command line changes no other conversation (--system applies to the one
+    --resume opens)."""
+    with ChatStore.open(tmp_path) as store:
+        travel = store.create_conversation("Trip", system_prompt="You are a travel agent.")
+        plain = store.create_conversation("Plain")
+    code, _, err = chat(default_model, tmp_path, [
+        "/system Answer only in French.", f"/open {travel.id}", f"/open {plain.id}", "/new",
+        f"/open {travel.id}", "/new", f"/open {plain.id}", "/exit"], system="Be terse.")
+    assert code == 0, err
+    with ChatStore.open(tmp_path) as store:
+        assert store.get_conversation(travel.id).system_prompt == "You are a travel agent."
+        assert store.get_conversation(plain.id).system_prompt == ""
+    code, _, err = chat(default_model, tmp_path, ["/exit"], system="Be terse.",
+                        resume=plain.id)
+    assert code == 0, err
+    with ChatStore.open(tmp_path) as store:
+        assert store.get_conversation(plain.id).system_prompt == "Be terse."
+        assert store.get_conversation(travel.id).system_prompt == "You are a travel agent."
+
+
 def _repro(default_model):
     from desktop.store import Repro
 
