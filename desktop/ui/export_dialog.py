@@ -230,6 +230,11 @@ class ExportDialog(QDialog):
         self.name_edit.setAccessibleName(self.tr("Model name"))
         self.name_edit.textEdited.connect(self._on_name_edited)
         form.addRow(self.tr("Model name"), self.name_edit)
+        self.name_note = QLabel(self)
+        self.name_note.setObjectName("errorLabel")
+        self.name_note.setWordWrap(True)
+        self.name_note.hide()
+        form.addRow("", self.name_note)
         out_row = QHBoxLayout()
         self.out_edit = QLineEdit(str(default_output_dir()), self)
         self.out_edit.setAccessibleName(self.tr("Save to folder"))
@@ -240,6 +245,8 @@ class ExportDialog(QDialog):
         out_row.addWidget(out_browse)
         form.addRow(self.tr("Save to"), out_row)
         self.overwrite_box = QCheckBox(self.tr("Replace a model folder of the same name"), self)
+        self.overwrite_box.toggled.connect(self._on_source_changed)
+        self.out_edit.textChanged.connect(self._on_source_changed)
         form.addRow("", self.overwrite_box)
         layout.addLayout(form)
 
@@ -374,9 +381,24 @@ class ExportDialog(QDialog):
             process.terminate()
         QTimer.singleShot(_STOP_GRACE_MS, process.kill)
 
+    def _taken_name(self) -> bool:
+        """Whether a folder of the chosen name is already where the model would go."""
+        name, out = self.name_edit.text().strip(), self.out_edit.text().strip()
+        return bool(name and out) and (Path(out).expanduser() / name).exists()
+
     def _can_start(self) -> bool:
         return (self.source() is not None and bool(self.name_edit.text().strip())
-                and bool(self.out_edit.text().strip()))
+                and bool(self.out_edit.text().strip())
+                and (self.overwrite_box.isChecked() or not self._taken_name()))
+
+    def _update_name_note(self) -> None:
+        """Say before Export that the name is taken, and how to go on."""
+        taken = self._taken_name() and not self.overwrite_box.isChecked() and not self.running
+        if taken:
+            self.name_note.setText(arg(self.tr(
+                "A model named “%1” is already in this folder: choose another name, or tick "
+                "“Replace a model folder of the same name”."), self.name_edit.text().strip()))
+        self.name_note.setVisible(taken)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setVisible(not running)
@@ -617,6 +639,7 @@ class ExportDialog(QDialog):
         if not self._name_edited:
             self.name_edit.setText(folder_name_for(source) if source else "")
         self._enable_recipes(not self.folder_radio.isChecked())
+        self._update_name_note()
         self.start_button.setEnabled(self._can_start())
 
     def _enable_recipes(self, gguf_source: bool) -> None:
@@ -632,6 +655,7 @@ class ExportDialog(QDialog):
     @Slot(str)
     def _on_name_edited(self, _text: str) -> None:
         self._name_edited = True
+        self._update_name_note()
         self.start_button.setEnabled(self._can_start())
 
     @Slot()

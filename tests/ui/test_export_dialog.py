@@ -221,6 +221,29 @@ def test_a_failing_export_shows_its_error_line(qtbot, tmp_path):
     assert not (tmp_path / "models" / "no-such-model").exists()
 
 
+def test_a_name_already_taken_is_said_before_export_and_how_to_go_on(qtbot, tmp_path):
+    """The default model is usually installed already: the dialog says so under the name and
+    keeps Export off until another name is typed or Replace is ticked (the export's own
+    refusal speaks of command-line flags)."""
+    out = tmp_path / "models"
+    dialog = ExportDialog(preselect_default=True)
+    qtbot.addWidget(dialog)
+    name = dialog.name_edit.text()
+    (out / name).mkdir(parents=True)
+    dialog.out_edit.setText(str(out))
+    assert dialog.name_note.isVisibleTo(dialog) and not dialog.start_button.isEnabled()
+    assert dialog.name_note.text() == (
+        f"A model named “{name}” is already in this folder: choose another name, or tick "
+        "“Replace a model folder of the same name”.")
+    dialog.overwrite_box.setChecked(True)
+    assert not dialog.name_note.isVisibleTo(dialog) and dialog.start_button.isEnabled()
+    dialog.overwrite_box.setChecked(False)
+    assert not dialog.start_button.isEnabled()
+    qtbot.keyClicks(dialog.name_edit, "-2")
+    assert not dialog.name_note.isVisibleTo(dialog) and dialog.start_button.isEnabled()
+    assert dialog.command()[dialog.command().index("--name") + 1] == f"{name}-2"
+
+
 def test_without_the_export_extra_the_dialog_says_how_to_install_it(qtbot, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -289,6 +289,10 @@
         <translation>Stopping…</translation>
     </message>
     <message>
+        <source>A model named “%1” is already in this folder: choose another name, or tick “Replace a model folder of the same name”.</source>
+        <translation>A model named “%1” is already in this folder: choose another name, or tick “Replace a model folder of the same name”.</translation>
+    </message>
+    <message>
         <source>Done: the model is in %1.</source>
         <translation>Done: the model is in %1.</translation>
     </message>

@@ -288,6 +288,10 @@
         <translation>正在停止…</translation>
     </message>
     <message>
+        <source>A model named “%1” is already in this folder: choose another name, or tick “Replace a model folder of the same name”.</source>
+        <translation>此文件夹中已有名为“%1”的模型：请换一个名称，或勾选“替换同名的模型文件夹”。</translation>
+    </message>
+    <message>
         <source>Done: the model is in %1.</source>
         <translation>完成：模型位于 %1。</translation>
     </message>
