@@ -90,6 +90,45 @@ class ApiKeyCheck:
         await self.app(scope, receive, send)
 
 
+#: How many of a chat's earliest messages were left out to fit the context.
+DROPPED_HEADER = "OnnxChat-Dropped-Messages"
+#: Host names a request to a server on loopback may be addressed to.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+class PageCheck:
+    """Without an API key, only programs on this machine may use the server, not the web pages
+    its browser shows: a request that names a page in its ``Origin`` header is refused (403)
+    unless ``--cors-origin`` allowed that page, and so is one addressed to a host name other
+    than loopback's (a page whose DNS name was pointed at 127.0.0.1 to read the replies). A
+    browser sends a plain-text POST to any address without asking first, so without this any
+    page could make the model write, and fill the history."""
+
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        self.app = app
+        self._origins = frozenset(origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            host = headers.get(b"host", b"").decode("latin-1").lower()
+            name = host.rpartition(":")[0] if host.count(":") == 1 or "]:" in host else host
+            error = None
+            if origin and origin not in self._origins:
+                error = ApiError(403, f"requests from web pages ({origin}) are refused; to let "
+                                 "a page use the model, start the server with --cors-origin "
+                                 f"{origin}", code="origin_not_allowed")
+            elif host and name not in LOOPBACK_NAMES:
+                error = ApiError(403, f"this server answers requests addressed to localhost, "
+                                 f"127.0.0.1 or [::1], not to {host!r}; give --api-key to serve "
+                                 "other names", code="host_not_allowed")
+            if error is not None:
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class EventStream(StreamingResponse):
     """Server-sent events that cancel their job however the response ends (done, client gone,
     server shutting down); cancelling a finished job does nothing."""
@@ -142,12 +181,15 @@ class Service:
         ]
         middleware = []
         if self.options.cors_origins:
+            # Any request header: the official clients add their own (x-stainless-…).
             middleware.append(Middleware(CORSMiddleware,
                                          allow_origins=list(self.options.cors_origins),
-                                         allow_methods=["GET", "POST"],
-                                         allow_headers=["Authorization", "Content-Type"]))
+                                         allow_methods=["GET", "POST"], allow_headers=["*"],
+                                         expose_headers=[DROPPED_HEADER, "Retry-After"]))
         if self.options.api_key:
             middleware.append(Middleware(ApiKeyCheck, key=self.options.api_key))
+        else:
+            middleware.append(Middleware(PageCheck, origins=self.options.cors_origins))
         return Starlette(routes=routes, middleware=middleware, exception_handlers={
             ApiError: _on_api_error, HTTPException: _on_http_error, Exception: _on_bug})
 
@@ -217,7 +259,7 @@ class Service:
                            headers={"Retry-After": "5"}) from None
         envelope = Envelope(job.id, int(time.time()), self.model_name, self.fingerprint)
         dropped = stream.plan.dropped
-        headers = {"OnnxChat-Dropped-Messages": str(len(dropped))} if dropped else {}
+        headers = {DROPPED_HEADER: str(len(dropped))} if dropped else {}
         if req.stream:
             return EventStream(_events(job, req, envelope), job, headers)
         text = await _collect(job, request.receive)

@@ -165,17 +165,39 @@ def test_the_api_key_is_checked_on_every_route(keyed_server, auth):
     assert request(keyed_server.url + "/models", headers=auth).status == 200
 
 
-def test_cors_is_answered_only_for_the_configured_origin(server, keyed_server):
+def test_cors_is_answered_only_for_the_configured_origin(keyed_server, auth):
+    # the official JavaScript client adds headers of its own (x-stainless-…)
     preflight = {"Origin": "http://page.test", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization, content-type"}
+                 "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os"}
     allowed = request(keyed_server.url + CHAT, "OPTIONS", headers=preflight)
     assert allowed.status == 200
     assert allowed.headers["access-control-allow-origin"] == "http://page.test"
+    assert "x-stainless-os" in allowed.headers["access-control-allow-headers"].lower()
     other = request(keyed_server.url + CHAT, "OPTIONS",
                     headers=preflight | {"Origin": "http://evil.test"})
     assert "access-control-allow-origin" not in other.headers
-    plain = request(server.url + "/models", headers={"Origin": "http://page.test"})
-    assert plain.status == 200 and "access-control-allow-origin" not in plain.headers
+    # a page the server allows may read the headers that say what was left out or when to
+    # come back
+    listed = request(keyed_server.url + "/models", headers={"Origin": "http://page.test"} | auth)
+    assert listed.status == 200
+    exposed = listed.headers["access-control-expose-headers"].lower()
+    assert "onnxchat-dropped-messages" in exposed and "retry-after" in exposed
+
+
+def test_without_a_key_web_pages_and_other_host_names_are_refused(server):
+    """A page in the user's browser can POST plain text to any address without asking first,
+    and a page whose DNS name now points at 127.0.0.1 can read the replies: without an API
+    key, neither reaches the model (nothing is generated), while local programs do."""
+    page = request(server.url + CHAT, "POST", chat(), headers={
+        "Origin": "https://evil.example", "Content-Type": "text/plain;charset=UTF-8"})
+    check_error(page, 403, words="requests from web pages (https://evil.example) are refused")
+    assert page.json()["error"]["code"] == "origin_not_allowed"
+    port = urlsplit(server.url).port
+    rebound = request(server.url + "/models", headers={"Host": f"attacker.example:{port}"})
+    check_error(rebound, 403, words="not to 'attacker.example:")
+    for name in ("localhost", "127.0.0.1", "[::1]"):
+        assert request(server.url + "/models", headers={"Host": f"{name}:{port}"}).status == 200
+    assert request(server.url + CHAT, "POST", chat()).status == 200
 
 
 def _address(server):
