@@ -348,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
     report = {"workload": {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
                            "threads": args.threads, "runs": args.runs, "greedy": True,
                            "model": model.name, "device": model.device.describe(),
-                           "graph": model.graph, "onnxruntime": ort.__version__},
+                           "graph": model.graph, "onnxruntime": ort.__version__,
+                           "offsets_folded": model.folded is not None},
               "results": [r.summary() for r in results.values()]}
     if model.device.used == "cuda":
         report["workload"]["gpu"] = gpu_info()
@@ -658,7 +659,9 @@ def _print_table(report: dict[str, Any]) -> None:
               "llama-cpp = its defaults (flash attention auto), llama-cpp-fa-off = flash "
               f"attention off, {Q8_ROW} = q8_0 keys and values with flash attention (long "
               f"context only); {build['system_info']}")
-    print(f"{w['model']} on {w['device']}: {w['prompt_tokens']}-token prompt, "
+    folded = (", Q4_1 offsets folded into the packed weights"
+              if w.get("offsets_folded") else "")
+    print(f"{w['model']} on {w['device']}{folded}: {w['prompt_tokens']}-token prompt, "
           f"{w['new_tokens']} new tokens, greedy, {w['threads']} threads, "
           f"median of {w['runs']} runs")
     print(f"{'runtime':<24}{'load s':>8}{'prefill tok/s':>15}{'decode tok/s':>14}{'ratio':>8}")

@@ -35,7 +35,7 @@ import onnxruntime as ort
 
 from desktop.bench_shape import prompt as shape_prompt
 from desktop.bench_shape import time_greedy
-from desktop.engine import resolve_model
+from desktop.engine import folding, resolve_model
 from desktop.engine.manifest import read_manifest
 from desktop.engine.runtime import DecoderIO, SharedKVDecoder, create_session
 from desktop.errors import UserError
@@ -47,6 +47,9 @@ PROJECTION_OP = "MatMulNBits"
 #: then with its 8-bit projections in 4 bits too (:func:`requantize_8bit`).
 REQUANTIZED = "whole step, re-quantized to symmetric 4-bit"
 REQUANTIZED_HEAD = "… and the LM head in 4 bits too"
+#: The whole step as the engine runs it on the CPU: the same weights, the offsets applied by
+#: ONNX Runtime's kernel from its packed weights (desktop/engine/folding.py).
+FOLDED = "whole step, offsets folded into the packed weights"
 
 
 @dataclass
@@ -390,10 +393,20 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
                 part(attention, "attention", *_attention_feed(attention_inputs, io, context)),
                 n_attention, True),
         }
+        unfolded = None
         if correction is not None:
             model, feed, count = correction
             runners["block-sum correction alone"] = (part(model, "correction", feed), count,
                                                      True)
+            try:
+                folded = folding.folded_graph(
+                    path, threads, lambda p: create_session(p, "cpu", threads)[0], _probe)
+            except folding.FoldError as exc:
+                unfolded = str(exc)
+            else:
+                if folded is not None:
+                    runners[FOLDED] = (_Step(folded[1], threads, context, steps),
+                                       len(source.graph.node) - count, False)
             # Whole steps, not parts: the same graph re-quantized without its offsets, then
             # with its 8-bit LM head in 4 bits too (the source is not needed any more, so it
             # is changed in place).
@@ -424,7 +437,13 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
                     round(rest, 3), round(rest / step, 3)))
     return {"model": manifest.name, "graph": graph, "context": context,
             "threads": threads, "steps": steps, "runs": runs,
-            "onnxruntime": ort.__version__, "rows": [asdict(r) for r in rows]}
+            "onnxruntime": ort.__version__, "rows": [asdict(r) for r in rows],
+            "unfolded": unfolded}
+
+
+def _probe(session: ort.InferenceSession) -> np.ndarray:
+    decoder = SharedKVDecoder(session, "cpu", len(folding.PROBE_IDS), len(folding.PROBE_IDS))
+    return decoder.forward(folding.PROBE_IDS)
 
 
 def breakdown_table(report: dict[str, Any]) -> str:
@@ -435,6 +454,8 @@ def breakdown_table(report: dict[str, Any]) -> str:
     for row in report["rows"]:
         lines.append(f"{row['part']:<52} {row['nodes']:>6} {row['ms']:>8.3f} "
                      f"{row['share']:>7.1%}")
+    if report.get("unfolded"):
+        lines.append(f"(the offsets could not be folded here: {report['unfolded']})")
     return "\n".join(lines)
 
 

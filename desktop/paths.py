@@ -22,6 +22,15 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def cache_dir() -> Path:
+    """Rebuildable files (the folded graphs of desktop/engine/folding.py): ``$ONNXCHAT_CACHE_DIR``,
+    else the platform's cache folder."""
+    env = os.environ.get("ONNXCHAT_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
 def checkout_root() -> Path | None:
     """The source checkout this package runs from, if any (it has ``pyproject.toml``)."""
     root = Path(__file__).resolve().parent.parent

@@ -61,6 +61,20 @@ def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         os.environ["ONNXCHAT_DATA_DIR"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the folded graphs (desktop/engine/folding.py) the suite builds out of the user's
+    cache; built once per run, they serve every test and every process a test starts."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    previous = os.environ.get("ONNXCHAT_CACHE_DIR")
+    os.environ["ONNXCHAT_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["ONNXCHAT_CACHE_DIR"]
+    else:
+        os.environ["ONNXCHAT_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def cuda_default_model(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model folder with its CUDA graph. A folder exported before fused exports

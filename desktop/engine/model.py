@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from desktop.engine import folding
 from desktop.engine.manifest import Manifest, read_manifest, verify_files
 from desktop.engine.runtime import (
     DeviceInfo,
@@ -21,6 +22,7 @@ from desktop.engine.runtime import (
     SharedKVDecoder,
     create_session,
     cuda_unavailable_reason,
+    default_threads,
 )
 from desktop.engine.settings import KV_CACHES
 from desktop.engine.template import ChatTemplate
@@ -50,6 +52,9 @@ class Model:
     load_seconds: float
     #: The graph file in use, relative to the folder (``onnx.graphs`` picks it per device).
     graph: str
+    #: Where that graph runs with its Q4_1 offsets folded into the packed weights (a file in
+    #: the user's cache, desktop/engine/folding.py); None when it runs as it is.
+    folded: Path | None = None
 
     @property
     def name(self) -> str:
@@ -127,11 +132,20 @@ def load_model(
     shared = bool(layout.get("past_present_share_buffer"))
     max_length = int(layout.get("max_length") or manifest.context_length)
     decoder: KVDecoder | SharedKVDecoder
+
+    def probe(session: ort.InferenceSession) -> np.ndarray:
+        """The last logits of :data:`folding.PROBE_IDS` through a session of the fp32 graph."""
+        if shared:
+            return SharedKVDecoder(session, "cpu", max_length, len(folding.PROBE_IDS)).forward(
+                folding.PROBE_IDS)
+        return KVDecoder(session, "cpu").forward(folding.PROBE_IDS)
+
     if kv_cache == "int8":
-        decoder, device_info, graph = _open_int8_cache(manifest, device, threads, max_length)
+        decoder, device_info, graph, folded = _open_int8_cache(manifest, device, threads,
+                                                               max_length, probe)
     else:
-        session, device_info, graph, cuda_graph = _open_graph(manifest, device, threads,
-                                                              cuda_graph and shared)
+        session, device_info, graph, cuda_graph, folded = _open_graph(
+            manifest, device, threads, cuda_graph and shared, probe)
         if shared:
             decoder = SharedKVDecoder(session, device_info.used, max_length,
                                       cuda_graph=cuda_graph)
@@ -148,25 +162,55 @@ def load_model(
         raise ModelError(f"{manifest.folder}/manifest.json: stop token id {bad_stops[0]} "
                          f"is outside the vocabulary ({vocab}); re-export")
     return Model(manifest, tokenizer, template, decoder, device_info,
-                 time.perf_counter() - started, graph)
+                 time.perf_counter() - started, graph, folded)
+
+
+def _open_cpu(
+    path: Path, device: str, threads: int | None, cuda_unsupported: str | None,
+    probe: folding.Probe,
+) -> tuple[ort.InferenceSession, DeviceInfo, Path | None]:
+    """``path`` on the CPU, with its Q4_1 offsets folded into ONNX Runtime's packed weights
+    where it has any (desktop/engine/folding.py), and the folded file; a graph that cannot be
+    folded here runs as it is, and the log says why in one line."""
+    infos: list[DeviceInfo] = []
+
+    def opener(graph: Path) -> ort.InferenceSession:
+        session, info = create_session(graph, device, threads, cuda_unsupported=cuda_unsupported)
+        infos.append(info)
+        return session
+
+    if folding.enabled() and (device == "cpu" or (device == "auto" and cuda_unsupported)):
+        try:
+            folded = folding.folded_graph(path, threads or default_threads(), opener, probe)
+        except folding.FoldError as exc:
+            log.warning("%s runs with its Q4_1 offsets as graph nodes, slower on the CPU: %s",
+                        path, exc)
+        else:
+            if folded is not None:
+                return folded[0], infos[-1], folded[1]
+    session = opener(path)
+    return session, infos[-1], None
 
 
 def _open_graph(
-    manifest: Manifest, device: str, threads: int | None, cuda_graph: bool
-) -> tuple[ort.InferenceSession, DeviceInfo, str, bool]:
+    manifest: Manifest, device: str, threads: int | None, cuda_graph: bool,
+    probe: folding.Probe,
+) -> tuple[ort.InferenceSession, DeviceInfo, str, bool, Path | None]:
     """The session of the graph ``device`` gets (manifest ``onnx.graphs``), its device, the
-    graph's file, and whether its decode steps are captured as CUDA graphs. A folder with a
-    graph made for CUDA opens it only where CUDA really works; ``auto`` otherwise opens the
-    CPU graph and says why, ``cuda`` is refused."""
+    graph's file, whether its decode steps are captured as CUDA graphs, and the folded file
+    a CPU session runs (:func:`_open_cpu`). A folder with a graph made for CUDA opens it only
+    where CUDA really works; ``auto`` otherwise opens the CPU graph and says why, ``cuda`` is
+    refused."""
     graphs = manifest.graphs
     cpu, cuda = graphs["cpu"], graphs.get("cuda")
     folder = manifest.folder
     if cuda is None:
-        session, info = create_session(folder / cpu, device, threads,
-                                       cuda_unsupported=FUSED_FP32_ON_CUDA)
-        return session, info, cpu, False
+        session, info, folded = _open_cpu(folder / cpu, device, threads, FUSED_FP32_ON_CUDA,
+                                          probe)
+        return session, info, cpu, False, folded
     if device not in ("auto", "cuda"):  # "cpu", or unknown: create_session says which
-        return (*create_session(folder / cpu, device, threads), cpu, False)
+        session, info, folded = _open_cpu(folder / cpu, device, threads, None, probe)
+        return session, info, cpu, False, folded
     reason = None if cuda == cpu else cuda_unavailable_reason()
     if reason is None:
         path = folder / cuda
@@ -178,25 +222,27 @@ def _open_graph(
             if cuda_graph:
                 # Capture needs every node on CUDA; plain CUDA steps still beat the CPU.
                 log.warning("CUDA graph capture is off for %s: %s", path, exc)
-                return _open_graph(manifest, device, threads, cuda_graph=False)
+                return _open_graph(manifest, device, threads, False, probe)
             if device == "cuda" or cuda == cpu:
                 raise
             reason = f"CUDA not used: {exc}"
         else:
             if info.used == "cuda" or cuda == cpu:
-                return session, info, cuda, cuda_graph and info.used == "cuda"
+                return session, info, cuda, cuda_graph and info.used == "cuda", None
             reason = info.reason
     elif device == "cuda":
         raise ModelError(f"{reason}; use --device auto or --device cpu to run on the CPU")
-    return (*create_session(folder / cpu, device, threads, cuda_unsupported=reason), cpu, False)
+    session, info, folded = _open_cpu(folder / cpu, device, threads, reason, probe)
+    return session, info, cpu, False, folded
 
 
 def _open_int8_cache(
-    manifest: Manifest, device: str, threads: int | None, max_length: int
-) -> tuple[Int8CacheDecoder, DeviceInfo, str]:
-    """The decoder of the folder's CPU graph with an int8 KV cache, its device and file.
-    Long prompts are read through the fp32 CPU graph, opened for each
-    (:class:`Int8CacheDecoder`)."""
+    manifest: Manifest, device: str, threads: int | None, max_length: int,
+    probe: folding.Probe,
+) -> tuple[Int8CacheDecoder, DeviceInfo, str, Path | None]:
+    """The decoder of the folder's CPU graph with an int8 KV cache, its device, file and
+    folded file. Long prompts are read through the fp32 CPU graph (``probe`` checks its
+    folded form), opened for each (:class:`Int8CacheDecoder`)."""
     graph = manifest.require_int8_cache()
     if device == "cuda":
         raise ModelError(f"{INT8_CACHE_ON_CPU}; use --device auto or --device cpu, "
@@ -211,9 +257,14 @@ def _open_int8_cache(
         scales = np.load(scales_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ModelError(f"{scales_path} cannot be read ({exc}); re-export the model") from None
-    session, info = create_session(path, device, threads, cuda_unsupported=INT8_CACHE_ON_CPU)
 
     def open_prompt_session() -> ort.InferenceSession:
-        return create_session(cpu_path, "cpu", threads)[0]
+        return _open_cpu(cpu_path, "cpu", threads, None, probe)[0]
 
-    return Int8CacheDecoder(session, open_prompt_session, scales, max_length), info, graph
+    def probe_int8(session: ort.InferenceSession) -> np.ndarray:
+        return Int8CacheDecoder(session, open_prompt_session, scales, max_length).forward(
+            folding.PROBE_IDS)
+
+    session, info, folded = _open_cpu(path, device, threads, INT8_CACHE_ON_CPU, probe_int8)
+    return (Int8CacheDecoder(session, open_prompt_session, scales, max_length), info, graph,
+            folded)

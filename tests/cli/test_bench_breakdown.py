@@ -17,6 +17,7 @@ from model_copies import without_int8_graph
 
 from desktop.bench_breakdown import (
     CORRECTION_MARK,
+    FOLDED,
     REQUANTIZED,
     REQUANTIZED_HEAD,
     _dequantized,
@@ -47,9 +48,11 @@ def test_breakdown_accounts_for_every_node_of_the_default_models_step(default_mo
     rest = rows["the rest (norms, activations, scheduling)"]["nodes"]
     assert rest == (len(graph.node) - ops["MatMulNBits"] - ops["GroupQueryAttention"]
                     - corrections)
-    # the same step re-quantized without the offsets, then without the 8-bit LM head
+    # the same step re-quantized without the offsets, then without the 8-bit LM head, and
+    # the step the engine runs: the same weights, the offsets folded into the packed ones
     assert rows[REQUANTIZED]["nodes"] == rows[REQUANTIZED_HEAD]["nodes"] == (
-        len(graph.node) - corrections)
+        len(graph.node) - corrections) == rows[FOLDED]["nodes"]
+    assert report["unfolded"] is None
     assert all(row["ms"] > 0 for name, row in rows.items() if not name.startswith("the rest"))
     assert report["context"] == 16 and report["steps"] == 2 and report["threads"] == 2
 

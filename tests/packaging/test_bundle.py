@@ -166,14 +166,16 @@ def test_frozen_app_serves_the_openai_api(folder, tmp_path, build_script):
 
 @pytest.mark.skipif(not TUNABLE_WORKS_HERE, reason=SKIP_REASON)
 def test_frozen_app_holds_its_weights_in_huge_pages(folder, tmp_path):
-    """The packaged app restarts itself with glibc's tunable like the pip install does."""
+    """The packaged app restarts itself with glibc's tunable like the pip install does (the
+    bundled graph as it is: a folded copy maps its packed weights from the cache file)."""
     from bundle_layout import clean_env
 
     home = tmp_path / "home"
     home.mkdir()
     huge_mb, tunables = loaded_chat(
         [str(folder / "onnxchat"), "chat", "--device", "cpu", "--no-history",
-         "--max-new-tokens", "1", "--temperature", "0"], clean_env(home), cwd=home)
+         "--max-new-tokens", "1", "--temperature", "0"],
+        {**clean_env(home), "ONNXCHAT_FOLD_OFFSETS": "0"}, cwd=home)
     assert tunables == "glibc.malloc.hugetlb=1"
     assert huge_mb >= 64
 
