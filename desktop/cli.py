@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["ONNXCHAT_DATA_DIR"] = args.data_dir
         if args.command is None:
             return _run_gui(args)
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a full disk or a closed pipe is told here, not at exit
+        return code
     except UserError as exc:
         if debug:
             log.exception("error")
@@ -143,3 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the machine's, not a bug: a full disk, a file that is a folder…
+        if debug:
+            log.exception("error")
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"onnxchat: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1

@@ -18,6 +18,7 @@ from pathlib import Path
 from desktop.errors import UserError
 from desktop.paths import data_dir
 from desktop.store import ChatStore
+from desktop.text import one_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,7 +63,7 @@ def run_list(args: argparse.Namespace) -> int:
     with _open(args) as store:
         conversations = store.list_conversations()
     for c in conversations:
-        print(f"{c.id}  {c.updated:%Y-%m-%d %H:%M}  {c.title}")
+        print(f"{c.id}  {c.updated:%Y-%m-%d %H:%M}  {one_line(c.title)}")
     if not conversations:
         print("No conversations yet.", file=sys.stderr)
     return 0
@@ -74,7 +75,7 @@ def run_search(args: argparse.Namespace) -> int:
     with _open(args) as store:
         hits = store.search(args.query, limit=args.limit)
     for hit in hits:
-        snippet = " ".join(hit.snippet.split())
+        snippet = one_line(" ".join(hit.snippet.split()))
         print(f"{hit.conversation_id}  {hit.message_id}  {snippet}")
     if not hits:
         print("No messages match.", file=sys.stderr)

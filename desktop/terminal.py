@@ -12,6 +12,7 @@ and ``/open N`` switches to one. Ctrl-C stops the current reply, not the program
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -25,6 +26,7 @@ from desktop.errors import UserError
 from desktop.paths import data_dir
 from desktop.recording import RecordedReply, engine_messages, title_from
 from desktop.store import CANCELLED, COMPLETE, ChatStore, Conversation, Message
+from desktop.text import one_line
 
 HELP = """Commands: /new (new conversation), /chats (recent conversations), /open N (continue
 conversation N of /chats, or one by id), /system TEXT (set the system prompt), /stats (toggle
@@ -228,6 +230,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     err = err or sys.stderr
     if args.no_history and args.resume:
         raise UserError("--resume continues a chat from the history; leave out --no-history.")
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError("--prompt is empty: give the message to send, or leave --prompt out "
+                        "to chat.")
     store = None if args.no_history else ChatStore.open(data_dir(getattr(args, "data_dir",
                                                                          None)))
     try:
@@ -265,7 +270,17 @@ def _one_shot(chat: TerminalChat, prompt: str) -> int:
     return 130 if stream.stats.stop_reason == STOP_CANCELLED else 0
 
 
+def _line_editing() -> None:
+    """Arrow keys, history (↑) and pastes longer than the terminal's 4 KiB line buffer at the
+    prompt: Python's ``input`` uses GNU readline once it is imported (where there is one)."""
+    if sys.stdin.isatty():
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401
+
+
 def _interactive(chat: TerminalChat, read_line: Callable[[str], str]) -> int:
+    if read_line is input:
+        _line_editing()
     out = chat.out
     model = chat.engine.model
     kept = "" if chat.store else " This chat is not kept (--no-history)."
@@ -347,7 +362,8 @@ def _list(chat: TerminalChat, out: TextIO) -> None:
     current = chat.conversation.id if chat.conversation else None
     for number, c in enumerate(conversations[:LISTED], 1):
         mark = "*" if c.id == current else " "
-        out.write(f"{mark}{number:>3}. {c.title}  ({c.updated:%Y-%m-%d %H:%M}, {c.id})\n")
+        out.write(f"{mark}{number:>3}. {one_line(c.title)}  ({c.updated:%Y-%m-%d %H:%M}, "
+                  f"{c.id})\n")
     if len(conversations) > LISTED:
         out.write(f"(and {len(conversations) - LISTED} older: `onnxchat history list` shows "
                   "all; /open takes an id too)\n")
@@ -358,7 +374,7 @@ def _show_resumed(chat: TerminalChat, out: TextIO) -> None:
     conversation = chat.conversation
     assert conversation is not None
     branch = chat.branch()
-    out.write(f"(continuing “{conversation.title}”, {len(branch)} messages)\n")
+    out.write(f"(continuing “{one_line(conversation.title)}”, {len(branch)} messages)\n")
     for message in branch[-2:]:
         who = "You" if message.role == "user" else "Assistant"
         state = message.state

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 
 def clean_text(text: str) -> str:
     """Replace lone UTF-16 surrogates (possible in a Python ``str`` from a clipboard or a
@@ -12,3 +14,12 @@ def clean_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+
+def one_line(text: str) -> str:
+    """``text`` safe to print on one terminal line: control characters — line breaks, and
+    escape sequences that recolour the terminal, retitle its window or forge a row of a
+    listing — are shown escaped (``\\n``, ``\\x1b``); everything else as it is."""
+    return "".join(repr(char)[1:-1] if unicodedata.category(char) == "Cc" else char
+                   for char in text)

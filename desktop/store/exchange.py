@@ -21,6 +21,7 @@ than failing the next message.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -159,7 +160,8 @@ def _parse(data: bytes) -> list[tuple[Conversation, list[Message]]]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"it is not valid UTF-8 text (bad byte at offset {exc.start})") from exc
     try:
-        document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+        document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant,
+                              parse_float=_finite)
         _check_strings("the file", document)
     except RecursionError as exc:
         raise ValueError("it is nested too deeply") from exc
@@ -318,6 +320,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
 
 
 def _keys(where: str, item: Any, expected: Sequence[str]) -> None:

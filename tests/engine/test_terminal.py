@@ -198,3 +198,28 @@ def test_a_damaged_history_is_told_once(default_model, tmp_path, damaged_history
     assert err == (f"onnxchat: The chat history file was damaged; it was moved to {moved} and "
                    "a new, empty history was started.\n")
     assert chat(default_model, tmp_path, [])[2] == ""  # told once
+
+
+def test_an_empty_prompt_is_refused_before_anything_is_loaded_or_kept(tmp_path):
+    for prompt in ("", "   "):
+        result = onnxchat("--data-dir", str(tmp_path), "chat", "--prompt", prompt)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr == ("onnxchat: error: --prompt is empty: give the message to send, "
+                                 "or leave --prompt out to chat.\n")
+    assert not (tmp_path / "chats.sqlite3").exists()
+
+
+def test_titles_are_listed_on_one_line_whatever_they_hold(default_model, tmp_path):
+    """A title from an imported file may hold line breaks or terminal escape sequences: the
+    listings show them escaped, so no row is forged and the terminal is not recoloured."""
+    with ChatStore.open(tmp_path) as store:
+        store.create_conversation("Line one\nFAKEID  2099-01-01 00:00  injected")
+        store.create_conversation("\x1b[31mRED\x1b[0m \x1b]0;pwned\x07")
+    listed = onnxchat("--data-dir", str(tmp_path), "history", "list")
+    assert listed.returncode == 0
+    rows = listed.stdout.splitlines()
+    assert len(rows) == 2 and "\x1b" not in listed.stdout and "\x07" not in listed.stdout
+    assert rows[0].endswith("\\x1b[31mRED\\x1b[0m \\x1b]0;pwned\\x07")
+    assert rows[1].endswith("Line one\\nFAKEID  2099-01-01 00:00  injected")
+    code, text, _ = chat(default_model, tmp_path, ["/chats", "/exit"])
+    assert code == 0 and "\x1b" not in text and "  1. \\x1b[31mRED" in text

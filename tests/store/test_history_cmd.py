@@ -138,6 +138,20 @@ def test_export_writes_through_links_pipes_and_keeps_permissions(
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
+def test_an_import_with_a_number_too_large_is_refused_in_one_line(
+        filled: tuple[str, str], data_dir: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "all.json"
+    assert run("history", "--data-dir", str(data_dir), "export", str(exported)) == 0
+    document = json.loads(exported.read_text(encoding="utf-8"))
+    document["conversations"][0]["sampling"] = {"temperature": 0.5}
+    broken = json.dumps(document).replace('"temperature": 0.5', '"temperature": 1e999')
+    other = tmp_path / "other"
+    with ChatStore.open(other) as store:
+        with pytest.raises(InvalidImportError, match="the number 1e999 is too large"):
+            store.import_json(broken.encode())
+        assert store.list_conversations() == []
+
+
 def test_a_damaged_file_moved_aside_is_told_once(data_dir: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str],
                                                  damaged_history) -> None:
