@@ -29,7 +29,7 @@ import pytest
 from desktop.store import COMPLETE, INTERRUPTED, ChatStore
 
 REPO = Path(__file__).resolve().parents[2]
-PROMPT = "Count from 1 to 500, separated by commas."
+PROMPT = "Write the numbers from 1 to 1000, separated by commas."
 #: Greedy, no repetition penalty and room for thousands of tokens: the reply is still
 #: streaming at every kill.
 SAMPLING = {"temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 4000}
