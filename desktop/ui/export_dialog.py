@@ -112,6 +112,8 @@ class ExportDialog(QDialog):
         self._process: QProcess | None = None
         self._error: str | None = None
         self._target: Path | None = None
+        #: The folder the last export wrote (its name is taken now, by this dialog's doing).
+        self._written: Path | None = None
         self._progress: ExportProgress | None = None
         self._tick = QTimer(self)
         self._tick.setInterval(_TICK_MS)
@@ -393,7 +395,9 @@ class ExportDialog(QDialog):
 
     def _update_name_note(self) -> None:
         """Say before Export that the name is taken, and how to go on."""
-        taken = self._taken_name() and not self.overwrite_box.isChecked() and not self.running
+        here = Path(self.out_edit.text().strip()) / self.name_edit.text().strip()
+        taken = (self._taken_name() and not self.overwrite_box.isChecked() and not self.running
+                 and here != self._written)
         if taken:
             self.name_note.setText(arg(self.tr(
                 "A model named “%1” is already in this folder: choose another name, or tick "
@@ -516,8 +520,10 @@ class ExportDialog(QDialog):
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
         self._process = None
         self._tick.stop()
+        done = code == 0 and status == QProcess.ExitStatus.NormalExit
+        self._written = self._target if done else None
         self._set_running(False)
-        if code == 0 and status == QProcess.ExitStatus.NormalExit:
+        if done:
             self.progress.setValue(1000)
             self._show_report()
             return

@@ -124,6 +124,7 @@ def stylesheet(c: Colors) -> str:
     #welcomeTitle {{ font-size: 22pt; font-weight: 600; }}
     #primaryButton {{ background: {c.accent}; color: {c.accent_text}; border: none;
                       border-radius: 8px; padding: 8px 18px; font-weight: 600; }}
+    #primaryButton:disabled {{ background: {c.border}; color: {c.muted}; }}
     QLineEdit[invalid="true"] {{ border: 1px solid {c.danger}; }}
     """
 

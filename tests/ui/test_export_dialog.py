@@ -202,6 +202,8 @@ def test_exporting_a_gguf_file_shows_stages_the_recipe_and_the_gate(qtbot, tiny_
     assert dialog.report.isVisibleTo(dialog) and "1.000" in dialog.report.toPlainText()
     assert dialog.use_button.isVisibleTo(dialog)
     assert not dialog.running and dialog.close_button.isEnabled()
+    # the name is taken now by this very export: no note says so, and Export is off
+    assert not dialog.name_note.isVisibleTo(dialog) and not dialog.start_button.isEnabled()
 
 
 @needs_export
