@@ -182,9 +182,16 @@ def test_a_graph_without_offsets_is_left_as_it_is(tiny_gpt2_int8_model, tmp_path
     def probe(session):
         raise AssertionError("nothing to fold, so nothing to check")
 
+    # entries of graphs that are gone, or unreadable, are cleared when a new one is made
+    for name, content in (("gone", {"source": str(tmp_path / "deleted" / "model.onnx")}),
+                          ("odd", ["not", "an", "object"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / folding.INFO_FILE).write_text(json.dumps(content))
     assert folding.folded_graph(source, 2, _opener, probe, cache=tmp_path) is None
-    entries = list(tmp_path.iterdir())
-    assert len(entries) == 1 and (entries[0] / folding.NOTHING_FILE).is_file()
+    entries = sorted(p.name for p in tmp_path.iterdir())
+    made = [e for e in entries if e not in ("gone", "odd")]
+    assert "gone" not in entries and len(made) == 1
+    assert (tmp_path / made[0] / folding.NOTHING_FILE).is_file()
     assert folding.folded_graph(source, 2, _opener, probe, cache=tmp_path) is None
 
 
