@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from environment import environment
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
@@ -52,13 +53,8 @@ def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     """Keep every test, and every process a test starts, out of the user's own data folder:
     the terminal chat keeps its chats in the history by default."""
     folder = tmp_path_factory.mktemp("user-data")
-    previous = os.environ.get("ONNXCHAT_DATA_DIR")
-    os.environ["ONNXCHAT_DATA_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        del os.environ["ONNXCHAT_DATA_DIR"]
-    else:
-        os.environ["ONNXCHAT_DATA_DIR"] = previous
+    with environment("ONNXCHAT_DATA_DIR", str(folder)):
+        yield folder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,13 +62,8 @@ def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     """Keep the folded graphs (desktop/engine/folding.py) the suite builds out of the user's
     cache; built once per run, they serve every test and every process a test starts."""
     folder = tmp_path_factory.mktemp("user-cache")
-    previous = os.environ.get("ONNXCHAT_CACHE_DIR")
-    os.environ["ONNXCHAT_CACHE_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        del os.environ["ONNXCHAT_CACHE_DIR"]
-    else:
-        os.environ["ONNXCHAT_CACHE_DIR"] = previous
+    with environment("ONNXCHAT_CACHE_DIR", str(folder)):
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from environment import environment
 
 from desktop.engine import Generator, SamplingSettings, folding, load_model
 
@@ -91,15 +92,8 @@ def onnxchat_reference(folder: Path) -> Reference:
     # The folder's graph as exported, which the other runtimes run too: not the copy OnnxChat
     # runs on the CPU with the Q4_1 offsets folded into the packed weights (its numbers
     # differ in the last bits; tests/engine/test_folding.py checks it against llama.cpp).
-    previous = os.environ.get(folding.DISABLE_ENV)
-    os.environ[folding.DISABLE_ENV] = "0"
-    try:
+    with environment(folding.DISABLE_ENV, "0"):
         model = load_model(folder, device="cpu", threads=2)
-    finally:
-        if previous is None:
-            del os.environ[folding.DISABLE_ENV]
-        else:
-            os.environ[folding.DISABLE_ENV] = previous
     assert model.folded is None
     prompt_text = model.template.render(MESSAGES)
     prompt_ids = model.encode(prompt_text)
