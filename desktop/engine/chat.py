@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from desktop.engine.context import ContextPlan, Message, plan_context, plan_prompt
 from desktop.engine.detok import StreamingDetokenizer
@@ -63,6 +64,8 @@ class ReplyStream:
         self.settings = settings
         self.seed = settings.seed if settings.seed is not None else secrets.randbits(63)
         self._cancel = threading.Event()
+        #: The prompt's run while it runs: cancelling stops it part-way.
+        self._prompt_run = ort.RunOptions()
         self.text = ""
         self.stats = ReplyStats(
             model=engine.model.name,
@@ -80,8 +83,10 @@ class ReplyStream:
         return self._engine.model
 
     def cancel(self) -> None:
-        """Stop after the current token. Safe to call from another thread, any number of times."""
+        """Stop after the current token, or part-way through reading the prompt. Safe to call
+        from another thread, any number of times."""
         self._cancel.set()
+        self._prompt_run.terminate = True
 
     @property
     def cancelled(self) -> bool:
@@ -154,7 +159,15 @@ class ChatEngine:
             if stream.cancelled:
                 stats.stop_reason = STOP_CANCELLED
                 return
-            gen.append_tokens(prompt[reused:])
+            try:
+                gen.append_tokens(prompt[reused:], stream._prompt_run)
+            except Exception:
+                if not stream.cancelled:
+                    raise
+                # stopped part-way by cancel(): the cached tokens are as they were
+                stats.stop_reason = STOP_CANCELLED
+                gen.rewind_to(reused)
+                return
             prefill_done = time.perf_counter()
             stats.prefill_tokens_per_s = (len(prompt) - reused) / max(prefill_done - started, 1e-9)
             while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from desktop.engine.model import Model
 from desktop.engine.sampler import select_token
@@ -28,13 +29,16 @@ class Generator:
         self._logits: np.ndarray | None = None
         model.decoder.reset()
 
-    def append_tokens(self, ids: Sequence[int]) -> None:
-        """Run the model over ``ids`` after the cached tokens (prefill, or one decode step)."""
+    def append_tokens(self, ids: Sequence[int], run_options: ort.RunOptions | None = None
+                      ) -> None:
+        """Run the model over ``ids`` after the cached tokens (prefill, or one decode step);
+        ``run_options.terminate``, set from another thread, stops a long prompt part-way (the
+        run raises, and the cached tokens are as they were)."""
         if not ids:
             return
         if len(self.tokens) + len(ids) > self.model.context_length:
             raise ValueError("the model's context is full")
-        self._logits = self.model.decoder.forward(list(ids))
+        self._logits = self.model.decoder.forward(list(ids), run_options)
         self.tokens.extend(int(i) for i in ids)
 
     @property

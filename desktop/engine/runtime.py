@@ -281,8 +281,11 @@ class KVDecoder:
     def _to_device(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._ort_device, 0)
 
-    def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
-        """Feed ``token_ids`` after the cached ones; return the last position's logits."""
+    def forward(self, token_ids: list[int] | np.ndarray,
+                run_options: ort.RunOptions | None = None) -> np.ndarray:
+        """Feed ``token_ids`` after the cached ones; return the last position's logits.
+        ``run_options`` lets another thread stop the run (``terminate``): it then raises and
+        the cache is as it was."""
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
         count = ids.shape[1]
         binding = self._binding
@@ -299,7 +302,7 @@ class KVDecoder:
         binding.bind_output("logits", "cpu")
         for name in self.present_names:
             binding.bind_output(name, self._ort_device)
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, run_options)
         results = binding.get_outputs()
         self._past = list(results[1:])
         self.length += count
@@ -437,7 +440,10 @@ class SharedKVDecoder:
         if self.static_decode:
             self._mask_host[:, self.length :] = 0
 
-    def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
+    def forward(self, token_ids: list[int] | np.ndarray,
+                run_options: ort.RunOptions | None = None) -> np.ndarray:
+        """As :meth:`KVDecoder.forward`; a stopped prompt leaves the cache's length as it was
+        (what it wrote past it is never read)."""
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
         total = self.length + ids.shape[1]
         self._make_room(total)
@@ -451,7 +457,9 @@ class SharedKVDecoder:
             self._binding.bind_cpu_input("input_ids", ids)
             self._binding.bind_input("attention_mask", self._ort_device, 0, np.int64,
                                      [1, total], self._ones.data_ptr())
-            self.session.run_with_iobinding(self._binding, self._prompt_options)
+            if run_options is not None and self._prompt_options is not None:
+                run_options.add_run_config_entry("gpu_graph_id", "-1")  # not captured
+            self.session.run_with_iobinding(self._binding, run_options or self._prompt_options)
         self.length = total
         if self._ort_device == "cpu":
             return self._logits_host[0, -1].copy()
@@ -495,18 +503,19 @@ class Int8CacheDecoder(SharedKVDecoder):
         self._inverse = [np.float32(1) / scale for scale in self._scales]
         self._open_prompt_session = open_prompt_session
 
-    def forward(self, token_ids: list[int] | np.ndarray) -> np.ndarray:
+    def forward(self, token_ids: list[int] | np.ndarray,
+                run_options: ort.RunOptions | None = None) -> np.ndarray:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
         past, total = self.length, self.length + ids.shape[1]
         if ids.shape[1] * total < INT8_PROMPT_PAIRS:
-            return super().forward(ids)
+            return super().forward(ids, run_options)
         self._make_room(total)
         prompt = SharedKVDecoder(self._prompt_session(), "cpu", self.max_length,
                                  initial_capacity=total)
         for codes, values, scale in zip(self._hosts, prompt._hosts, self._scales, strict=True):
             np.multiply(codes[:, :, :past], scale, out=values[:, :, :past])
         prompt.length = past
-        logits = prompt.forward(ids)
+        logits = prompt.forward(ids, run_options)
         for codes, values, inverse in zip(self._hosts, prompt._hosts, self._inverse,
                                           strict=True):
             codes[:, :, past:total] = np.clip(np.rint(values[:, :, past:total] * inverse),

@@ -124,6 +124,37 @@ def test_cancel_from_another_thread_stops_within_one_step(engine):
     assert stream.text  # what was generated so far is kept
 
 
+def test_cancel_stops_a_prompt_part_way_and_keeps_the_cache_sound(engine, monkeypatch):
+    """A long prompt is one ONNX Runtime run (seconds on a CPU): cancelling stops that run,
+    not only the tokens after it (a client that left, or Stop, no longer waits for it). Here
+    the cancel comes as the prompt's run starts, so the run is stopped whatever the speed."""
+    engine.reset()
+    decoder = engine.model.decoder
+    real_forward = decoder.forward
+    raised: list[BaseException] = []
+    stream = engine.reply([{"role": "user", "content": "Tell me about the sea. " * 200}],
+                          GREEDY)
+
+    def forward(ids, run_options=None):
+        if len(ids) > 1:
+            stream.cancel()  # from another thread in use; the flag is what matters
+        try:
+            return real_forward(ids, run_options)
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    monkeypatch.setattr(decoder, "forward", forward)
+    assert list(stream) == [] and stream.stats.stop_reason == "cancelled"
+    assert len(raised) == 1 and stream.stats.new_tokens == 0  # ONNX Runtime stopped the run
+    assert engine.generator.tokens == [] and decoder.length == 0
+    monkeypatch.undo()
+    again = ask(engine, "What is the capital of France?")[0]
+    engine.reset()
+    fresh = ask(engine, "What is the capital of France?")[0]
+    assert again.text == fresh.text and again.stats.stop_reason in ("eos", "length")
+
+
 def test_context_overflow_drops_oldest_turns_and_reports_them(default_model):
     model = load_model(default_model, device="cpu", threads=2)
     object.__setattr__(model.manifest, "context_length", 256)  # a small window for the test
