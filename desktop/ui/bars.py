@@ -263,6 +263,7 @@ class StatusBar(QStatusBar):
         self.notice_label = ElidingLabel(self)
         self.notice_label.setObjectName("noticeLabel")
         self.context_meter = QProgressBar(self)
+        self.context_meter.setObjectName("contextMeter")
         self.context_meter.setFixedWidth(190)
         self.context_meter.setAccessibleName(self.tr("Context used"))
         self.context_meter.setToolTip(
@@ -313,7 +314,11 @@ class StatusBar(QStatusBar):
                                              f"{total:,}"))
         else:
             self.context_meter.setFormat(self.tr("Context —"))
-        self.context_meter.setProperty("overflow", overflow)
+        if self.context_meter.property("overflow") != overflow:
+            self.context_meter.setProperty("overflow", overflow)
+            # a dynamic property's style rule applies once the widget is polished again
+            self.context_meter.style().unpolish(self.context_meter)
+            self.context_meter.style().polish(self.context_meter)
 
     def set_notice(self, text: str) -> None:
         self.notice_label.setText(text)

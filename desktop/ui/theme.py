@@ -115,6 +115,14 @@ def stylesheet(c: Colors) -> str:
         background: {c.border}; color: {c.text}; }}
     #composer {{ background: {c.base}; border: 1px solid {c.border}; border-radius: 14px; }}
     #composer QPlainTextEdit {{ background: transparent; border: none; }}
+    #composer QScrollBar:vertical {{ background: transparent; width: 10px; margin: 2px; }}
+    #composer QScrollBar::handle:vertical {{ background: {c.border}; border-radius: 3px;
+                                             min-height: 24px; }}
+    #composer QScrollBar::add-line, #composer QScrollBar::sub-line {{ height: 0; }}
+    #composer QScrollBar::add-page, #composer QScrollBar::sub-page {{ background: none; }}
+    #contextMeter[overflow="true"] {{ color: #ffffff; text-align: center; font-weight: 600;
+                                     border: none; background: {c.border}; }}
+    #contextMeter[overflow="true"]::chunk {{ background: {c.danger}; }}
     #sendButton {{ background: {c.accent}; color: {c.accent_text}; border: none;
                    border-radius: 8px; padding: 6px 16px; font-weight: 600; }}
     #sendButton:disabled {{ background: {c.border}; color: {c.muted}; }}
