@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
@@ -45,6 +46,7 @@ from desktop.server.protocol import (
     read_json,
     usage,
 )
+from desktop.server.serving import is_loopback
 from desktop.server.worker import Job, JobObserver, ModelWorker, QueueFull, WorkerClosed
 
 log = logging.getLogger(__name__)
@@ -92,9 +94,6 @@ class ApiKeyCheck:
 
 #: How many of a chat's earliest messages were left out to fit the context.
 DROPPED_HEADER = "OnnxChat-Dropped-Messages"
-#: Host names a request to a server on loopback may be addressed to.
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
-
 
 class PageCheck:
     """Without an API key, only programs on this machine may use the server, not the web pages
@@ -113,13 +112,12 @@ class PageCheck:
             headers = dict(scope["headers"])
             origin = headers.get(b"origin", b"").decode("latin-1")
             host = headers.get(b"host", b"").decode("latin-1").lower()
-            name = host.rpartition(":")[0] if host.count(":") == 1 or "]:" in host else host
             error = None
             if origin and origin not in self._origins:
                 error = ApiError(403, f"requests from web pages ({origin}) are refused; to let "
                                  "a page use the model, start the server with --cors-origin "
                                  f"{origin}", code="origin_not_allowed")
-            elif host and name not in LOOPBACK_NAMES:
+            elif host and not is_loopback(urlsplit(f"//{host}").hostname or ""):
                 error = ApiError(403, f"this server answers requests addressed to localhost, "
                                  f"127.0.0.1 or [::1], not to {host!r}; give --api-key to serve "
                                  "other names", code="host_not_allowed")
