@@ -60,3 +60,16 @@ def test_the_engine_loads_for_the_commands_that_use_it(default_model, tmp_path):
                                    "--device", "cpu")
     assert code == 0 and out.strip()
     assert "numpy" in imported and "onnxruntime" in imported and "PySide6" not in imported
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_under_the_output_is_one_line_not_a_traceback(default_model, tmp_path):
+    """The machine's errors are told, not dumped: ``onnxchat models > /dev/full`` says the
+    disk is full in one line and exits 1."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "desktop", "--data-dir", str(tmp_path), "models"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+            env={**os.environ, "ONNXCHAT_MODELS_DIR": str(default_model.parent)})
+    assert result.returncode == 1
+    assert result.stderr == "onnxchat: error: No space left on device\n"
