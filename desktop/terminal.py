@@ -40,7 +40,8 @@ LISTED = 20
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """Sampling flags shared by ``chat`` and ``bench``; unset ones take the model's defaults."""
     parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens; "
+                        "0 turns top-k off")
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--min-p", type=float)
     parser.add_argument("--repetition-penalty", type=float)

@@ -30,11 +30,14 @@ def apply_repetition_penalty(
 
 
 def top_k_candidates(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest logits and their token ids, sorted by decreasing logit.
+    """The ``k`` largest logits and their token ids, sorted by decreasing logit; ``k`` 0 (top-k
+    off) or at least the vocabulary's size means every token.
 
     Everything after this works on the slice, not the whole vocabulary."""
-    k = min(k, logits.shape[0])
-    ids = np.argpartition(logits, -k)[-k:] if k < logits.shape[0] else np.arange(logits.shape[0])
+    if k <= 0 or k >= logits.shape[0]:
+        ids = np.arange(logits.shape[0])
+    else:
+        ids = np.argpartition(logits, -k)[-k:]
     order = np.argsort(-logits[ids], kind="stable")
     ids = ids[order]
     return logits[ids], ids
@@ -67,11 +70,27 @@ def candidate_distribution(
     logits: np.ndarray, settings: SamplingSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids and their renormalised probabilities after top-k, temperature, top-p, min-p."""
-    top_logits, ids = top_k_candidates(logits, settings.top_k)
-    probs = softmax(top_logits, settings.temperature)
+    if 0 < settings.top_k < logits.shape[0]:
+        top_logits, ids = top_k_candidates(logits, settings.top_k)
+        probs = softmax(top_logits, settings.temperature)
+    else:
+        ids, probs = _whole_vocabulary(logits, settings)
     keep = min(top_p_keep(probs, settings.top_p), min_p_keep(probs, settings.min_p))
     probs = probs[:keep]
     return ids[:keep], probs / probs.sum()
+
+
+def _whole_vocabulary(logits: np.ndarray, settings: SamplingSettings
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Every token a candidate (top-k off): the same ids and probabilities, sorted, as
+    :func:`top_k_candidates` of the whole vocabulary, but only the tokens min-p keeps are
+    sorted. They are the most likely ones, and what follows keeps at most that many, so
+    sorting the other 99.9 % of a large vocabulary at every token would only cost time."""
+    probs = softmax(logits, settings.temperature)
+    ids = (np.flatnonzero(probs >= settings.min_p * probs.max()) if settings.min_p > 0.0
+           else np.arange(logits.shape[0]))
+    ids = ids[np.argsort(-logits[ids], kind="stable")]
+    return ids, probs[ids]
 
 
 def select_token(

@@ -17,7 +17,7 @@ from desktop.errors import SettingsError
 #: (minimum, maximum, whether the minimum itself is allowed) for each numeric setting.
 RANGES: dict[str, tuple[float, float, bool]] = {
     "temperature": (0.0, 5.0, True),
-    "top_k": (1, 1_000_000, True),
+    "top_k": (0, 1_000_000, True),  # 0: top-k off, every token a candidate
     "top_p": (0.0, 1.0, False),
     "min_p": (0.0, 1.0, True),
     "repetition_penalty": (1.0, 2.0, True),

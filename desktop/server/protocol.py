@@ -41,9 +41,11 @@ IGNORED: dict[str, tuple[type, ...]] = {
     "service_tier": (str,),
 }
 #: Sampling extensions many local servers accept beside OpenAI's own (llama.cpp, vLLM),
-#: mapped to the engine's names with their ranges (the engine checks them again).
-EXTENSIONS = {"top_k": (1, 1_000_000, True), "min_p": (0.0, 1.0, False),
-              "repetition_penalty": (1.0, 2.0, False)}
+#: mapped to the engine's names with their ranges (the engine checks them again): (lowest,
+#: highest, whole numbers only, the highest itself allowed). ``top_k`` 0 turns top-k off, as
+#: in llama.cpp's server and Ollama; ``min_p`` stays below 1.
+EXTENSIONS = {"top_k": (0, 1_000_000, True, True), "min_p": (0.0, 1.0, False, False),
+              "repetition_penalty": (1.0, 2.0, False, True)}
 
 _ERROR_TYPES = {401: "invalid_request_error", 429: "requests", 500: "server_error",
                 503: "server_error"}
@@ -178,9 +180,9 @@ class _Fields:
             value = self.number(name, low, high, low_ok)
             if value is not None:
                 overrides[name] = float(value)
-        for name, (low, high, whole) in EXTENSIONS.items():
+        for name, (low, high, whole, high_ok) in EXTENSIONS.items():
             value = (self.integer(name, int(low), int(high)) if whole
-                     else self.number(name, low, high, True))
+                     else self.number(name, low, high, True, high_ok))
             if value is not None:
                 overrides[name] = value if whole else float(value)
         seed = self.integer("seed", 0, 2**63 - 1)
@@ -221,17 +223,19 @@ class _Fields:
                            f"{low:,}{upper}", param=name)
         return value
 
-    def number(self, name: str, low: float, high: float, low_ok: bool = True) -> float | None:
+    def number(self, name: str, low: float, high: float, low_ok: bool = True,
+               high_ok: bool = True) -> float | None:
         value = self.body.get(name)
         if value is None:
             return None
-        bracket = "[" if low_ok else "("
+        valid = f"{'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ApiError(400, f"{name} must be a number in {bracket}{low}, {high}], got "
-                           f"{_show(value)}", param=name)
-        if value < low or (value == low and not low_ok) or value > high:
-            raise ApiError(400, f"{name} = {_show(value)} is out of range: valid is "
-                           f"{bracket}{low}, {high}]", param=name)
+            raise ApiError(400, f"{name} must be a number in {valid}, got {_show(value)}",
+                           param=name)
+        if (value < low or (value == low and not low_ok) or value > high
+                or (value == high and not high_ok)):
+            raise ApiError(400, f"{name} = {_show(value)} is out of range: valid is {valid}",
+                           param=name)
         return value
 
     def stop(self) -> tuple[str, ...]:

@@ -124,7 +124,8 @@ class SettingsDialog(QDialog):
         labels = {
             "temperature": (self.tr("Temperature"),
                             self.tr("Randomness: 0 always picks the most likely token")),
-            "top_k": (self.tr("Top-k"), self.tr("Sample only among the k most likely tokens")),
+            "top_k": (self.tr("Top-k"),
+                      self.tr("Sample only among the k most likely tokens; 0 turns this off")),
             "top_p": (self.tr("Top-p"),
                       self.tr("Sample among the most likely tokens that make up this share "
                               "of probability")),

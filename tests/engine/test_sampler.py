@@ -103,6 +103,35 @@ def test_distribution_invariants(logits, top_k, top_p, min_p, temperature):
     assert int(np.argmax(logits)) in ids.tolist() or logits[ids[0]] == logits.max()
 
 
+@settings(max_examples=300, deadline=None)
+@given(finite_logits, st.sampled_from([0, 64, 1_000_000]), st.floats(0.01, 1.0),
+       st.floats(0.0, 0.99), st.floats(0.05, 5.0))
+def test_top_k_off_keeps_what_sorting_the_whole_vocabulary_keeps(logits, top_k, top_p, min_p,
+                                                                 temperature):
+    """top_k 0 (off) or ≥ the vocabulary sorts only what min-p keeps; the ids and
+    probabilities are those of sorting every token first."""
+    s = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+    ids, probs = candidate_distribution(logits, s)
+    every_logit, every_id = top_k_candidates(logits, 0)
+    assert sorted(every_id.tolist()) == list(range(len(logits)))
+    every_prob = softmax(every_logit, temperature)
+    keep = min(top_p_keep(every_prob, top_p), min_p_keep(every_prob, min_p))
+    assert ids.tolist() == every_id[:keep].tolist()
+    np.testing.assert_allclose(probs, every_prob[:keep] / every_prob[:keep].sum(), rtol=1e-9)
+
+
+def test_top_k_off_samples_outside_the_default_forty():
+    """With top-k off and nothing else filtering, a token ranked below 40 can be drawn."""
+    logits = np.zeros(100, dtype=np.float32)
+    logits[:40] = 0.01  # the forty most likely barely ahead of the other sixty
+    off = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    rng = np.random.default_rng(0)
+    drawn = {select_token(logits, off, rng) for _ in range(200)}
+    assert drawn & set(range(40, 100))
+    forty = off.with_changes(top_k=40)
+    assert {select_token(logits, forty, rng) for _ in range(200)} <= set(range(40))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0.001, 1.0), min_size=1, max_size=50), st.floats(0.01, 1.0))
 def test_top_p_keeps_the_smallest_sufficient_prefix(raw, p):

@@ -12,7 +12,7 @@ from desktop.errors import SettingsError
         ({"temperature": -0.1}, "temperature", "[0.0, 5.0]"),
         ({"top_p": 0.0}, "top_p", "(0.0, 1.0]"),
         ({"top_p": 1.5}, "top_p", "(0.0, 1.0]"),
-        ({"top_k": 0}, "top_k", "[1, "),
+        ({"top_k": -1}, "top_k", "[0, "),
         ({"max_new_tokens": 0}, "max_new_tokens", "[1, "),
         ({"min_p": 1.0}, "min_p", "[0.0, 1.0)"),
         ({"repetition_penalty": 0.5}, "repetition_penalty", "[1.0, 2.0]"),
@@ -30,7 +30,7 @@ def test_bad_values_name_the_setting_and_range(change, name, range_text):
 
 
 def test_edges_are_accepted():
-    SamplingSettings(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
+    SamplingSettings(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
                      max_new_tokens=1, seed=0).validated()
     SamplingSettings(temperature=5.0, top_p=1e-6, repetition_penalty=2.0).validated()
 

@@ -59,6 +59,9 @@ BAD_REQUESTS = [
     ("temperature negative", CHAT, chat(temperature=-1), 400, "temperature", "out of range"),
     ("temperature huge", CHAT, chat(temperature=1e300), 400, "temperature", "out of range"),
     ("top_p zero", CHAT, chat(top_p=0), 400, "top_p", "out of range"),
+    ("top_k negative", CHAT, chat(top_k=-1), 400, "top_k", "valid is 0 to"),
+    ("min_p one", CHAT, chat(min_p=1), 400, "min_p", "valid is [0.0, 1.0)"),
+    ("min_p above one", CHAT, chat(min_p=1.5), 400, "min_p", "valid is [0.0, 1.0)"),
     ("max_tokens negative", CHAT, chat(max_tokens=-5), 400, "max_tokens", "out of range"),
     ("max_tokens zero", CHAT, chat(max_tokens=0), 400, "max_tokens", "out of range"),
     ("max_tokens fractional", CHAT, chat(max_tokens=1.5), 400, "max_tokens", "whole number"),
@@ -147,7 +150,7 @@ def test_ignored_fields_are_accepted(server):
         tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="auto",
         parallel_tool_calls=False, metadata={"a": "b"}, store=False, unknown_field=[1],
         model="gpt-4o", response_format={"type": "text"}, n=1, logprobs=False,
-        top_k=20, min_p=0.1, repetition_penalty=1.2,
+        top_k=0, min_p=0.1, repetition_penalty=1.2,
         messages=[{"role": "developer", "content": "Be brief."},
                   {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
                   {"role": "assistant", "content": None}, {"role": "user", "content": "Hi"}]))

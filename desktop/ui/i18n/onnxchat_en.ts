@@ -125,7 +125,7 @@
     </message>
     <message>
         <source>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</source>
-        <extracomment>The folder of the model this dialog exported (&quot;&quot; until one was).</extracomment>
+        <extracomment>The folder the last export wrote (its name is taken now, by this dialog&apos;s doing). The folder of the model this dialog exported (&quot;&quot; until one was).</extracomment>
         <translation>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</translation>
     </message>
     <message>
@@ -1052,8 +1052,8 @@
         <translation>Top-k</translation>
     </message>
     <message>
-        <source>Sample only among the k most likely tokens</source>
-        <translation>Sample only among the k most likely tokens</translation>
+        <source>Sample only among the k most likely tokens; 0 turns this off</source>
+        <translation>Sample only among the k most likely tokens; 0 turns this off</translation>
     </message>
     <message>
         <source>Top-p</source>

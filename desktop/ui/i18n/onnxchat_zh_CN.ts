@@ -124,7 +124,7 @@
     </message>
     <message>
         <source>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</source>
-        <extracomment>The folder of the model this dialog exported (&quot;&quot; until one was).</extracomment>
+        <extracomment>The folder the last export wrote (its name is taken now, by this dialog&apos;s doing). The folder of the model this dialog exported (&quot;&quot; until one was).</extracomment>
         <translation>此 OnnxChat 副本未安装导出组件。导出组件负责把模型转换为本应用运行的 ONNX 格式，需要 PyTorch 和 Optimum。请用以下命令安装：</translation>
     </message>
     <message>
@@ -1046,8 +1046,8 @@
         <translation>Top-k 采样</translation>
     </message>
     <message>
-        <source>Sample only among the k most likely tokens</source>
-        <translation>只在可能性最大的 k 个词元中采样</translation>
+        <source>Sample only among the k most likely tokens; 0 turns this off</source>
+        <translation>只在可能性最大的 k 个词元中采样；为 0 时不限制</translation>
     </message>
     <message>
         <source>Top-p</source>
