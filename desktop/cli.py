@@ -60,9 +60,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Find the command with the light parser, then parse everything with its own."""
-    command = build_parser().parse_known_args(argv)[0].command
-    return build_parser(command if command in COMMANDS else None).parse_args(argv)
+    """Find the command with the light parser, then parse everything with its own.
+
+    ``--model`` and ``--data-dir`` may come before the command too (``onnxchat --model M
+    chat``): argparse would let the command's own unset option overwrite them."""
+    light = build_parser().parse_known_args(argv)[0]
+    args = build_parser(light.command if light.command in COMMANDS else None).parse_args(argv)
+    for name, option in (("model", "--model"), ("data_dir", "--data-dir")):
+        if getattr(args, name, None) is None:
+            setattr(args, name, getattr(light, name))
+        value = getattr(args, name)
+        if value is not None and not value.strip():
+            raise UserError(f"{option} is empty: give "
+                            f"{'a model name or folder' if name == 'model' else 'a folder'}, "
+                            "or leave the option out")
+    return args
 
 
 def _run_export(argv: list[str]) -> int:
@@ -126,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "export":
             return _run_export(argv[1:])
         args = parse(argv)
-        if args.data_dir:
+        if args.data_dir is not None:
             import os
 
             os.environ["ONNXCHAT_DATA_DIR"] = args.data_dir

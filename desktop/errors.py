@@ -27,7 +27,14 @@ class SettingsError(UserError, ValueError):
 
 
 class ContextOverflowError(UserError):
-    """The prompt cannot fit the model's context even after dropping old turns."""
+    """The prompt cannot fit the model's context even after dropping old turns.
+
+    ``reply_room`` is set when the prompt would fit with a shorter reply: the most new tokens
+    that leave room for it (each front end names its own setting for that)."""
+
+    def __init__(self, message: str, *, reply_room: int | None = None) -> None:
+        super().__init__(message)
+        self.reply_room = reply_room
 
 
 class StoreError(UserError):

@@ -54,7 +54,7 @@ def plan_context(
     """
     if not messages:
         raise ValueError("no messages to plan")
-    reserve = max(1, min(reserve, context_length - 1))
+    asked, reserve = reserve, max(1, min(reserve, context_length - 1))
     budget = context_length - reserve
     has_system = messages[0].get("role") == "system"
     head = [0] if has_system else []
@@ -70,7 +70,7 @@ def plan_context(
         if message is not None and too_long(message):
             raise ContextOverflowError(
                 f"{what} is {len(message.get('content', '')):,} characters, more than the "
-                f"model's context of {context_length:,} tokens can hold with {reserve:,} "
+                f"model's context of {context_length:,} tokens can hold with {asked:,} "
                 "reserved for the reply; shorten it"
             )
     # Messages are dropped oldest first, so one that can never fit takes all before it along.
@@ -96,7 +96,7 @@ def plan_context(
         else:
             low = mid + 1
     if best is None:
-        _raise_overflow(messages, render, encode, has_system, budget, context_length, reserve)
+        _raise_overflow(messages, render, encode, has_system, budget, context_length, asked)
     drop, keep, ids = best
     # Drop whole turns: never leave an assistant reply without the question it answered.
     while drop < len(body) and messages[body[drop]].get("role") == "assistant":
@@ -114,19 +114,35 @@ def _raise_overflow(
     context_length: int,
     reserve: int,
 ) -> None:
+    needed = len(encode(render([messages[0], messages[-1]] if has_system else [messages[-1]])))
+    if needed < context_length:  # it fits with a shorter reply: the reserve is what to change
+        what = "your message with the system prompt" if has_system else "your message"
+        raise _reserve_advice(what, needed, context_length, reserve, "reply", "max new tokens",
+                              "the message")
     if has_system:
         system_tokens = len(encode(render([messages[0]])))
         if system_tokens > budget:
             raise ContextOverflowError(
-                f"the system prompt alone is {system_tokens} tokens but the model's context "
-                f"holds {context_length} with {reserve} reserved for the reply; "
+                f"the system prompt alone is {system_tokens:,} tokens but the model's context "
+                f"holds {context_length:,} with {reserve:,} reserved for the reply; "
                 "shorten the system prompt"
             )
     alone = len(encode(render([messages[-1]])))
     raise ContextOverflowError(
-        f"your message is {alone} tokens but the model's context holds {context_length} "
-        f"with {reserve} reserved for the reply; shorten the message or lower max new tokens"
+        f"your message is {alone:,} tokens but the model's context holds {context_length:,} "
+        f"with {reserve:,} reserved for the reply; shorten the message"
     )
+
+
+def _reserve_advice(what: str, tokens: int, context_length: int, reserve: int, reply: str,
+                    setting: str, text: str) -> ContextOverflowError:
+    """The error for a prompt that fits the context alone but not with the reply's reserve:
+    how far to lower the setting that asked for that reserve."""
+    room = context_length - tokens
+    return ContextOverflowError(
+        f"{what} is {tokens:,} tokens, and with {reserve:,} reserved for the {reply} it does "
+        f"not fit the model's context of {context_length:,}; lower {setting} to {room:,} or "
+        f"less, or shorten {text}", reply_room=room)
 
 
 def plan_prompt(
@@ -140,19 +156,22 @@ def plan_prompt(
     the continuation, or :class:`ContextOverflowError` says by how much it does not."""
     if not text:
         raise ValueError("no prompt to plan")
-    reserve = max(1, min(reserve, context_length - 1))
+    asked, reserve = reserve, max(1, min(reserve, context_length - 1))
     budget = context_length - reserve
     if max_chars_per_token and len(text) > budget * max_chars_per_token:
         raise ContextOverflowError(
             f"the prompt is {len(text):,} characters, more than the model's context of "
-            f"{context_length:,} tokens can hold with {reserve:,} reserved for the "
+            f"{context_length:,} tokens can hold with {asked:,} reserved for the "
             "continuation; shorten it"
         )
     ids = encode(text)
     if len(ids) > budget:
+        if len(ids) < context_length:
+            raise _reserve_advice("the prompt", len(ids), context_length, asked, "continuation",
+                                  "max_tokens", "the prompt")
         raise ContextOverflowError(
             f"the prompt is {len(ids):,} tokens but the model's context holds "
-            f"{context_length:,} with {reserve:,} reserved for the continuation; shorten the "
-            "prompt or lower max_tokens"
+            f"{context_length:,} with {asked:,} reserved for the continuation; shorten the "
+            "prompt"
         )
     return ContextPlan(ids, [], [], context_length, reserve)

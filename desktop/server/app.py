@@ -279,8 +279,17 @@ class Service:
                 return self.engine.reply(req.messages, settings)
             return self.engine.complete(req.prompt, settings)
         except ContextOverflowError as exc:
-            raise ApiError(400, str(exc), param="messages" if req.endpoint == "chat"
-                           else "prompt", code="context_length_exceeded") from None
+            text = "messages" if req.endpoint == "chat" else "prompt"
+            if exc.reply_room is None:
+                raise ApiError(400, str(exc), param=text,
+                               code="context_length_exceeded") from None
+            context = self.engine.model.context_length
+            take = "the messages take" if req.endpoint == "chat" else "the prompt takes"
+            raise ApiError(
+                400, f"{take} {context - exc.reply_room:,} tokens and max_tokens asks "
+                f"for {settings.max_new_tokens:,} more: together more than the model's context "
+                f"of {context:,}; lower max_tokens to {exc.reply_room:,} or less, or shorten "
+                f"the {text}", param="max_tokens", code="context_length_exceeded") from None
         except SettingsError as exc:
             name = str(exc).split(" ", 1)[0]
             raise ApiError(400, str(exc), param=_API_NAMES.get(name, name)) from None

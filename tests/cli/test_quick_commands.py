@@ -73,3 +73,24 @@ def test_a_full_disk_under_the_output_is_one_line_not_a_traceback(default_model,
             env={**os.environ, "ONNXCHAT_MODELS_DIR": str(default_model.parent)})
     assert result.returncode == 1
     assert result.stderr == "onnxchat: error: No space left on device\n"
+
+
+def test_options_before_the_command_are_kept_and_empty_ones_refused(default_model, tmp_path):
+    """``onnxchat --model M chat`` chats with M (argparse let the command's own unset option
+    overwrite it, so the default model answered); an empty ``--data-dir`` or ``--model`` is
+    refused in one line instead of meaning "the usual folder"."""
+    env = {**os.environ, "ONNXCHAT_DATA_DIR": str(tmp_path / "data"),
+           "ONNXCHAT_MODELS_DIR": str(default_model.parent)}
+    missing = subprocess.run(
+        [sys.executable, "-m", "desktop", "--model", "no-such-model", "chat", "--prompt", "Hi"],
+        capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert missing.returncode != 0 and missing.stdout == ""
+    assert missing.stderr.startswith("onnxchat: error: no model named 'no-such-model'")
+    for args in (["--data-dir", "", "models"], ["chat", "--model", " ", "--prompt", "Hi"]):
+        code, out, _ = onnxchat(*args, env=env)
+        assert code != 0 and out == ""
+    result = subprocess.run([sys.executable, "-m", "desktop", "--data-dir", "", "models"],
+                            capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert result.stderr == ("onnxchat: error: --data-dir is empty: give a folder, or leave "
+                             "the option out\n")
+    assert not (tmp_path / "data").exists()

@@ -59,6 +59,27 @@ def test_a_single_message_longer_than_the_context_is_a_clear_error():
         plan_context(msgs, render, encode, context_length=100, reserve=10)
 
 
+def test_a_reply_reserve_that_leaves_no_room_says_how_far_to_lower_it():
+    """A message that fits the context alone, with a reply longer than what is left: the
+    advice is the largest reply that fits, and the number is the one asked for (not the
+    context less one it is held to)."""
+    msgs = conversation(2)
+    with pytest.raises(ContextOverflowError) as info:
+        plan_context(msgs, render, encode, context_length=100, reserve=100_000)
+    # system "system: sys" (2) + "user: last question" (3) = 5 tokens at the least
+    assert str(info.value) == (
+        "your message with the system prompt is 5 tokens, and with 100,000 reserved for the "
+        "reply it does not fit the model's context of 100; lower max new tokens to 95 or less, "
+        "or shorten the message")
+    with pytest.raises(ContextOverflowError) as info:
+        plan_context(msgs[1:], render, encode, context_length=100, reserve=98)
+    assert str(info.value).startswith("your message is 3 tokens, and with 98 reserved")
+    assert "lower max new tokens to 97 or less" in str(info.value)
+    assert info.value.reply_room == 97
+    assert plan_context(msgs, render, encode, context_length=100, reserve=95).dropped == [1, 2,
+                                                                                          3, 4]
+
+
 def test_a_system_prompt_longer_than_the_context_is_named():
     msgs = [{"role": "system", "content": "rule " * 500}, {"role": "user", "content": "hi"}]
     with pytest.raises(ContextOverflowError, match="system prompt"):
@@ -99,9 +120,16 @@ def test_a_raw_prompt_fits_with_its_reserve_or_says_by_how_much_not():
     plan = plan_prompt("one two three", encode, context_length=10, reserve=7)
     assert (plan.prompt_ids, plan.messages, plan.dropped) == (["one", "two", "three"], [], [])
     assert plan.max_new_tokens == 7
-    with pytest.raises(ContextOverflowError, match="the prompt is 4 tokens but the model's "
-                       "context holds 10 with 7 reserved"):
+    with pytest.raises(ContextOverflowError) as info:
         plan_prompt("one two three four", encode, context_length=10, reserve=7)
+    assert str(info.value) == (
+        "the prompt is 4 tokens, and with 7 reserved for the continuation it does not fit the "
+        "model's context of 10; lower max_tokens to 6 or less, or shorten the prompt")
+    with pytest.raises(ContextOverflowError) as info:
+        plan_prompt("word " * 12, encode, context_length=10, reserve=7)
+    assert str(info.value) == ("the prompt is 12 tokens but the model's context holds 10 with 7 "
+                               "reserved for the continuation; shorten the prompt")
+    assert info.value.reply_room is None
 
 
 def test_a_huge_raw_prompt_is_refused_before_tokenizing():

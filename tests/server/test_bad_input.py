@@ -70,6 +70,12 @@ BAD_REQUESTS = [
      "more than the model's context"),
     ("max_completion_tokens beyond the context", CHAT, chat(max_completion_tokens=100_000), 400,
      "max_completion_tokens", "more than the model's context"),
+    ("max_tokens leaving no room for the message", CHAT, chat(max_tokens=8190), 400,
+     "max_tokens", "for 8,190 more: together more than the model's context of 8,192; lower "
+     "max_tokens to"),
+    ("max_tokens leaving no room for the prompt", COMPLETIONS,
+     b'{"prompt": "Once upon a time", "max_tokens": 8191}', 400, "max_tokens",
+     "the prompt takes"),
     ("seed negative", CHAT, chat(seed=-1), 400, "seed", "out of range"),
     ("seed huge", CHAT, chat(seed=2**64), 400, "seed", "out of range"),
     ("n = 2", CHAT, chat(n=2), 400, "n", "one choice per request"),
