@@ -89,8 +89,10 @@ def test_options_before_the_command_are_kept_and_empty_ones_refused(default_mode
     for args in (["--data-dir", "", "models"], ["chat", "--model", " ", "--prompt", "Hi"]):
         code, out, _ = onnxchat(*args, env=env)
         assert code != 0 and out == ""
+    untouched = tmp_path / "untouched"
     result = subprocess.run([sys.executable, "-m", "desktop", "--data-dir", "", "models"],
-                            capture_output=True, text=True, timeout=120, env=env, check=False)
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={**env, "ONNXCHAT_DATA_DIR": str(untouched)})
     assert result.stderr == ("onnxchat: error: --data-dir is empty: give a folder, or leave "
                              "the option out\n")
-    assert not (tmp_path / "data").exists()
+    assert not untouched.exists()
