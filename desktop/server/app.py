@@ -284,7 +284,8 @@ class Service:
                 raise ApiError(400, str(exc), param=text,
                                code="context_length_exceeded") from None
             context = self.engine.model.context_length
-            take = "the messages take" if req.endpoint == "chat" else "the prompt takes"
+            # a chat's earlier turns can be left out, not its system prompt and last message
+            take = "the messages need at least" if req.endpoint == "chat" else "the prompt takes"
             raise ApiError(
                 400, f"{take} {context - exc.reply_room:,} tokens and max_tokens asks "
                 f"for {settings.max_new_tokens:,} more: together more than the model's context "
