@@ -53,7 +53,8 @@ system-libs: $(STAMP)
 		exit 1; \
 	fi
 
-# A real X server for the test that opens the window on X11 (it skips, saying so, without).
+# A real X server for the test that opens the window on X11, and a Chinese font for the
+# tests of the window's CJK fallback (each skips, saying so, without).
 test-tools:
 	@if ! command -v Xvfb >/dev/null || ! command -v xwininfo >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -61,6 +62,12 @@ test-tools:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 				xvfb x11-utils >/dev/null; \
 		fi; \
+	fi
+	@if command -v dpkg >/dev/null && ! dpkg -s fonts-noto-cjk >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing fonts-noto-cjk for the CJK font tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			fonts-noto-cjk >/dev/null; } || echo "fonts-noto-cjk did not install: those tests skip"; \
 	fi
 
 $(GENAI_STAMP): | $(STAMP)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QFontInfo, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 MONO_FAMILIES = ("DejaVu Sans Mono", "Noto Sans Mono", "Liberation Mono", "Cascadia Mono",
@@ -151,26 +151,31 @@ def cjk_family() -> str | None:
 
 
 def apply_fonts(app: QApplication) -> None:
-    """Keep the system UI font and fall back to a readable CJK family for Chinese text."""
+    """Keep the system UI font and fall back to a readable CJK family for Chinese text.
+
+    The system font is named by the family it resolves to: Qt does not resolve a generic name
+    ("Sans Serif") inside a list of families, so ``["Sans Serif", CJK]`` set every character in
+    the CJK family — English text with full-width curly quotes and the CJK font's Latin."""
     family = cjk_family()
     if family is None:
         return
     font = app.font()
-    primary = font.families() or [font.family()]
-    if family not in primary:
-        font.setFamilies([*primary, family])
-        app.setFont(font)
+    system = QFontInfo(font).family()
+    installed = set(QFontDatabase.families())
+    others = [name for name in font.families() if name in installed]
+    font.setFamilies(list(dict.fromkeys([system, *others, family])))  # in order, each once
+    app.setFont(font)
 
 
 def monospace_families() -> list[str]:
     """Installed fixed-width families, best first, then a CJK family for Chinese comments."""
     installed = set(QFontDatabase.families())
     families = [name for name in MONO_FAMILIES if name in installed]
-    system = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+    system = QFontInfo(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)).family()
     if system not in families:
         families.append(system)
     family = cjk_family()
-    if family:
+    if family and family not in families:
         families.append(family)
     return families
 

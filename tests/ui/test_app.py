@@ -4,7 +4,7 @@ session, and fonts."""
 from __future__ import annotations
 
 import pytest
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QFontDatabase, QFontInfo, QFontMetricsF, QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop.engine import ChatEngine
@@ -71,6 +71,19 @@ def test_chinese_text_gets_a_cjk_font_when_one_is_installed(qapp):
     theme.apply_fonts(qapp)
     assert family in qapp.font().families()
     assert family in theme.monospace_font().families()
+
+
+def test_english_keeps_the_system_font_beside_the_cjk_fallback(qapp):
+    """The system font comes first by its real name: with a generic name first Qt set all text
+    in the CJK family, curly quotes as wide as a Chinese character."""
+    family = theme.cjk_family()
+    system = QFontDatabase.systemFont(QFontDatabase.SystemFont.GeneralFont)
+    if family is None or QFontInfo(system).family() == family:
+        pytest.skip("needs a CJK font and a system font that is not it")
+    theme.apply_fonts(qapp)
+    metrics = QFontMetricsF(qapp.font())
+    assert metrics.horizontalAdvance("\u201c") < 0.75 * metrics.horizontalAdvance("中")
+    assert QFontInfo(qapp.font()).family() != family
 
 
 def test_a_damaged_history_is_told_in_the_banner_once(qtbot, qapp, tmp_path, model,
