@@ -6,7 +6,9 @@ chat with slash commands. Chats are kept in the window's history, the same way
 reply while it streams, so a kill -9 at any moment keeps the message and the reply so far,
 which the next start marks interrupted. ``--no-history`` keeps nothing. ``--resume [ID]``
 continues a stored conversation (the most recent one without an id); ``/chats`` lists them
-and ``/open N`` switches to one. Ctrl-C stops the current reply, not the program.
+and ``/open N`` switches to one. Ctrl-C stops the current reply, not the program. On a
+terminal a reply is wrapped between words as it streams (:class:`desktop.text.WordWrap`);
+piped output is the reply as written.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -26,7 +29,7 @@ from desktop.errors import UserError
 from desktop.paths import data_dir
 from desktop.recording import RecordedReply, engine_messages, title_from
 from desktop.store import CANCELLED, COMPLETE, ChatStore, Conversation, Message
-from desktop.text import one_line
+from desktop.text import WordWrap, one_line
 
 HELP = """Commands: /new (new conversation), /chats (recent conversations), /open N (continue
 conversation N of /chats, or one by id), /system TEXT (set the system prompt), /stats (toggle
@@ -35,6 +38,8 @@ SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty"
                   "max_new_tokens")
 #: How many conversations /chats lists.
 LISTED = 20
+#: What a reply's first line starts with.
+ASSISTANT = "Assistant: "
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,15 +212,19 @@ class TerminalChat:
         return self.store
 
 
-def stream_to(pieces: Iterable[str], stream: ReplyStream, out: TextIO) -> None:
-    """Write the reply as it comes; Ctrl-C meanwhile stops the reply, not the program."""
+def stream_to(pieces: Iterable[str], stream: ReplyStream, out: TextIO, column: int = 0) -> None:
+    """Write the reply as it comes, on a terminal wrapped between words (``column``: what the
+    line already holds); Ctrl-C meanwhile stops the reply, not the program."""
+    wrap = WordWrap(shutil.get_terminal_size().columns - 1, column) if out.isatty() else None
     previous = signal.signal(signal.SIGINT, lambda *_: stream.cancel())
     try:
         for piece in pieces:
-            out.write(piece)
+            out.write(wrap.feed(piece) if wrap else piece)
             out.flush()
     finally:
         signal.signal(signal.SIGINT, previous)
+        if wrap:
+            out.write(wrap.finish())
 
 
 def _stats_line(stream: ReplyStream) -> str:
@@ -343,10 +352,10 @@ def _send(chat: TerminalChat, line: str, out: TextIO) -> None:
     if stream.plan.dropped:
         out.write(f"(the {len(stream.plan.dropped)} oldest messages no longer fit the "
                   "context and were left out)\n")
-    out.write("Assistant: ")
+    out.write(ASSISTANT)
     out.flush()
     try:
-        stream_to(pieces, stream, out)
+        stream_to(pieces, stream, out, len(ASSISTANT))
     finally:
         if stream.stats.stop_reason == STOP_CANCELLED:
             out.write(" [stopped]")

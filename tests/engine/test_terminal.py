@@ -223,3 +223,28 @@ def test_titles_are_listed_on_one_line_whatever_they_hold(default_model, tmp_pat
     assert rows[1].endswith("Line one\\nFAKEID  2099-01-01 00:00  injected")
     code, text, _ = chat(default_model, tmp_path, ["/chats", "/exit"])
     assert code == 0 and "\x1b" not in text and "  1. \\x1b[31mRED" in text
+
+
+class _Terminal(io.StringIO):
+    """Output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_replies_are_wrapped_between_words_and_kept_as_written(
+        default_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "31")  # what shutil.get_terminal_size reads first
+    out, err = _Terminal(), io.StringIO()
+    code = terminal.run(args_for(default_model, tmp_path, max_new_tokens=60), out, err,
+                        scripted(["Tell me about the sea in three sentences."]))
+    assert code == 0 and err.getvalue() == ""
+    shown = out.getvalue().split("Assistant: ", 1)[1].rstrip("\n")
+    with ChatStore.open(tmp_path) as store:
+        (conversation,) = store.list_conversations()
+        reply = store.messages(conversation.id)[-1].text
+    assert len(reply) > 60  # long enough to need wrapping at 30 columns
+    assert shown.split() == reply.split()  # the same words, only broken into lines
+    lines = ("Assistant: " + shown).split("\n")
+    assert len(lines) > 2
+    assert all(len(line) <= 30 or " " not in line.strip() for line in lines)
