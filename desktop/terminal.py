@@ -215,7 +215,7 @@ class TerminalChat:
 def stream_to(pieces: Iterable[str], stream: ReplyStream, out: TextIO, column: int = 0) -> None:
     """Write the reply as it comes, on a terminal wrapped between words (``column``: what the
     line already holds); Ctrl-C meanwhile stops the reply, not the program."""
-    wrap = WordWrap(shutil.get_terminal_size().columns - 1, column) if out.isatty() else None
+    wrap = _word_wrap(out, column)
     previous = signal.signal(signal.SIGINT, lambda *_: stream.cancel())
     try:
         for piece in pieces:
@@ -225,6 +225,17 @@ def stream_to(pieces: Iterable[str], stream: ReplyStream, out: TextIO, column: i
         signal.signal(signal.SIGINT, previous)
         if wrap:
             out.write(wrap.finish())
+
+
+def _word_wrap(out: TextIO, column: int) -> WordWrap | None:
+    """Wrapping for ``out`` if it is a terminal (one column spare: some terminals move to the
+    next line after writing the last column)."""
+    return WordWrap(shutil.get_terminal_size().columns - 1, column) if out.isatty() else None
+
+
+def _wrapped(out: TextIO, text: str, column: int) -> str:
+    wrap = _word_wrap(out, column)
+    return wrap.feed(text) + wrap.finish() if wrap else text
 
 
 def _stats_line(stream: ReplyStream) -> str:
@@ -389,4 +400,4 @@ def _show_resumed(chat: TerminalChat, out: TextIO) -> None:
         who = "You" if message.role == "user" else "Assistant"
         state = message.state
         note = "" if state == COMPLETE else f" [{'stopped' if state == CANCELLED else state}]"
-        out.write(f"{who}: {message.text}{note}\n")
+        out.write(f"{who}: {_wrapped(out, message.text, len(who) + 2)}{note}\n")

@@ -248,3 +248,8 @@ def test_on_a_terminal_replies_are_wrapped_between_words_and_kept_as_written(
     lines = ("Assistant: " + shown).split("\n")
     assert len(lines) > 2
     assert all(len(line) <= 30 or " " not in line.strip() for line in lines)
+    # a resumed chat shows its last exchange wrapped the same way
+    again = _Terminal()
+    assert terminal.run(args_for(default_model, tmp_path, resume="last"), again, err,
+                        scripted([])) == 0
+    assert f"Assistant: {shown}\n" in again.getvalue()
