@@ -58,6 +58,9 @@ class Shown:
     def flush(self):
         pass
 
+    def isatty(self):
+        return False  # a pipe: replies are written as they come, not wrapped
+
 
 sys.stdout = Shown()
 from desktop.cli import main
