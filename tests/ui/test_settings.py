@@ -59,6 +59,10 @@ def test_out_of_range_and_non_numbers_are_refused_with_the_range(qtbot):
     assert dialog.errors["top_k"].text() == "Enter a whole number"
     dialog.fields["top_k"].setText("abc")
     assert not ok_enabled(dialog)
+    dialog.fields["top_k"].setText("-1")
+    assert "[0, 1,000,000]" in dialog.errors["top_k"].text()
+    dialog.fields["top_k"].setText("0")  # top-k off
+    assert not dialog.errors["top_k"].isVisibleTo(dialog)
     dialog.fields["top_k"].setText("20")
     dialog.fields["min_p"].setText("1")
     assert "[0, 1)" in dialog.errors["min_p"].text()
