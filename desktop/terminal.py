@@ -31,9 +31,10 @@ from desktop.recording import RecordedReply, engine_messages, title_from
 from desktop.store import CANCELLED, COMPLETE, ChatStore, Conversation, Message
 from desktop.text import WordWrap, one_line
 
-HELP = """Commands: /new (new conversation), /chats (recent conversations), /open N (continue
-conversation N of /chats, or one by id), /system TEXT (set the system prompt), /stats (toggle
-per-reply figures), /help, /exit. Ctrl-C stops a reply; Ctrl-D or /exit quits."""
+HELP = ("Commands: /new (new conversation), /chats (recent conversations), /open N (continue "
+        "conversation N of /chats, or one by id), /system TEXT (set the system prompt), /stats "
+        "(toggle per-reply figures), /help, /exit. Ctrl-C stops a reply; Ctrl-D or /exit "
+        "quits.")
 SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed",
                   "max_new_tokens")
 #: How many conversations /chats lists.
@@ -305,8 +306,8 @@ def _interactive(chat: TerminalChat, read_line: Callable[[str], str]) -> int:
     out = chat.out
     model = chat.engine.model
     kept = "" if chat.store else " This chat is not kept (--no-history)."
-    out.write(f"OnnxChat — {model.name} on {model.device.describe()}.{kept} "
-              "Type /help for commands.\n")
+    out.write(_wrapped(out, f"OnnxChat — {model.name} on {model.device.describe()}.{kept} "
+                            "Type /help for commands.", 0) + "\n")
     if chat.conversation is not None:
         _show_resumed(chat, out)
     while True:
@@ -352,9 +353,9 @@ def _command(chat: TerminalChat, text: str, out: TextIO) -> str | None:
         chat.set_system_prompt(rest)
         out.write("(system prompt set)\n" if rest else "(system prompt cleared)\n")
     elif command == "/help":
-        out.write(HELP + "\n")
+        out.write(_wrapped(out, HELP, 0) + "\n")
     else:
-        out.write(f"unknown command {command}; {HELP}\n")
+        out.write(_wrapped(out, f"unknown command {command}; {HELP}", 0) + "\n")
     return None
 
 

@@ -242,9 +242,12 @@ def test_on_a_terminal_replies_are_wrapped_between_words_and_kept_as_written(
     monkeypatch.setenv("COLUMNS", "31")  # what shutil.get_terminal_size reads first
     out, err = _Terminal(), io.StringIO()
     code = terminal.run(args_for(default_model, tmp_path, max_new_tokens=60), out, err,
-                        scripted(["Tell me about the sea in three sentences."]))
+                        scripted(["/help", "Tell me about the sea in three sentences."]))
     assert code == 0 and err.getvalue() == ""
-    shown = out.getvalue().split("Assistant: ", 1)[1].rstrip("\n")
+    before, shown = out.getvalue().split("Assistant: ", 1)
+    shown = shown.rstrip("\n")
+    assert "/open N" in before and "Type /help" in before  # the greeting and the help, wrapped
+    assert all(columns(line) <= 30 for line in before.split("\n"))
     with ChatStore.open(tmp_path) as store:
         (conversation,) = store.list_conversations()
         reply = store.messages(conversation.id)[-1].text
