@@ -61,20 +61,22 @@ def plan_context(
     body = list(range(len(head), len(messages) - 1))
     last = len(messages) - 1
 
-    def too_long(message: Message) -> bool:
+    def too_long(message: Message, tokens: int) -> bool:
         return bool(max_chars_per_token) and (
-            len(message.get("content", "")) > budget * max_chars_per_token)
+            len(message.get("content", "")) > tokens * max_chars_per_token)
 
+    # Too long for the whole context, whatever the reply's reserve (one shorter than that
+    # is tokenized below, so that the error can say how far to lower the reserve instead).
     for message, what in ((messages[-1], "your message"),
                           (messages[0] if has_system else None, "the system prompt")):
-        if message is not None and too_long(message):
+        if message is not None and too_long(message, context_length):
             raise ContextOverflowError(
                 f"{what} is {len(message.get('content', '')):,} characters, more than the "
-                f"model's context of {context_length:,} tokens can hold with {asked:,} "
-                "reserved for the reply; shorten it"
+                f"model's context of {context_length:,} tokens can hold; shorten it"
             )
     # Messages are dropped oldest first, so one that can never fit takes all before it along.
-    first = max((n + 1 for n, i in enumerate(body) if too_long(messages[i])), default=0)
+    first = max((n + 1 for n, i in enumerate(body) if too_long(messages[i], budget)),
+                default=0)
 
     def attempt(drop: int) -> tuple[list[int], list[int]]:
         keep = head + body[drop:] + [last]
@@ -158,11 +160,10 @@ def plan_prompt(
         raise ValueError("no prompt to plan")
     asked, reserve = reserve, max(1, min(reserve, context_length - 1))
     budget = context_length - reserve
-    if max_chars_per_token and len(text) > budget * max_chars_per_token:
+    if max_chars_per_token and len(text) > context_length * max_chars_per_token:
         raise ContextOverflowError(
             f"the prompt is {len(text):,} characters, more than the model's context of "
-            f"{context_length:,} tokens can hold with {asked:,} reserved for the "
-            "continuation; shorten it"
+            f"{context_length:,} tokens can hold; shorten it"
         )
     ids = encode(text)
     if len(ids) > budget:

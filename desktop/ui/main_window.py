@@ -424,7 +424,7 @@ class MainWindow(QMainWindow):
         try:
             conversation_id = self.controller.send(self.current_id, text, self._draft)
         except UserError as exc:
-            self.banner.show_message(str(exc), error=True)
+            self.banner.show_message(self._refusal(exc), error=True)
             return
         self.composer.clear()
         if self._conversation is None:
@@ -436,6 +436,15 @@ class MainWindow(QMainWindow):
     @Slot()
     def stop(self) -> None:
         self.controller.stop()
+
+    def _refusal(self, error: UserError) -> str:
+        """Why a message cannot be sent. One that fits only with a shorter reply is told in
+        the window's own words (and language): which setting to lower, and how far."""
+        if isinstance(error, ContextOverflowError) and error.reply_room is not None:
+            return arg(self.tr("This message fits the context only with a shorter reply: lower "
+                               "Max new tokens to %1 or less in Settings, or shorten the "
+                               "message."), f"{error.reply_room:,}")
+        return str(error)
 
     @Slot(str)
     def _on_regenerate_requested(self, reply_id: str) -> None:
@@ -550,7 +559,7 @@ class MainWindow(QMainWindow):
         if isinstance(result.error, ContextOverflowError):
             total = engine.model.context_length
             self.status.set_context(total, total, overflow=True)
-            self.status.set_notice(str(result.error))
+            self.status.set_notice(self._refusal(result.error))
             return
         if result.error is not None:
             self.status.set_notice(str(result.error))

@@ -116,6 +116,23 @@ def test_a_huge_paste_is_refused_before_tokenizing():
     assert calls == []
 
 
+def test_a_paste_too_long_only_for_the_reserve_gets_the_reserve_advice():
+    """The cheap character check refuses only what the whole context cannot hold: a message
+    that fits with a shorter reply is tokenized, so that the error can say so."""
+    msgs = [{"role": "user", "content": "word " * 30}]  # 150 characters, 31 tokens
+    with pytest.raises(ContextOverflowError) as info:
+        plan_context(msgs, render, encode, context_length=100, reserve=90, max_chars_per_token=5)
+    assert info.value.reply_room == 69
+    with pytest.raises(ContextOverflowError) as info:
+        plan_prompt("one two three four five six seven", encode, context_length=10, reserve=9,
+                    max_chars_per_token=4)
+    assert str(info.value).startswith("the prompt is 7 tokens, and with 9 reserved")
+    with pytest.raises(ContextOverflowError, match="501 characters, more than the model's "
+                       "context of 100 tokens can hold; shorten it"):
+        plan_context([{"role": "user", "content": "x" * 501}], render, encode,
+                      context_length=100, reserve=10, max_chars_per_token=5)
+
+
 def test_a_raw_prompt_fits_with_its_reserve_or_says_by_how_much_not():
     plan = plan_prompt("one two three", encode, context_length=10, reserve=7)
     assert (plan.prompt_ids, plan.messages, plan.dropped) == (["one", "two", "three"], [], [])

@@ -20,7 +20,14 @@ def test_a_message_that_cannot_fit_is_refused_before_it_is_stored(qtbot, window,
     window.apply_chat_settings(ChatSettings(overrides={"max_new_tokens": 8190}))
     window.composer.input.setPlainText("Please summarise this. " * 40)
     window.composer.send_button.click()
-    assert window.banner.isVisible() and "context" in window.banner.label.text()
+    assert window.banner.isVisible()
+    # it fits with a shorter reply: the banner names the setting and how far to lower it
+    text = window.banner.label.text()
+    prefix = ("This message fits the context only with a shorter reply: lower Max new tokens "
+              "to ")
+    assert text.startswith(prefix) and text.endswith(" or less in Settings, or shorten the "
+                                                     "message.")
+    assert 7_000 < int(text[len(prefix):].split(" ")[0].replace(",", "")) < 8_190
     qtbot.wait(200)
     assert ends == []  # no reply was started
     assert window.store.list_conversations() == []

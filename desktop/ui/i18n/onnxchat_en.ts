@@ -618,6 +618,10 @@
         <translation>Undo</translation>
     </message>
     <message>
+        <source>This message fits the context only with a shorter reply: lower Max new tokens to %1 or less in Settings, or shorten the message.</source>
+        <translation>This message fits the context only with a shorter reply: lower Max new tokens to %1 or less in Settings, or shorten the message.</translation>
+    </message>
+    <message>
         <source>Delete message</source>
         <translation>Delete message</translation>
     </message>

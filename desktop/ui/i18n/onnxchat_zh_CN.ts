@@ -617,6 +617,10 @@
         <translation>撤销</translation>
     </message>
     <message>
+        <source>This message fits the context only with a shorter reply: lower Max new tokens to %1 or less in Settings, or shorten the message.</source>
+        <translation>只有缩短回复，这条消息才能放进上下文：请在“设置”中把“最大生成词元数”降到 %1 或以下，或缩短消息。</translation>
+    </message>
+    <message>
         <source>Delete message</source>
         <translation>删除消息</translation>
     </message>
