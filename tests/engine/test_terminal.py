@@ -241,8 +241,9 @@ def test_on_a_terminal_replies_are_wrapped_between_words_and_kept_as_written(
         default_model, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "31")  # what shutil.get_terminal_size reads first
     out, err = _Terminal(), io.StringIO()
-    code = terminal.run(args_for(default_model, tmp_path, max_new_tokens=60), out, err,
-                        scripted(["/help", "Tell me about the sea in three sentences."]))
+    code = terminal.run(args_for(default_model, tmp_path, max_new_tokens=120), out, err,
+                        scripted(["/help", "Write the numbers from 1 to 100, separated by "
+                                  "commas."]))  # long on every CPU: greedy, no penalty
     assert code == 0 and err.getvalue() == ""
     before, shown = out.getvalue().split("Assistant: ", 1)
     shown = shown.rstrip("\n")
