@@ -14,16 +14,17 @@ from typing import Any
 
 from desktop.errors import SettingsError
 
-#: (minimum, maximum, whether the minimum itself is allowed) for each numeric setting.
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "temperature": (0.0, 5.0, True),
-    "top_k": (0, 1_000_000, True),  # 0: top-k off, every token a candidate
-    "top_p": (0.0, 1.0, False),
-    "min_p": (0.0, 1.0, True),
-    "repetition_penalty": (1.0, 2.0, True),
-    "repetition_window": (0, 8192, True),
-    "max_new_tokens": (1, 1_000_000, True),
-    "seed": (0, 2**63 - 1, True),
+#: (minimum, maximum, whether the minimum itself is allowed, whether the maximum is) for each
+#: numeric setting; the window, the server and history files check against the same.
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "temperature": (0.0, 5.0, True, True),
+    "top_k": (0, 1_000_000, True, True),  # 0: top-k off, every token a candidate
+    "top_p": (0.0, 1.0, False, True),
+    "min_p": (0.0, 1.0, True, False),  # 1 would keep only the most likely token: use top_k 1
+    "repetition_penalty": (1.0, 2.0, True, True),
+    "repetition_window": (0, 8192, True, True),
+    "max_new_tokens": (1, 1_000_000, True, True),
+    "seed": (0, 2**63 - 1, True, True),
 }
 #: Settings that take whole numbers only.
 WHOLE = ("top_k", "repetition_window", "max_new_tokens", "seed")
@@ -45,7 +46,7 @@ class SamplingSettings:
 
     def validated(self) -> SamplingSettings:
         """Return self if every value is in range, else raise :class:`SettingsError`."""
-        for name, (low, high, low_ok) in RANGES.items():
+        for name, (low, high, low_ok, high_ok) in RANGES.items():
             value = getattr(self, name)
             if value is None and name == "seed":
                 continue
@@ -56,13 +57,10 @@ class SamplingSettings:
             if name in WHOLE and int(value) != value:
                 raise SettingsError(f"{name} must be a whole number, got {shown(value)}")
             too_low = value < low or (value == low and not low_ok)
-            if too_low or value > high:
-                bracket = "[" if low_ok else "("
-                raise SettingsError(
-                    f"{name} = {shown(value)} is out of range: valid is {bracket}{low}, {high}]"
-                )
-        if self.min_p >= 1.0:
-            raise SettingsError(f"min_p = {self.min_p!r} is out of range: valid is [0.0, 1.0)")
+            too_high = value > high or (value == high and not high_ok)
+            if too_low or too_high:
+                valid = f"{'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
+                raise SettingsError(f"{name} = {shown(value)} is out of range: valid is {valid}")
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
             raise SettingsError("stop_strings must be non-empty strings")
         return self

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from desktop.engine.settings import RANGES, WHOLE
+
 #: Request bodies larger than this are refused with 413 before they are parsed.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: More messages than this are refused: no context holds them, and planning which to keep
@@ -40,12 +42,10 @@ IGNORED: dict[str, tuple[type, ...]] = {
     "store": (bool,),
     "service_tier": (str,),
 }
-#: Sampling extensions many local servers accept beside OpenAI's own (llama.cpp, vLLM),
-#: mapped to the engine's names with their ranges (the engine checks them again): (lowest,
-#: highest, whole numbers only, the highest itself allowed). ``top_k`` 0 turns top-k off, as
-#: in llama.cpp's server and Ollama; ``min_p`` stays below 1.
-EXTENSIONS = {"top_k": (0, 1_000_000, True, True), "min_p": (0.0, 1.0, False, False),
-              "repetition_penalty": (1.0, 2.0, False, True)}
+#: Sampling extensions many local servers accept beside OpenAI's own (llama.cpp, vLLM), by
+#: the engine's names, checked against the engine's ranges (``top_k`` 0 turns top-k off, as
+#: in llama.cpp's server and Ollama).
+EXTENSIONS = ("top_k", "min_p", "repetition_penalty")
 
 _ERROR_TYPES = {401: "invalid_request_error", 429: "requests", 500: "server_error",
                 503: "server_error"}
@@ -180,9 +180,11 @@ class _Fields:
             value = self.number(name, low, high, low_ok)
             if value is not None:
                 overrides[name] = float(value)
-        for name, (low, high, whole, high_ok) in EXTENSIONS.items():
+        for name in EXTENSIONS:
+            low, high, low_ok, high_ok = RANGES[name]
+            whole = name in WHOLE
             value = (self.integer(name, int(low), int(high)) if whole
-                     else self.number(name, low, high, True, high_ok))
+                     else self.number(name, low, high, low_ok, high_ok))
             if value is not None:
                 overrides[name] = value if whole else float(value)
         seed = self.integer("seed", 0, 2**63 - 1)

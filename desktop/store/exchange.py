@@ -297,7 +297,7 @@ def _check_repro(where: str, repro: Repro) -> None:
     from desktop.engine.settings import RANGES, shown
 
     _check_sampling(f"{where}.sampling", dict(repro.sampling))
-    low, high, _ = RANGES["seed"]
+    low, high, *_ = RANGES["seed"]
     if repro.seed is not None and not low <= repro.seed <= high:
         raise ValueError(f"{where}.seed = {shown(repro.seed)} is out of range: valid is "
                          f"[{low}, {high}]")

@@ -27,17 +27,14 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.engine import SamplingSettings
-from desktop.engine.settings import RANGES
+from desktop.engine.settings import RANGES, WHOLE
 from desktop.ui.chat_settings import EDITABLE, ChatSettings, overrides_from
 from desktop.ui.i18n import LANGUAGES, arg
-
-_WHOLE = ("top_k", "max_new_tokens", "seed")
 
 
 def interval(name: str) -> str:
     """The valid range of a setting in interval notation, e.g. ``[0, 5]`` or ``(0, 1]``."""
-    low, high, low_ok = RANGES[name]
-    high_ok = name != "min_p"  # min_p must stay below 1 (the engine checks it separately)
+    low, high, low_ok, high_ok = RANGES[name]
     return f"{'[' if low_ok else '('}{_bound(low)}, {_bound(high)}{']' if high_ok else ')'}"
 
 
@@ -48,7 +45,7 @@ def _number(name: str, value: object) -> str:
         return str(value)
     if isinstance(value, int):
         return str(value)
-    if name in _WHOLE and value.is_integer():
+    if name in WHOLE and value.is_integer():
         return f"{int(value):d}"
     return f"{value:g}"
 
@@ -61,10 +58,9 @@ def _bound(value: float) -> str:
 
 
 def _in_range(name: str, value: float) -> bool:
-    low, high, low_ok = RANGES[name]
-    above = value > low or (low_ok and value == low)
-    below = value < high if name == "min_p" else value <= high
-    return above and below
+    low, high, low_ok, high_ok = RANGES[name]
+    return (value > low or (low_ok and value == low)) and (value < high
+                                                           or (high_ok and value == high))
 
 
 class SettingsDialog(QDialog):
@@ -236,9 +232,9 @@ class SettingsDialog(QDialog):
         if name == "seed" and not text:
             return None, None
         try:
-            value: float | int = int(text) if name in _WHOLE else float(text)
+            value: float | int = int(text) if name in WHOLE else float(text)
         except (ValueError, OverflowError):
-            return None, (self.tr("Enter a whole number") if name in _WHOLE
+            return None, (self.tr("Enter a whole number") if name in WHOLE
                           else self.tr("Enter a number"))
         if not _in_range(name, value):
             return None, arg(self.tr("Out of range: valid values are %1"), interval(name))
