@@ -13,7 +13,7 @@ from typing import Any
 
 from desktop.engine import SamplingSettings
 
-#: The settings the chat settings page edits, in display order.
+# The settings the chat settings page edits, in display order.
 EDITABLE = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens",
             "seed")
 

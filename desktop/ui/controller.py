@@ -98,7 +98,7 @@ class ChatController(QObject):
         self._dirty = False
         # Failed replies the store could not record yet, by message id, with the reason.
         self._unrecorded: dict[str, tuple[ReplyWriter, str]] = {}
-        #: Figures of the last reply that finished (for the status bar of a new window).
+        # Figures of the last reply that finished (for the status bar of a new window).
         self.last_stats: EngineStats | None = None
 
         self._thread = QThread()

@@ -52,9 +52,9 @@ from desktop.ui.export_result import ExportSummary
 from desktop.ui.i18n import arg
 
 INSTALL_COMMAND = "pip install 'onnxchat[export]'"
-#: The export CLI's --quant choices, in the order ``auto`` tries them (models/README.md).
+# The export CLI's --quant choices, in the order ``auto`` tries them (models/README.md).
 RECIPES = ("auto", "q4-gguf", "int8-fused", "fp32-fused", "int8", "int4", "fp32")
-#: Recipes that read a GGUF file's own blocks (the bundled default model is a GGUF too).
+# Recipes that read a GGUF file's own blocks (the bundled default model is a GGUF too).
 GGUF_ONLY = frozenset({"q4-gguf"})
 _NAME = re.compile(r"[^a-z0-9._-]+")
 _STOP_GRACE_MS = 10_000
@@ -112,13 +112,13 @@ class ExportDialog(QDialog):
         self._process: QProcess | None = None
         self._error: str | None = None
         self._target: Path | None = None
-        #: The folder the last export wrote (its name is taken now, by this dialog's doing).
+        # The folder the last export wrote (its name is taken now, by this dialog's doing).
         self._written: Path | None = None
         self._progress: ExportProgress | None = None
         self._tick = QTimer(self)
         self._tick.setInterval(_TICK_MS)
         self._tick.timeout.connect(self._on_tick)
-        #: The folder of the model this dialog exported ("" until one was).
+        # The folder of the model this dialog exported ("" until one was).
         self.exported = ""
         self._name_edited = False
         self.available = export_available()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: The export's stages, in order (``stage`` in its progress lines).
+# The export's stages, in order (``stage`` in its progress lines).
 STAGES = ("load", "onnx", "quantize", "validate", "write")
 
 

@@ -26,7 +26,7 @@ from pygments.util import ClassNotFound
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor, QTextDocument
 
-#: The longest one slice of colouring may hold the UI thread.
+# The longest one slice of colouring may hold the UI thread.
 SLICE_S = 0.008
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexers")

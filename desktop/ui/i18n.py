@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
 
 I18N_DIR = Path(__file__).resolve().parent / "i18n"
-#: Language code -> its name in that language (shown as is in every UI language).
+# Language code -> its name in that language (shown as is in every UI language).
 LANGUAGES = {"en": "English", "zh_CN": "简体中文"}
 CATALOGUE = "onnxchat"
 

@@ -7,6 +7,10 @@ and fills the English catalogue from the source text (plural forms from the ``(s
 convention: "%n message(s)" → "1 message" / "2 messages"); translators then fill in the other
 languages. ``--check`` changes nothing and fails when a string in the code is missing from a
 catalogue or a translation is unfinished.
+
+lupdate hands a ``#:`` comment to translators as a note on the next translated string, so the
+window's modules comment their attributes with a plain ``#``; ``--check`` fails on any such
+note (it would describe an attribute, not the string).
 """
 
 from __future__ import annotations
@@ -112,6 +116,9 @@ def problems(ts: Path) -> list[str]:
                                                                              "vanished")
             if unfinished or not texts or not all(texts):
                 found.append(f"{ts.name}: {name}: untranslated: {source!r}")
+            if message.find("extracomment") is not None:
+                found.append(f"{ts.name}: {name}: a `#:` comment in the code became a "
+                             f"translator's note on {source!r}; write it with a plain `#`")
     return found
 
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: The most of one message built into widgets; enough for any ordinary reply.
+# The most of one message built into widgets; enough for any ordinary reply.
 PREVIEW_CHARS = 4_000
 PREVIEW_LINES = 100
-#: A run without a break opportunity this long is wrapped anywhere, not at word boundaries.
+# A run without a break opportunity this long is wrapped anywhere, not at word boundaries.
 LONG_RUN = 200
-#: What a line costs to lay out, in characters (for :func:`weight`).
+# What a line costs to lay out, in characters (for :func:`weight`).
 LINE_WEIGHT = 20
-#: Runs of a label's text with no place to break a line (spaces, slashes, hyphens) longer
-#: than this are shortened in the middle.
+# Runs of a label's text with no place to break a line (spaces, slashes, hyphens) longer
+# than this are shortened in the middle.
 LABEL_RUN = 64
 
 _LONG_RUN = re.compile(rf"\S{{{LONG_RUN},}}")

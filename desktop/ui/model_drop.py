@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData, QUrl
 
 GGUF = "gguf"
 FOLDER = "folder"
-#: Problems, each shown as one line in the dialog.
+# Problems, each shown as one line in the dialog.
 SEVERAL = "several"
 NOT_LOCAL = "not-local"
 NOT_GGUF = "not-gguf"

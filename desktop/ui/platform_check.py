@@ -31,7 +31,7 @@ from desktop.errors import UserError
 
 XCB_PLUGIN = "libqxcb.so"
 
-#: Library (its name without ``.so`` and version) → (Debian/Ubuntu package, Fedora package).
+# Library (its name without ``.so`` and version) → (Debian/Ubuntu package, Fedora package).
 PACKAGES: dict[str, tuple[str, str]] = {
     "libxcb-cursor": ("libxcb-cursor0", "xcb-util-cursor"),
     "libxcb-icccm": ("libxcb-icccm4", "xcb-util-wm"),

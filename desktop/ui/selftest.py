@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 PROMPT = "What is the capital of France? Answer in one sentence."
-#: Short and greedy: the same reply every time, in a few seconds on a CPU.
+# Short and greedy: the same reply every time, in a few seconds on a CPU.
 SETTINGS = {"temperature": 0.0, "max_new_tokens": 32, "seed": 0}
 LOAD_TIMEOUT_S = 300
 REPLY_TIMEOUT_S = 300

@@ -44,12 +44,12 @@ class LocalServer(QObject):
         self._process: QProcess | None = None
         self._errors: list[str] = []
         self._pending: tuple[Path, str, int, bool, str] | None = None
-        #: The KV cache the server was started with (``onnxchat serve --kv-cache``).
+        # The KV cache the server was started with (``onnxchat serve --kv-cache``).
         self.kv_cache = "fp32"
         self.state = OFF
-        #: The model folder being served (set as soon as the server is asked to start).
+        # The model folder being served (set as soon as the server is asked to start).
         self.folder: Path | None = None
-        #: The base URL clients use, and the model served, once the server listens.
+        # The base URL clients use, and the model served, once the server listens.
         self.url = ""
         self.model = ""
         self.counts: dict[str, int] = {}

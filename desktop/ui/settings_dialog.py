@@ -77,7 +77,7 @@ class SettingsDialog(QDialog):
         self.setWindowTitle(self.tr("Settings"))
         self.setMinimumWidth(520)
         self._defaults = dict(model_defaults)
-        #: The sampling fields and their error lines, by setting name.
+        # The sampling fields and their error lines, by setting name.
         self.fields: dict[str, QLineEdit] = {}
         self.errors: dict[str, QLabel] = {}
         layout = QVBoxLayout(self)

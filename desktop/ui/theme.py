@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 MONO_FAMILIES = ("DejaVu Sans Mono", "Noto Sans Mono", "Liberation Mono", "Cascadia Mono",
                  "Consolas", "Menlo", "SF Mono", "Courier New")
-#: Families with good Simplified Chinese glyphs, best first.
+# Families with good Simplified Chinese glyphs, best first.
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
                 "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC")
 

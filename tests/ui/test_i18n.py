@@ -75,6 +75,20 @@ def test_catalogues_match_the_code_and_are_complete():
     assert i18n_build.check() == []
 
 
+def test_a_comment_that_became_a_translators_note_is_a_problem(tmp_path):
+    """lupdate turns a ``#:`` attribute comment into a note on the next translated string;
+    the check names it, so no translator is shown a note about something else."""
+    ts = tmp_path / "onnxchat_zh_CN.ts"
+    ts.write_text('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE TS>\n<TS version="2.1">'
+                  "<context><name>ExportDialog</name><message><source>Prepare a model</source>"
+                  "<extracomment>The folder the last export wrote.</extracomment>"
+                  "<translation>准备模型</translation></message></context></TS>\n",
+                  encoding="utf-8")
+    assert i18n_build.problems(ts) == [
+        "onnxchat_zh_CN.ts: ExportDialog: a `#:` comment in the code became a translator's "
+        "note on 'Prepare a model'; write it with a plain `#`"]
+
+
 def test_catalogues_compile(tmp_path):
     for qm in i18n_build.build():
         assert qm.is_file() and qm.stat().st_size > 1000

@@ -120,12 +120,10 @@
     <name>ExportDialog</name>
     <message>
         <source>Prepare a model</source>
-        <extracomment>The export CLI&apos;s --quant choices, in the order ``auto`` tries them (models/README.md). Recipes that read a GGUF file&apos;s own blocks (the bundled default model is a GGUF too).</extracomment>
         <translation>Prepare a model</translation>
     </message>
     <message>
         <source>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</source>
-        <extracomment>The folder the last export wrote (its name is taken now, by this dialog&apos;s doing). The folder of the model this dialog exported (&quot;&quot; until one was).</extracomment>
         <translation>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</translation>
     </message>
     <message>
@@ -511,7 +509,6 @@
     <name>LocalServer</name>
     <message>
         <source>the server ended with exit code %1</source>
-        <extracomment>The KV cache the server was started with (``onnxchat serve --kv-cache``). The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
         <translation>the server ended with exit code %1</translation>
     </message>
     <message>
@@ -1020,7 +1017,6 @@
     </message>
     <message>
         <source>This chat</source>
-        <extracomment>The sampling fields and their error lines, by setting name.</extracomment>
         <translation>This chat</translation>
     </message>
     <message>

@@ -119,12 +119,10 @@
     <name>ExportDialog</name>
     <message>
         <source>Prepare a model</source>
-        <extracomment>The export CLI&apos;s --quant choices, in the order ``auto`` tries them (models/README.md). Recipes that read a GGUF file&apos;s own blocks (the bundled default model is a GGUF too).</extracomment>
         <translation>准备模型</translation>
     </message>
     <message>
         <source>The export step is not installed in this copy of OnnxChat. It converts a model to the ONNX format the app runs, and needs PyTorch and Optimum. Install it with:</source>
-        <extracomment>The folder the last export wrote (its name is taken now, by this dialog&apos;s doing). The folder of the model this dialog exported (&quot;&quot; until one was).</extracomment>
         <translation>此 OnnxChat 副本未安装导出组件。导出组件负责把模型转换为本应用运行的 ONNX 格式，需要 PyTorch 和 Optimum。请用以下命令安装：</translation>
     </message>
     <message>
@@ -510,7 +508,6 @@
     <name>LocalServer</name>
     <message>
         <source>the server ended with exit code %1</source>
-        <extracomment>The KV cache the server was started with (``onnxchat serve --kv-cache``). The model folder being served (set as soon as the server is asked to start). The base URL clients use, and the model served, once the server listens.</extracomment>
         <translation>服务器已退出，退出码 %1</translation>
     </message>
     <message>
@@ -1014,7 +1011,6 @@
     </message>
     <message>
         <source>This chat</source>
-        <extracomment>The sampling fields and their error lines, by setting name.</extracomment>
         <translation>当前对话</translation>
     </message>
     <message>
