@@ -257,13 +257,14 @@ def _open_int8_cache(
         scales = np.load(scales_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ModelError(f"{scales_path} cannot be read ({exc}); re-export the model") from None
-    opened: list[Path] = []  # the file the first long prompt opened (folded, and checked)
+    opened: Path | None = None  # the file the first long prompt opened (folded, and checked)
 
     def open_prompt_session() -> ort.InferenceSession:
-        if opened:
-            return create_session(opened[0], "cpu", threads)[0]
+        nonlocal opened
+        if opened is not None:
+            return create_session(opened, "cpu", threads)[0]
         session, _, folded = _open_cpu(cpu_path, "cpu", threads, None, probe)
-        opened.append(folded or cpu_path)
+        opened = folded or cpu_path
         return session
 
     def probe_int8(session: ort.InferenceSession) -> np.ndarray:
