@@ -74,12 +74,12 @@ $(GENAI_STAMP): | $(STAMP)
 	$(PY) -m pip install -q --no-deps $(GENAI)
 	touch $@
 
-# The int8 cache's scales stand for the whole folder: one exported before fused exports
-# kept them is exported again.
-$(DEFAULT_MODEL)/onnx/model_int8kv_scales.npy: | $(STAMP)
+# The int8 cache's value rotation stands for the whole folder: one exported before fused
+# exports rotated the cached values is exported again.
+$(DEFAULT_MODEL)/onnx/model_int8kv_rotation.npy: | $(STAMP)
 	$(PY) -m export default --out models --overwrite
 
-model: setup $(DEFAULT_MODEL)/onnx/model_int8kv_scales.npy
+model: setup $(DEFAULT_MODEL)/onnx/model_int8kv_rotation.npy
 
 run: model system-libs
 	$(VENV)/bin/onnxchat

@@ -442,8 +442,8 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
 
 
 def _probe(session: ort.InferenceSession) -> np.ndarray:
-    decoder = SharedKVDecoder(session, "cpu", len(folding.PROBE_IDS), len(folding.PROBE_IDS))
-    return decoder.forward(folding.PROBE_IDS)
+    return folding.probe_logits(
+        SharedKVDecoder(session, "cpu", len(folding.PROBE_IDS), len(folding.PROBE_IDS)))
 
 
 def breakdown_table(report: dict[str, Any]) -> str:

@@ -19,9 +19,21 @@ come from the CPU graph's own cache on a calibration text (``data/calibration.tx
 notes, code, several languages), never the gate's text. Keys are cached after the rotary
 embedding, which turns each pair of channels (i, i + d/2) by an angle that depends on the
 position and keeps the pair's length; a key channel's scale is therefore the longest pair seen,
-the largest value the channel can take at any position. A value channel's scale is its largest
-magnitude. The export then runs the quality gate on this graph too, against the same reference
-as the shipped graph, and ships it only if it passes.
+the largest value the channel can take at any position.
+
+Values are cached rotated: each head's value vector times an orthogonal Hadamard matrix ``R``
+(``onnx/model_int8kv_rotation.npy``, ``[head_size, head_size]``), and each head's attention
+output is multiplied by ``Rᵀ`` before the output projection, which undoes it exactly (the
+attention output is a weighted sum of values, and ``Σ pᵢ vᵢ R = (Σ pᵢ vᵢ) R``). A fixed
+per-channel scale rounds a token whose values stand out in a few channels coarsely, or clips
+it; the rotation spreads every value over all of its head's channels, so no channel's scale
+is set by a few tokens' outliers. On Markdown full of tables and code that halves what the
+int8 cache moves the predictions by (models/README.md, "The int8 KV cache"). Keys are not
+rotated: the rotary embedding inside the attention node would not commute with it, and their
+per-channel scales already follow their consistent outlier channels. A value channel's scale
+is the largest magnitude of the rotated channel. The export then runs the quality gate on
+this graph too, against the same reference as the shipped graph, and ships it only if it
+passes.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_files import (
     INT8_CACHE_FILE,
+    INT8_CACHE_ROTATION_FILE,
     INT8_CACHE_SCALES_FILE,
     PAST_PREFIX,
     PRESENT_PREFIX,
@@ -59,10 +72,22 @@ def calibration_text() -> str:
     return CALIBRATION_TEXT.read_text(encoding="utf-8")
 
 
+def value_rotation(head_size: int) -> np.ndarray:
+    """The orthogonal ``[head_size, head_size]`` matrix each head's values are cached rotated
+    by: the normalised Sylvester-Hadamard matrix of the largest power of two dividing
+    ``head_size`` (all of it for 64 or 128), repeated along the diagonal (three of 32 for 96).
+    Symmetric, so it is its own inverse."""
+    block = head_size & -head_size
+    hadamard = np.ones((1, 1))
+    while hadamard.shape[0] < block:
+        hadamard = np.block([[hadamard, hadamard], [hadamard, -hadamard]])
+    return np.kron(np.eye(head_size // block), hadamard / np.sqrt(block)).astype(np.float32)
+
+
 def cache_scales(cpu_graph: Path, token_ids: list[int]) -> dict[int, tuple[np.ndarray,
                                                                           np.ndarray]]:
-    """Per layer, the key and value scales ``[kv_heads * head_size]`` from the CPU graph's
-    cache after one prompt of ``token_ids``."""
+    """Per layer, the key and the rotated value scales ``[kv_heads * head_size]`` from the
+    CPU graph's cache after one prompt of ``token_ids``."""
     session = make_session(cpu_graph)
     past = empty_past(session)
     ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
@@ -78,7 +103,7 @@ def cache_scales(cpu_graph: Path, token_ids: list[int]) -> dict[int, tuple[np.nd
         half = keys.shape[-1] // 2
         pair = np.sqrt(keys[..., :half] ** 2 + keys[..., half:] ** 2).max(axis=(0, 2))
         key_max = np.concatenate([pair, pair], axis=-1)  # [kv_heads, head_size]
-        value_max = np.abs(values).max(axis=(0, 2))
+        value_max = np.abs(values @ value_rotation(values.shape[-1])).max(axis=(0, 2))
         scales[layer] = tuple(  # a channel that never moved still needs a usable scale
             (np.maximum(m, 1e-6) / _INT8_MAX).astype(np.float32).reshape(-1)
             for m in (key_max, value_max))
@@ -87,13 +112,17 @@ def cache_scales(cpu_graph: Path, token_ids: list[int]) -> dict[int, tuple[np.nd
 
 def int8_cache_model(model: onnx.ModelProto,
                      scales: dict[int, tuple[np.ndarray, np.ndarray]]) -> onnx.ModelProto:
-    """A copy of the fused ``model`` whose attention keeps an int8 cache with ``scales``;
-    raise :class:`ValueError` for a graph whose attention nodes do not match its cache."""
+    """A copy of the fused ``model`` whose attention keeps an int8 cache with ``scales``, its
+    values rotated (:func:`value_rotation`); raise :class:`ValueError` for a graph whose
+    attention nodes do not match its cache."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    found = set()
+    found: set[int] = set()
+    constants: dict[str, np.ndarray] = {}
+    nodes = []
     for node in out.graph.node:
         if node.op_type != "GroupQueryAttention":
+            nodes.append(node)
             continue
         present = node.output[1] if len(node.output) > 1 else ""
         if not present.startswith(PRESENT_PREFIX) or present.count(".") != 2:
@@ -107,6 +136,9 @@ def int8_cache_model(model: onnx.ModelProto,
         if len(node.input) > _K_SCALE_INPUT:
             raise ValueError(f"attention node {node.name} already uses inputs past its "
                              "cache scales")
+        if any(node.input[1:3]):
+            raise ValueError(f"attention node {node.name} takes its keys and values apart "
+                             "from its queries")
         found.add(layer)
         names = (f"int8kv.{layer}.k_scale", f"int8kv.{layer}.v_scale")
         for name, value in zip(names, scales[layer], strict=True):
@@ -119,18 +151,67 @@ def int8_cache_model(model: onnx.ModelProto,
             helper.make_attribute("v_quant_type", "PER_CHANNEL"),
             helper.make_attribute("kv_cache_bit_width", 8),
         ])
+        heads, kv_heads = (helper.get_attribute_value(a) for name in ("num_heads", "kv_num_heads")
+                           for a in node.attribute if a.name == name)
+        head_size = scales[layer][1].size // kv_heads
+        before, after = _rotated_values(node, layer, heads, kv_heads, head_size, constants)
+        nodes.extend([*before, node, *after])
     if found != set(scales):
         raise ValueError(f"the graph has attention for {len(found)} of {len(scales)} layers")
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    out.graph.initializer.extend(numpy_helper.from_array(value, name)
+                                 for name, value in constants.items())
     for value in (*out.graph.input, *out.graph.output):
         if value.name.startswith((PAST_PREFIX, PRESENT_PREFIX)):
             value.type.tensor_type.elem_type = TensorProto.INT8
     return out
 
 
+def _rotated_values(node: onnx.NodeProto, layer: int, heads: int, kv_heads: int,
+                    head_size: int, constants: dict[str, np.ndarray],
+                    ) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto]]:
+    """The nodes before ``node`` (the attention of ``layer``) that split its packed
+    projections and rotate each value head, and the nodes after it that rotate each head of
+    its output back; ``node``'s first inputs and output are rewired to them. The constants
+    they read are added to ``constants`` once for all layers of one shape."""
+    rotation = value_rotation(head_size)
+    tag = f"{heads}x{kv_heads}x{head_size}"
+    split, values_by, output_by, heads_shape, hidden_shape = (
+        f"int8kv.{name}.{tag}" for name in
+        ("qkv_split", "value_rotation", "output_rotation", "heads_shape", "hidden_shape"))
+    constants.setdefault(split, np.array([heads, kv_heads, kv_heads], np.int64) * head_size)
+    constants.setdefault(values_by, np.kron(np.eye(kv_heads, dtype=np.float32), rotation))
+    constants.setdefault(output_by, np.ascontiguousarray(rotation.T))
+    constants.setdefault(heads_shape, np.array([0, 0, heads, head_size], np.int64))
+    constants.setdefault(hidden_shape, np.array([0, 0, heads * head_size], np.int64))
+    prefix = f"int8kv.{layer}"
+    query, key, value = (f"{prefix}.{name}" for name in ("query", "key", "value"))
+    before = [
+        helper.make_node("Split", [node.input[0], split], [query, key, value], axis=-1,
+                         name=f"{prefix}/Split"),
+        helper.make_node("MatMul", [value, values_by], [f"{prefix}.value_rotated"],
+                         name=f"{prefix}/RotateValues"),
+    ]
+    node.input[0], node.input[1], node.input[2] = query, key, f"{prefix}.value_rotated"
+    output = node.output[0]
+    node.output[0] = f"{prefix}.attention_rotated"
+    after = [
+        helper.make_node("Reshape", [node.output[0], heads_shape], [f"{prefix}.heads"],
+                         name=f"{prefix}/Heads"),
+        helper.make_node("MatMul", [f"{prefix}.heads", output_by], [f"{prefix}.heads_back"],
+                         name=f"{prefix}/RotateBack"),
+        helper.make_node("Reshape", [f"{prefix}.heads_back", hidden_shape], [output],
+                         name=f"{prefix}/Hidden"),
+    ]
+    return before, after
+
+
 def write_int8_cache_graph(cpu_graph: Path, token_ids: list[int]) -> Path:
     """Calibrate on ``token_ids`` and save the int8-cache twin of the fused graph at
-    ``cpu_graph`` beside it, its weights read from the CPU graph's file, and its scales as
-    one array beside it (``INT8_CACHE_SCALES_FILE``)."""
+    ``cpu_graph`` beside it, its weights read from the CPU graph's file, its scales as one
+    array beside it (``INT8_CACHE_SCALES_FILE``) and its value rotation as another
+    (``INT8_CACHE_ROTATION_FILE``)."""
     scales = cache_scales(cpu_graph, token_ids)
     model = onnx.load(str(cpu_graph), load_external_data=False)
     path = cpu_graph.with_name(INT8_CACHE_FILE)
@@ -138,13 +219,23 @@ def write_int8_cache_graph(cpu_graph: Path, token_ids: list[int]) -> Path:
     table = np.stack([np.stack(scales[layer]) for layer in sorted(scales)])
     np.save(path.with_name(INT8_CACHE_SCALES_FILE), table.astype(np.float32),
             allow_pickle=False)
+    head_size = table.shape[-1] // _kv_heads(model)
+    np.save(path.with_name(INT8_CACHE_ROTATION_FILE), value_rotation(head_size),
+            allow_pickle=False)
     return path
 
 
+def _kv_heads(model: onnx.ModelProto) -> int:
+    node = next(n for n in model.graph.node if n.op_type == "GroupQueryAttention")
+    return next(helper.get_attribute_value(a) for a in node.attribute
+                if a.name == "kv_num_heads")
+
+
 def _remove(graph: Path) -> None:
-    """Delete an int8-cache graph that is not shipped, and its scales."""
+    """Delete an int8-cache graph that is not shipped, its scales and its rotation."""
     graph.unlink(missing_ok=True)
-    graph.with_name(INT8_CACHE_SCALES_FILE).unlink(missing_ok=True)
+    for name in (INT8_CACHE_SCALES_FILE, INT8_CACHE_ROTATION_FILE):
+        graph.with_name(name).unlink(missing_ok=True)
 
 
 def int8_cache_entry(cpu_graph: Path, tokenizer: Any,
@@ -179,6 +270,7 @@ def int8_cache_entry(cpu_graph: Path, tokenizer: Any,
     return {
         "file": f"onnx/{INT8_CACHE_FILE}",
         "scales": f"onnx/{INT8_CACHE_SCALES_FILE}",
+        "value_rotation": f"onnx/{INT8_CACHE_ROTATION_FILE}",
         "dtype": "float32",
         "cache_dtype": "int8",
         "weights_from": f"onnx/{cpu_graph.name}",

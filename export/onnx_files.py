@@ -28,6 +28,8 @@ INT8_CACHE_FILE = "model_int8kv.onnx"
 # Its per-layer key and value scales, [layers, 2, kv_heads * head_size] float32, for runtimes
 # that write that cache themselves (the app reads long prompts through the fp32 graph).
 INT8_CACHE_SCALES_FILE = "model_int8kv_scales.npy"
+# The orthogonal [head_size, head_size] matrix that graph caches each head's values rotated by.
+INT8_CACHE_ROTATION_FILE = "model_int8kv_rotation.npy"
 # protobuf cannot serialise a message of 2 GiB or more; keep a margin for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 PAST_PREFIX = "past_key_values."

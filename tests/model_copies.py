@@ -8,10 +8,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from export.onnx_files import INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE
+from export.onnx_files import INT8_CACHE_FILE, INT8_CACHE_ROTATION_FILE, INT8_CACHE_SCALES_FILE
 
 INT8_GRAPH = f"onnx/{INT8_CACHE_FILE}"
 INT8_SCALES = f"onnx/{INT8_CACHE_SCALES_FILE}"
+INT8_ROTATION = f"onnx/{INT8_CACHE_ROTATION_FILE}"
 
 
 def without_int8_graph(folder: Path, copy: Path, entry: dict | None = None) -> Path:
@@ -24,14 +25,18 @@ def without_int8_graph(folder: Path, copy: Path, entry: dict | None = None) -> P
         if entry is not None:
             graphs["cpu-int8kv"] = entry
 
-    return _copy_without(folder, copy, (INT8_GRAPH, INT8_SCALES), edit)
+    return _copy_without(folder, copy, (INT8_GRAPH, INT8_SCALES, INT8_ROTATION), edit)
 
 
 def without_int8_scales(folder: Path, copy: Path) -> Path:
     """``folder`` copied to ``copy`` as exported before the int8 cache's scales were kept
-    beside its graph."""
-    return _copy_without(folder, copy, (INT8_SCALES,),
-                         lambda graphs: graphs["cpu-int8kv"].pop("scales"))
+    beside its graph (and so before its values were rotated)."""
+
+    def edit(graphs: dict) -> None:
+        graphs["cpu-int8kv"].pop("scales")
+        graphs["cpu-int8kv"].pop("value_rotation")
+
+    return _copy_without(folder, copy, (INT8_SCALES, INT8_ROTATION), edit)
 
 
 def _copy_without(folder: Path, copy: Path, files: tuple[str, ...],

@@ -99,6 +99,17 @@ class Manifest:
             return None
         return self.raw["onnx"]["graphs"]["cpu-int8kv"]["scales"]
 
+    @property
+    def int8_cache_rotation(self) -> str | None:
+        """The orthogonal matrix ``[head_size, head_size]`` (``.npy``) the int8-cache graph
+        caches each head's values rotated by, relative to the folder; None without a usable
+        graph, or for a graph exported before values were rotated (it caches them as they
+        are)."""
+        if self.int8_cache[0] is None:
+            return None
+        rotation = self.raw["onnx"]["graphs"]["cpu-int8kv"].get("value_rotation")
+        return rotation if isinstance(rotation, str) else None
+
 
 def _require(data: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     value = data.get(key)

@@ -134,11 +134,11 @@ def load_model(
     decoder: KVDecoder | SharedKVDecoder
 
     def probe(session: ort.InferenceSession) -> np.ndarray:
-        """The last logits of :data:`folding.PROBE_IDS` through a session of the fp32 graph."""
+        """:func:`folding.probe_logits` through a session of the fp32 graph."""
         if shared:
-            return SharedKVDecoder(session, "cpu", max_length, len(folding.PROBE_IDS)).forward(
-                folding.PROBE_IDS)
-        return KVDecoder(session, "cpu").forward(folding.PROBE_IDS)
+            return folding.probe_logits(
+                SharedKVDecoder(session, "cpu", max_length, len(folding.PROBE_IDS)))
+        return folding.probe_logits(KVDecoder(session, "cpu"))
 
     if kv_cache == "int8":
         decoder, device_info, graph, folded = _open_int8_cache(manifest, device, threads,
@@ -247,16 +247,16 @@ def _open_int8_cache(
     if device == "cuda":
         raise ModelError(f"{INT8_CACHE_ON_CPU}; use --device auto or --device cpu, "
                          "or --kv-cache fp32 to run on CUDA")
+    rotation_name = manifest.int8_cache_rotation
     paths = [manifest.folder / name
-             for name in (graph, manifest.int8_cache_scales, manifest.graphs["cpu"])]
+             for name in (graph, manifest.int8_cache_scales, manifest.graphs["cpu"],
+                          *([rotation_name] if rotation_name else []))]
     for path in paths:
         if not path.is_file():
             raise ModelError(f"{path} is missing; re-export the model with `onnxchat export`")
-    path, scales_path, cpu_path = paths
-    try:
-        scales = np.load(scales_path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise ModelError(f"{scales_path} cannot be read ({exc}); re-export the model") from None
+    path, scales_path, cpu_path = paths[:3]
+    scales = _load_array(scales_path)
+    rotation = _load_array(paths[3]) if rotation_name else None
     opened: Path | None = None  # the file the first long prompt opened (folded, and checked)
 
     def open_prompt_session() -> ort.InferenceSession:
@@ -268,9 +268,17 @@ def _open_int8_cache(
         return session
 
     def probe_int8(session: ort.InferenceSession) -> np.ndarray:
-        return Int8CacheDecoder(session, open_prompt_session, scales, max_length).forward(
-            folding.PROBE_IDS)
+        return folding.probe_logits(Int8CacheDecoder(session, open_prompt_session, scales,
+                                                     max_length, rotation))
 
     session, info, folded = _open_cpu(path, device, threads, INT8_CACHE_ON_CPU, probe_int8)
-    return (Int8CacheDecoder(session, open_prompt_session, scales, max_length), info, graph,
-            folded)
+    return (Int8CacheDecoder(session, open_prompt_session, scales, max_length, rotation), info,
+            graph, folded)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """The ``.npy`` array at ``path``; :class:`ModelError` when it cannot be read."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ModelError(f"{path} cannot be read ({exc}); re-export the model") from None

@@ -486,11 +486,17 @@ class Int8CacheDecoder(SharedKVDecoder):
     then holds what the int8 graph writes for those keys and values. The fp32 graph's
     session (``open_prompt_session``) and the fp32 copy of the cache live only while such a
     prompt is read, so the int8 cache's memory saving holds between long prompts.
+
+    The graph caches each head's values times an orthogonal ``rotation`` (``[head_dim,
+    head_dim]``; None for graphs exported before it, which cache them as they are), so the
+    values are rotated back for the fp32 graph and the fp32 graph's are rotated before they
+    are rounded.
     """
 
     def __init__(self, session: ort.InferenceSession,
                  open_prompt_session: Callable[[], ort.InferenceSession],
-                 scales: np.ndarray, max_length: int) -> None:
+                 scales: np.ndarray, max_length: int,
+                 rotation: np.ndarray | None = None) -> None:
         super().__init__(session, "cpu", max_length)
         layers = len(self.past_names) // 2
         want = (layers, 2, self.kv_heads * self.head_dim)
@@ -501,6 +507,14 @@ class Int8CacheDecoder(SharedKVDecoder):
         per_channel = scales.reshape(layers * 2, 1, self.kv_heads, 1, self.head_dim)
         self._scales = list(per_channel)  # in the order of past_names: layer by layer, k, v
         self._inverse = [np.float32(1) / scale for scale in self._scales]
+        if rotation is not None and (
+                rotation.shape != (self.head_dim, self.head_dim) or rotation.dtype != np.float32
+                or not np.allclose(rotation @ rotation.T, np.eye(self.head_dim), atol=1e-5)):
+            raise ModelError(f"the int8 cache's value rotation is {rotation.dtype}"
+                             f"{list(rotation.shape)}, not an orthogonal float32"
+                             f"{[self.head_dim, self.head_dim]}; re-export the model")
+        # per buffer, in the order of past_names: None for keys, the rotation for values
+        self._rotations = [None, rotation] * layers
         self._open_prompt_session = open_prompt_session
 
     def forward(self, token_ids: list[int] | np.ndarray,
@@ -512,14 +526,19 @@ class Int8CacheDecoder(SharedKVDecoder):
         self._make_room(total)
         prompt = SharedKVDecoder(self._prompt_session(), "cpu", self.max_length,
                                  initial_capacity=total)
-        for codes, values, scale in zip(self._hosts, prompt._hosts, self._scales, strict=True):
+        for codes, values, scale, rotation in zip(self._hosts, prompt._hosts, self._scales,
+                                                  self._rotations, strict=True):
             np.multiply(codes[:, :, :past], scale, out=values[:, :, :past])
+            if rotation is not None and past:
+                values[:, :, :past] = values[:, :, :past] @ rotation.T
         prompt.length = past
         logits = prompt.forward(ids, run_options)
-        for codes, values, inverse in zip(self._hosts, prompt._hosts, self._inverse,
-                                          strict=True):
-            codes[:, :, past:total] = np.clip(np.rint(values[:, :, past:total] * inverse),
-                                              -128, 127)
+        for codes, values, inverse, rotation in zip(self._hosts, prompt._hosts, self._inverse,
+                                                    self._rotations, strict=True):
+            fresh = values[:, :, past:total]
+            if rotation is not None:
+                fresh = fresh @ rotation
+            codes[:, :, past:total] = np.clip(np.rint(fresh * inverse), -128, 127)
         self.length = total
         return logits
 

@@ -117,8 +117,8 @@ def test_every_file_matches_its_hash(default_model: Path, manifest: dict) -> Non
     assert verify_folder(default_model) == []
     assert set(manifest["files"]) == {
         "onnx/model.onnx", "onnx/model_cuda.onnx", "onnx/model_int8kv.onnx",
-        "onnx/model_int8kv_scales.npy", "config.json", "generation_config.json",
-        "tokenizer.json",
+        "onnx/model_int8kv_scales.npy", "onnx/model_int8kv_rotation.npy", "config.json",
+        "generation_config.json", "tokenizer.json",
         "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
         "genai_config.json", "validation_report.md",
     }

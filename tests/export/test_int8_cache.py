@@ -2,9 +2,10 @@
 
 Checked three ways: the default export's graph passed the same gate as the shipped graph,
 against the same references (the fp32 export, llama.cpp on the GGUF); the graph differs from
-the CPU graph only in its attention nodes and cache types and reads its weights from the CPU
-graph's file; and ONNX Runtime's int8 attention stores exactly the fp32 graph's keys and
-values rounded to the calibrated scales.
+the CPU graph only in its attention nodes, the nodes that rotate values into the cache and
+back out of the attention, and its cache types, and reads its weights from the CPU graph's
+file; and ONNX Runtime's int8 attention stores exactly the fp32 graph's keys, and its values
+rotated, rounded to the calibrated scales.
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from export.int8_cache import (
     cache_scales,
     int8_cache_entry,
     int8_cache_model,
+    value_rotation,
     write_int8_cache_graph,
 )
-from export.onnx_files import INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE, empty_past, make_session
+from export.onnx_files import (
+    INT8_CACHE_FILE,
+    INT8_CACHE_ROTATION_FILE,
+    INT8_CACHE_SCALES_FILE,
+    empty_past,
+    make_session,
+)
 from export.shared_data import stored_tensors
 from export.validation import ValidationGate, validate
 
@@ -52,7 +60,7 @@ def tiny_copy(tiny_llama_fused_model: Path, tmp_path: Path) -> Path:
     have kept one): the tests write their own."""
     folder = tmp_path / "model"
     shutil.copytree(tiny_llama_fused_model, folder)
-    for name in (INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE):
+    for name in (INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE, INT8_CACHE_ROTATION_FILE):
         (folder / "onnx" / name).unlink(missing_ok=True)
     return folder
 
@@ -66,6 +74,8 @@ def test_the_default_export_ships_a_gated_int8_cache_graph(default_model: Path) 
     assert entry["cache_dtype"] == "int8" and entry["weights_from"] == "onnx/model.onnx"
     assert entry["scales"] == f"onnx/{INT8_CACHE_SCALES_FILE}"
     assert entry["scales"] in manifest["files"]
+    assert entry["value_rotation"] == f"onnx/{INT8_CACHE_ROTATION_FILE}"
+    assert entry["value_rotation"] in manifest["files"]
     # calibrated on its own text, not the gate's
     assert entry["calibration"]["text"] == f"export/data/{CALIBRATION_TEXT.name}"
     assert entry["calibration"]["text"] != manifest["validation"]["text"]
@@ -91,8 +101,18 @@ def test_the_int8_cache_graph_changes_only_the_attention(default_model: Path) ->
     cpu = onnx.load(str(default_model / "onnx" / "model.onnx"), load_external_data=False)
     twin_path = default_model / "onnx" / INT8_CACHE_FILE
     twin = onnx.load(str(twin_path), load_external_data=False)
-    assert [n.op_type for n in cpu.graph.node] == [n.op_type for n in twin.graph.node]
-    changed = [b for a, b in zip(cpu.graph.node, twin.graph.node, strict=True)
+    # around each attention node: its packed projections split and the values rotated
+    # before it, each head of its output rotated back after it
+    added = [n for n in twin.graph.node if n.name.startswith("int8kv.")]
+    kept = [n for n in twin.graph.node if not n.name.startswith("int8kv.")]
+    ops = [n.op_type for n in twin.graph.node]
+    attention = [i for i, op in enumerate(ops) if op == "GroupQueryAttention"]
+    assert len(attention) == 30 and len(added) == 5 * 30
+    for i in attention:
+        assert ops[i - 2:i + 4] == ["Split", "MatMul", "GroupQueryAttention", "Reshape",
+                                    "MatMul", "Reshape"]
+    assert [n.op_type for n in cpu.graph.node] == [n.op_type for n in kept]
+    changed = [b for a, b in zip(cpu.graph.node, kept, strict=True)
                if a.SerializeToString() != b.SerializeToString()]
     assert {n.op_type for n in changed} == {"GroupQueryAttention"}
     assert len(changed) == 30
@@ -119,7 +139,12 @@ def test_the_scales_file_holds_the_graphs_scales(default_model: Path) -> None:
     graph = onnx.load(str(default_model / "onnx" / INT8_CACHE_FILE), load_external_data=False)
     stored = {t.name: onnx.numpy_helper.to_array(t) for t in graph.graph.initializer
               if t.name.startswith("int8kv.")}
-    assert len(stored) == 60
+    assert len(stored) == 60 + 5  # the scales, and the rotation's constants for all layers
+    rotation = np.load(default_model / "onnx" / INT8_CACHE_ROTATION_FILE, allow_pickle=False)
+    np.testing.assert_array_equal(rotation, value_rotation(64))
+    np.testing.assert_array_equal(stored["int8kv.output_rotation.9x3x64"], rotation.T)
+    np.testing.assert_array_equal(stored["int8kv.value_rotation.9x3x64"],
+                                  np.kron(np.eye(3, dtype=np.float32), rotation))
     for layer in range(30):
         np.testing.assert_array_equal(table[layer, 0], stored[f"int8kv.{layer}.k_scale"])
         np.testing.assert_array_equal(table[layer, 1], stored[f"int8kv.{layer}.v_scale"])
@@ -135,9 +160,12 @@ def test_int8_attention_stores_the_fp32_cache_rounded_to_its_scales(tiny_copy: P
         np.testing.assert_array_equal(table[layer], np.stack(pair))
     want = prompt_cache(cpu_graph, PROMPT)
     got = prompt_cache(twin, PROMPT)
+    rotation = np.load(twin.with_name(INT8_CACHE_ROTATION_FILE), allow_pickle=False)
     for layer, (key_scale, value_scale) in scales.items():
         for kind, scale in (("key", key_scale), ("value", value_scale)):
             fp32 = want[f"present.{layer}.{kind}"]
+            if kind == "value":  # cached rotated, each head by the same matrix
+                fp32 = fp32 @ rotation
             codes = got[f"present.{layer}.{kind}"]
             assert codes.dtype == np.int8
             step = scale.reshape(1, fp32.shape[1], 1, fp32.shape[3])
@@ -163,7 +191,8 @@ def test_a_graph_that_fails_the_gate_is_not_kept(tiny_copy: Path) -> None:
     entry = int8_cache_entry(cpu_graph, tokenizer, gate_of, 128)
     assert set(entry) == {"reason"}
     assert entry["reason"].startswith("it fails the quality gate (")
-    assert not twin.exists() and not twin.with_name(INT8_CACHE_SCALES_FILE).exists()
+    assert not any(twin.with_name(name).exists() for name in (
+        INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE, INT8_CACHE_ROTATION_FILE))
 
 
 def test_scales_must_cover_every_attention_node(default_model: Path) -> None:
@@ -196,4 +225,34 @@ def test_a_graph_onnx_runtime_cannot_run_is_not_kept(
                                                     ValidationGate()), 128)
     assert set(entry) == {"reason"}
     assert entry["reason"].startswith("ONNX Runtime cannot run its int8 attention (")
-    assert not twin.exists() and not twin.with_name(INT8_CACHE_SCALES_FILE).exists()
+    assert not any(twin.with_name(name).exists() for name in (
+        INT8_CACHE_FILE, INT8_CACHE_SCALES_FILE, INT8_CACHE_ROTATION_FILE))
+
+
+@pytest.mark.parametrize("head_size", [64, 128, 96, 80, 256])
+def test_the_value_rotation_is_orthogonal_and_its_own_inverse(head_size: int) -> None:
+    """Any head size: the largest power-of-two Hadamard block that divides it, repeated."""
+    rotation = value_rotation(head_size)
+    assert rotation.shape == (head_size, head_size) and rotation.dtype == np.float32
+    np.testing.assert_allclose(rotation @ rotation, np.eye(head_size), atol=1e-6)
+    np.testing.assert_array_equal(rotation, rotation.T)
+    block = head_size & -head_size
+    # every entry of a block is ±1/√block: each channel is spread over the whole block
+    np.testing.assert_allclose(np.abs(rotation[:block, :block]), 1 / np.sqrt(block),
+                               rtol=1e-6)
+
+
+def test_rotated_values_round_a_standout_channel_finer() -> None:
+    """Why values are rotated: with fixed per-channel scales set by calibration values, a
+    later value that stands out in one channel is clipped there; rotated, it is spread over
+    the head and kept."""
+    rng = np.random.default_rng(0)
+    calibration = rng.normal(size=(1000, 64)).astype(np.float32)
+    later = rng.normal(size=(200, 64)).astype(np.float32)
+    later[:, 5] *= 8  # a channel that calibration never saw this large
+    errors = []
+    for rotation in (np.eye(64, dtype=np.float32), value_rotation(64)):
+        scale = np.abs(calibration @ rotation).max(axis=0) / 127
+        codes = np.clip(np.rint(later @ rotation / scale), -128, 127)
+        errors.append(np.linalg.norm(codes * scale @ rotation.T - later))
+    assert errors[1] < errors[0] / 2
