@@ -183,8 +183,9 @@ def _open_cpu(
         try:
             folded = folding.folded_graph(path, threads or default_threads(), opener, probe)
         except folding.FoldError as exc:
-            log.warning("%s runs with its Q4_1 offsets as graph nodes, slower on the CPU: %s",
-                        path, exc)
+            level = logging.INFO if isinstance(exc, folding.CpuCannotFold) else logging.WARNING
+            log.log(level, "%s runs with its Q4_1 offsets as graph nodes, slower on the CPU: %s",
+                    path, exc)
         else:
             if folded is not None:
                 return folded[0], infos[-1], folded[1]
