@@ -72,6 +72,9 @@ DATA_FILE = "model.onnx.data"
 PROBE_FILE = "probe.npy"
 INFO_FILE = "folded.json"
 NOTHING_FILE = "nothing-to-fold.json"
+#: Marks a graph with offsets that this CPU's kernel cannot take folded (:class:`CpuCannotFold`),
+#: so later loads say so without reading the graph again.
+CANNOT_FOLD_FILE = "cannot-fold-here.json"
 #: Token ids every vocabulary has (the smallest test models have 512).
 PROBE_IDS = (1, 7, 19, 42, 100, 250, 333, 411, 17, 5, 64, 128, 200, 300, 400, 450)
 #: The folded graph's logits on the probe against the folder graph's, as a share of the
@@ -394,18 +397,25 @@ def folded_graph(source: Path, threads: int, opener: Opener, probe: Probe,
         entry = cache / key
         if (entry / NOTHING_FILE).is_file():
             return None
+        if (entry / CANNOT_FOLD_FILE).is_file():
+            raise CpuCannotFold(AVX2_REASON)
         if not (entry / INFO_FILE).is_file():
             cache.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
             try:
-                facts = _build(source, work, threads, opener, probe)
-                marker = INFO_FILE if facts else NOTHING_FILE
+                try:
+                    facts = _build(source, work, threads, opener, probe)
+                    marker = INFO_FILE if facts else NOTHING_FILE
+                except CpuCannotFold:
+                    facts, marker = {}, CANNOT_FOLD_FILE
                 (work / marker).write_text(json.dumps(
                     {"source": str(source.resolve()), "onnxruntime": ort.__version__,
                      "cpu": cpu, **facts}, indent=2) + "\n", encoding="utf-8")
                 _publish(work, entry, source)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+            if marker == CANNOT_FOLD_FILE:
+                raise CpuCannotFold(AVX2_REASON)
             if not facts:
                 return None
             log.info("folded the Q4_1 offsets of %s into %s", source, entry)
@@ -436,7 +446,7 @@ def _publish(work: Path, entry: Path, source: Path) -> None:
     for other in entry.parent.iterdir():
         if other == entry or other.name.startswith("."):
             continue
-        for marker in (INFO_FILE, NOTHING_FILE):
+        for marker in (INFO_FILE, NOTHING_FILE, CANNOT_FOLD_FILE):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 built_from = json.loads((other / marker).read_text())["source"]
                 if built_from == str(source.resolve()) or not Path(built_from).exists():

@@ -244,7 +244,14 @@ def test_on_an_avx2_cpu_the_exact_graph_runs_and_the_log_says_why(default_model,
                      "graph nodes, slower on the CPU: this CPU has AVX2 without AVX-512, where "
                      "ONNX Runtime's 4-bit kernel applies zero points inside each decode step "
                      "and folded offsets would be lost"]
-    assert not any((tmp_path / "folded").iterdir())  # nothing was built or kept
+    # nothing was built; the refusal is kept, so a later load does not read the graph again
+    entries = list((tmp_path / "folded").iterdir())
+    assert [sorted(p.name for p in e.iterdir()) for e in entries] == [[folding.CANNOT_FOLD_FILE]]
+    monkeypatch.setattr(folding, "find_corrections", lambda *a: pytest.fail("read again"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert load_model(default_model, device="cpu", threads=2).folded is None
+    assert [r.getMessage() for r in caplog.records if r.name == "desktop.engine.model"] == lines
     ids = model.encode("The capital of France is")
     model.decoder.forward(ids[:-1])
     assert model.tokenizer.decode([int(model.decoder.forward(ids[-1:]).argmax())]) == " Paris"
