@@ -182,29 +182,18 @@ def test_scales_that_do_not_fit_the_graph_are_refused(int8_model) -> None:
             Int8CacheDecoder(session, lambda: session, scales, 512, rotation)
 
 
-def test_a_rotation_file_that_is_missing_or_unreadable_is_one_line(default_model,
-                                                                    tmp_path) -> None:
-    folder = tmp_path / default_model.name
-    shutil.copytree(default_model, folder)
-    (folder / INT8_ROTATION).write_bytes(b"not numpy")
-    with pytest.raises(ModelError, match=rf"^{re.escape(str(folder / INT8_ROTATION))} cannot "
-                                         r"be read \(.*\); re-export the model$"):
-        load_model(folder, kv_cache="int8")
-    (folder / INT8_ROTATION).unlink()
-    with pytest.raises(ModelError, match=r"model_int8kv_rotation\.npy is missing; re-export"):
-        load_model(folder, kv_cache="int8")
-
-
-def test_a_scales_file_that_is_not_an_array_is_one_line(default_model, tmp_path) -> None:
+@pytest.mark.parametrize("name", [INT8_SCALES, INT8_ROTATION], ids=["scales", "rotation"])
+def test_a_scales_or_rotation_file_that_is_not_an_array_is_one_line(default_model, tmp_path,
+                                                                     name) -> None:
     folder = tmp_path / default_model.name
     shutil.copytree(default_model, folder)
     for content in (b"not numpy", b""):  # a foreign file, a truncated one
-        (folder / INT8_SCALES).write_bytes(content)
-        with pytest.raises(ModelError, match=rf"^{re.escape(str(folder / INT8_SCALES))} cannot "
+        (folder / name).write_bytes(content)
+        with pytest.raises(ModelError, match=rf"^{re.escape(str(folder / name))} cannot "
                                              r"be read \(.*\); re-export the model$"):
             load_model(folder, kv_cache="int8")
-    (folder / INT8_SCALES).unlink()
-    with pytest.raises(ModelError, match=r"model_int8kv_scales\.npy is missing; re-export"):
+    (folder / name).unlink()
+    with pytest.raises(ModelError, match=rf"{re.escape(name)} is missing; re-export"):
         load_model(folder, kv_cache="int8")
 
 
