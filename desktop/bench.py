@@ -43,14 +43,7 @@ from desktop.bench_shape import (
 )
 from desktop.bench_shape import prompt as shape_prompt
 from desktop.cpuinfo import CpuIsa, cpu_isa
-from desktop.engine import (
-    ChatEngine,
-    Generator,
-    SamplingSettings,
-    folding,
-    load_model,
-    resolve_model,
-)
+from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model, resolve_model
 from desktop.engine.model import Model
 from desktop.engine.settings import KV_CACHE_HELP, KV_CACHES
 from desktop.errors import UserError
@@ -357,8 +350,7 @@ def run(args: argparse.Namespace) -> int:
                            "model": model.name, "device": model.device.describe(),
                            "graph": model.graph, "onnxruntime": ort.__version__,
                            "offsets_folded": model.folded is not None,
-                           "unfolded_here": (None if folding.one_row_reads_block_terms(cpu_isa())
-                                             else folding.AVX2_REASON)},
+                           "offsets_unfolded": model.unfolded},
               "results": [r.summary() for r in results.values()]}
     if model.device.used == "cuda":
         report["workload"]["gpu"] = gpu_info()
@@ -670,8 +662,8 @@ def _print_table(report: dict[str, Any]) -> None:
               f"context only); {build['system_info']}")
     folded = (", Q4_1 offsets folded into the packed weights"
               if w.get("offsets_folded") else "")
-    if w.get("unfolded_here"):
-        folded = f", Q4_1 offsets as graph nodes ({w['unfolded_here']})"
+    if w.get("offsets_unfolded"):
+        folded = f", Q4_1 offsets as graph nodes ({w['offsets_unfolded']})"
     print(f"{w['model']} on {w['device']}{folded}: {w['prompt_tokens']}-token prompt, "
           f"{w['new_tokens']} new tokens, greedy, {w['threads']} threads, "
           f"median of {w['runs']} runs")

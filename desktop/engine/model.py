@@ -40,6 +40,15 @@ CUDA_GRAPH_ENV = "ONNXCHAT_CUDA_GRAPH"
 INT8_CACHE_ON_CPU = "the int8 KV cache runs on the CPU"
 
 
+@dataclass(frozen=True)
+class CpuFold:
+    """How a graph opened on the CPU runs: the folded copy's file, or why a graph with Q4_1
+    offsets runs without one (both None: nothing to fold, or not on the CPU)."""
+
+    path: Path | None = None
+    unfolded: str | None = None
+
+
 @dataclass
 class Model:
     """Everything needed to chat with one model folder. Load with :func:`load_model`."""
@@ -55,6 +64,9 @@ class Model:
     #: Where that graph runs with its Q4_1 offsets folded into the packed weights (a file in
     #: the user's cache, desktop/engine/folding.py); None when it runs as it is.
     folded: Path | None = None
+    #: Why a graph with Q4_1 offsets runs on the CPU with them as graph nodes (the line the
+    #: log gives); None when they are folded, or there are none, or it runs on CUDA.
+    unfolded: str | None = None
 
     @property
     def name(self) -> str:
@@ -141,10 +153,10 @@ def load_model(
         return folding.probe_logits(KVDecoder(session, "cpu"))
 
     if kv_cache == "int8":
-        decoder, device_info, graph, folded = _open_int8_cache(manifest, device, threads,
-                                                               max_length, probe)
+        decoder, device_info, graph, fold = _open_int8_cache(manifest, device, threads,
+                                                             max_length, probe)
     else:
-        session, device_info, graph, cuda_graph, folded = _open_graph(
+        session, device_info, graph, cuda_graph, fold = _open_graph(
             manifest, device, threads, cuda_graph and shared, probe)
         if shared:
             decoder = SharedKVDecoder(session, device_info.used, max_length,
@@ -162,15 +174,15 @@ def load_model(
         raise ModelError(f"{manifest.folder}/manifest.json: stop token id {bad_stops[0]} "
                          f"is outside the vocabulary ({vocab}); re-export")
     return Model(manifest, tokenizer, template, decoder, device_info,
-                 time.perf_counter() - started, graph, folded)
+                 time.perf_counter() - started, graph, fold.path, fold.unfolded)
 
 
 def _open_cpu(
     path: Path, device: str, threads: int | None, cuda_unsupported: str | None,
     probe: folding.Probe,
-) -> tuple[ort.InferenceSession, DeviceInfo, Path | None]:
+) -> tuple[ort.InferenceSession, DeviceInfo, CpuFold]:
     """``path`` on the CPU, with its Q4_1 offsets folded into ONNX Runtime's packed weights
-    where it has any (desktop/engine/folding.py), and the folded file; a graph that cannot be
+    where it has any (desktop/engine/folding.py), and how it runs; a graph that cannot be
     folded here runs as it is, and the log says why in one line."""
     infos: list[DeviceInfo] = []
 
@@ -186,32 +198,33 @@ def _open_cpu(
             level = logging.INFO if isinstance(exc, folding.CpuCannotFold) else logging.WARNING
             log.log(level, "%s runs with its Q4_1 offsets as graph nodes, slower on the CPU: %s",
                     path, exc)
+            return opener(path), infos[-1], CpuFold(unfolded=str(exc))
         else:
             if folded is not None:
-                return folded[0], infos[-1], folded[1]
+                return folded[0], infos[-1], CpuFold(path=folded[1])
     session = opener(path)
-    return session, infos[-1], None
+    return session, infos[-1], CpuFold()
 
 
 def _open_graph(
     manifest: Manifest, device: str, threads: int | None, cuda_graph: bool,
     probe: folding.Probe,
-) -> tuple[ort.InferenceSession, DeviceInfo, str, bool, Path | None]:
+) -> tuple[ort.InferenceSession, DeviceInfo, str, bool, CpuFold]:
     """The session of the graph ``device`` gets (manifest ``onnx.graphs``), its device, the
-    graph's file, whether its decode steps are captured as CUDA graphs, and the folded file
-    a CPU session runs (:func:`_open_cpu`). A folder with a graph made for CUDA opens it only
+    graph's file, whether its decode steps are captured as CUDA graphs, and how a CPU session
+    runs (:func:`_open_cpu`). A folder with a graph made for CUDA opens it only
     where CUDA really works; ``auto`` otherwise opens the CPU graph and says why, ``cuda`` is
     refused."""
     graphs = manifest.graphs
     cpu, cuda = graphs["cpu"], graphs.get("cuda")
     folder = manifest.folder
     if cuda is None:
-        session, info, folded = _open_cpu(folder / cpu, device, threads, FUSED_FP32_ON_CUDA,
-                                          probe)
-        return session, info, cpu, False, folded
+        session, info, fold = _open_cpu(folder / cpu, device, threads, FUSED_FP32_ON_CUDA,
+                                        probe)
+        return session, info, cpu, False, fold
     if device not in ("auto", "cuda"):  # "cpu", or unknown: create_session says which
-        session, info, folded = _open_cpu(folder / cpu, device, threads, None, probe)
-        return session, info, cpu, False, folded
+        session, info, fold = _open_cpu(folder / cpu, device, threads, None, probe)
+        return session, info, cpu, False, fold
     reason = None if cuda == cpu else cuda_unavailable_reason()
     if reason is None:
         path = folder / cuda
@@ -229,21 +242,21 @@ def _open_graph(
             reason = f"CUDA not used: {exc}"
         else:
             if info.used == "cuda" or cuda == cpu:
-                return session, info, cuda, cuda_graph and info.used == "cuda", None
+                return session, info, cuda, cuda_graph and info.used == "cuda", CpuFold()
             reason = info.reason
     elif device == "cuda":
         raise ModelError(f"{reason}; use --device auto or --device cpu to run on the CPU")
-    session, info, folded = _open_cpu(folder / cpu, device, threads, reason, probe)
-    return session, info, cpu, False, folded
+    session, info, fold = _open_cpu(folder / cpu, device, threads, reason, probe)
+    return session, info, cpu, False, fold
 
 
 def _open_int8_cache(
     manifest: Manifest, device: str, threads: int | None, max_length: int,
     probe: folding.Probe,
-) -> tuple[Int8CacheDecoder, DeviceInfo, str, Path | None]:
-    """The decoder of the folder's CPU graph with an int8 KV cache, its device, file and
-    folded file. Long prompts are read through the fp32 CPU graph (``probe`` checks its
-    folded form), opened for each (:class:`Int8CacheDecoder`)."""
+) -> tuple[Int8CacheDecoder, DeviceInfo, str, CpuFold]:
+    """The decoder of the folder's CPU graph with an int8 KV cache, its device, file and how
+    it runs (:func:`_open_cpu`). Long prompts are read through the fp32 CPU graph (``probe``
+    checks its folded form), opened for each (:class:`Int8CacheDecoder`)."""
     graph = manifest.require_int8_cache()
     if device == "cuda":
         raise ModelError(f"{INT8_CACHE_ON_CPU}; use --device auto or --device cpu, "
@@ -264,17 +277,17 @@ def _open_int8_cache(
         nonlocal opened
         if opened is not None:
             return create_session(opened, "cpu", threads)[0]
-        session, _, folded = _open_cpu(cpu_path, "cpu", threads, None, probe)
-        opened = folded or cpu_path
+        session, _, fold = _open_cpu(cpu_path, "cpu", threads, None, probe)
+        opened = fold.path or cpu_path
         return session
 
     def probe_int8(session: ort.InferenceSession) -> np.ndarray:
         return folding.probe_logits(Int8CacheDecoder(session, open_prompt_session, scales,
                                                      max_length, rotation))
 
-    session, info, folded = _open_cpu(path, device, threads, INT8_CACHE_ON_CPU, probe_int8)
+    session, info, fold = _open_cpu(path, device, threads, INT8_CACHE_ON_CPU, probe_int8)
     return (Int8CacheDecoder(session, open_prompt_session, scales, max_length, rotation), info,
-            graph, folded)
+            graph, fold)
 
 
 def _load_array(path: Path) -> np.ndarray:

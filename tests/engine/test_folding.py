@@ -105,7 +105,7 @@ def folded_default(default_model):
 def test_the_default_model_runs_on_the_cpu_with_its_offsets_folded(default_model,
                                                                    folded_default):
     model = folded_default
-    assert model.folded is not None and model.folded.is_file()
+    assert model.folded is not None and model.folded.is_file() and model.unfolded is None
     facts = json.loads((model.folded.parent / folding.INFO_FILE).read_text())
     assert facts["projections"] == 120 and facts["relative_error"] < 0.05
     shipped = onnx.load(str(default_model / "onnx" / "model.onnx"), load_external_data=False)
@@ -235,7 +235,7 @@ def test_on_an_avx2_cpu_the_exact_graph_runs_and_the_log_says_why(default_model,
     monkeypatch.setenv("ONNXCHAT_CACHE_DIR", str(tmp_path))
     with caplog.at_level(logging.INFO):
         model = load_model(default_model, device="cpu", threads=2)
-    assert model.folded is None
+    assert model.folded is None and model.unfolded == folding.AVX2_REASON  # bench prints it
     # a fact about the machine, logged below a warning: a chat's terminal stays quiet
     records = [r for r in caplog.records if r.name == "desktop.engine.model"]
     assert [r.levelno for r in records] == [logging.INFO]
