@@ -43,7 +43,14 @@ from desktop.bench_shape import (
 )
 from desktop.bench_shape import prompt as shape_prompt
 from desktop.cpuinfo import CpuIsa, cpu_isa
-from desktop.engine import ChatEngine, Generator, SamplingSettings, load_model, resolve_model
+from desktop.engine import (
+    ChatEngine,
+    Generator,
+    SamplingSettings,
+    folding,
+    load_model,
+    resolve_model,
+)
 from desktop.engine.model import Model
 from desktop.engine.settings import KV_CACHE_HELP, KV_CACHES
 from desktop.errors import UserError
@@ -350,6 +357,8 @@ def run(args: argparse.Namespace) -> int:
                            "model": model.name, "device": model.device.describe(),
                            "graph": model.graph, "onnxruntime": ort.__version__,
                            "offsets_folded": model.folded is not None,
+                           "offsets_spare_row": model.folded is not None and folding.built_facts(
+                               model.folded).get("spare_row", False),
                            "offsets_unfolded": model.unfolded},
               "results": [r.summary() for r in results.values()]}
     if model.device.used == "cuda":
@@ -662,6 +671,9 @@ def _print_table(report: dict[str, Any]) -> None:
               f"context only); {build['system_info']}")
     folded = (", Q4_1 offsets folded into the packed weights"
               if w.get("offsets_folded") else "")
+    if w.get("offsets_spare_row"):
+        folded += (" (with a spare row: this CPU's 4-bit kernel does not read them in a "
+                   "one-row product)")
     if w.get("offsets_unfolded"):
         folded = f", Q4_1 offsets as graph nodes ({w['offsets_unfolded']})"
     print(f"{w['model']} on {w['device']}{folded}: {w['prompt_tokens']}-token prompt, "

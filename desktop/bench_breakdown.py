@@ -50,6 +50,8 @@ REQUANTIZED_HEAD = "… and the LM head in 4 bits too"
 #: The whole step as the engine runs it on the CPU: the same weights, the offsets applied by
 #: ONNX Runtime's kernel from its packed weights (desktop/engine/folding.py).
 FOLDED = "whole step, offsets folded into the packed weights"
+#: The same where the kernel's one-row path does not read them (desktop/engine/spare_row.py).
+FOLDED_SPARE_ROW = "whole step, offsets folded, with a spare row"
 
 
 @dataclass
@@ -405,8 +407,9 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
                 unfolded = str(exc)
             else:
                 if folded is not None:
-                    runners[FOLDED] = (_Step(folded[1], threads, context, steps),
-                                       len(source.graph.node) - count, False)
+                    facts = folding.built_facts(folded[1])
+                    runners[FOLDED_SPARE_ROW if facts["spare_row"] else FOLDED] = (
+                        _Step(folded[1], threads, context, steps), facts["nodes"], False)
             # Whole steps, not parts: the same graph re-quantized without its offsets, then
             # with its 8-bit LM head in 4 bits too (the source is not needed any more, so it
             # is changed in place).

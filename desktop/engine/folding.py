@@ -27,10 +27,11 @@ are fractional. So this module builds, from the folder's graph:
    graph's own logits for both, which every later load must reproduce before it is used.
    Both paths, because ONNX Runtime's kernel may take another one for a single row.
 
-Where that one-row path is known not to read the block terms, nothing is built: ONNX
-Runtime's AVX2 kernels (x86 CPUs without AVX-512) apply the zero point inside the one-row
-product, so a graph folded there reads prompts right and decodes wrong
-(:func:`one_row_reads_block_terms`); the exact graph runs, slower, and the log says why.
+Where the kernel's one-row path is known not to read the block terms — ONNX Runtime's AVX2
+kernels (x86 CPUs without AVX-512) apply the zero point inside a one-row product, so a graph
+folded there as it is reads prompts right and decodes wrong (:func:`one_row_reads_block_terms`)
+— the folded graph gets a spare row (:mod:`desktop.engine.spare_row`): one row more than it
+has tokens, so that no product has one row.
 
 The result lives in the user's cache, keyed by the graph file, ONNX Runtime's version and the
 CPU (the packed layout depends on both); a failure at any step is one line and the exact graph
@@ -58,23 +59,21 @@ import onnxruntime as ort
 
 from desktop.cpuinfo import CpuIsa, cpu_isa
 from desktop.engine import onnx_wire as wire
+from desktop.engine.spare_row import add_spare_row
 from desktop.errors import ModelError
 from desktop.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 #: Bump when the cache's contents or checks change; older entries are then rebuilt (2: the
-#: probe checks a one-token step too).
-FORMAT = 2
+#: probe checks a one-token step too; 3: AVX2 CPUs fold with a spare row instead of refusing).
+FORMAT = 3
 DISABLE_ENV = "ONNXCHAT_FOLD_OFFSETS"
 GRAPH_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 PROBE_FILE = "probe.npy"
 INFO_FILE = "folded.json"
 NOTHING_FILE = "nothing-to-fold.json"
-#: Marks a graph with offsets that this CPU's kernel cannot take folded (:class:`CpuCannotFold`),
-#: so later loads say so without reading the graph again.
-CANNOT_FOLD_FILE = "cannot-fold-here.json"
 #: Token ids every vocabulary has (the smallest test models have 512).
 PROBE_IDS = (1, 7, 19, 42, 100, 250, 333, 411, 17, 5, 64, 128, 200, 300, 400, 450)
 #: The folded graph's logits on the probe against the folder graph's, as a share of the
@@ -106,9 +105,9 @@ class Decoder(Protocol):
 def one_row_reads_block_terms(isa: CpuIsa) -> bool:
     """Whether ONNX Runtime's 4-bit kernel on this CPU reads the packed block terms for a
     one-row product (a decode step), where the folded offsets live. Its AVX2 build
-    (``SQ4BitGemmM1Kernel_CompInt8_avx2``) subtracts the zero point from the codes instead;
-    its AVX-512 builds use the block terms for every row count. Other CPUs are left to the
-    probe."""
+    (``SQ4BitGemmM1Kernel_CompInt8_avx2``) subtracts the zero point from the codes instead,
+    so the folded graph gets a spare row there; its AVX-512 builds use the block terms for
+    every row count. Other CPUs are left to the probe."""
     return not (isa.features.get("AVX2") and isa.features.get("AVX-512F") is False)
 
 
@@ -123,17 +122,6 @@ def probe_logits(decoder: Decoder) -> np.ndarray:
 
 class FoldError(Exception):
     """Why a graph could not be folded, in one line."""
-
-
-class CpuCannotFold(FoldError):
-    """This CPU's 4-bit kernel cannot apply folded offsets: a fact about the machine, not a
-    failure, so the engine logs it below a warning (the benchmark prints it)."""
-
-
-#: Why a graph with Q4_1 offsets runs unfolded on a CPU where
-#: :func:`one_row_reads_block_terms` is false.
-AVX2_REASON = ("this CPU has AVX2 without AVX-512, where ONNX Runtime's 4-bit kernel applies "
-               "zero points inside each decode step and folded offsets would be lost")
 
 
 @dataclass(frozen=True)
@@ -360,11 +348,13 @@ def _build(source: Path, work: Path, threads: int, opener: Opener, probe: Probe)
     corrections = find_corrections(wire.graph_of(model), source.parent)
     if not corrections:
         return {}
-    if not one_row_reads_block_terms(cpu_isa()):
-        raise CpuCannotFold(AVX2_REASON)
     started = time.perf_counter()
     stripped = strip(model, corrections)
     del model
+    spare_row = not one_row_reads_block_terms(cpu_isa())
+    if spare_row:
+        stripped = add_spare_row(memoryview(stripped))
+    nodes = len(wire.messages(wire.graph_of(memoryview(stripped)), wire.GRAPH_NODE))
     ort.InferenceSession(stripped, _save_options(threads, source.parent, work),
                          providers=["CPUExecutionProvider"])
     del stripped
@@ -380,8 +370,16 @@ def _build(source: Path, work: Path, threads: int, opener: Opener, probe: Probe)
                         f"of their norm in {PROBE_ROWS[worst]} (at most "
                         f"{MAX_RELATIVE_ERROR:.0%} expected)")
     np.save(work / PROBE_FILE, folded)
-    return {"projections": len(corrections), "relative_error": round(error, 5),
+    return {"projections": len(corrections), "nodes": nodes, "spare_row": spare_row,
+            "relative_error": round(error, 5),
             "build_seconds": round(time.perf_counter() - started, 2)}
+
+
+def built_facts(folded: Path) -> dict:
+    """What :func:`folded_graph` recorded when it built ``folded`` (its graph file):
+    ``projections``, ``nodes`` (before ONNX Runtime's optimizations), ``spare_row``,
+    ``relative_error``, ``build_seconds``…"""
+    return json.loads((folded.parent / INFO_FILE).read_text(encoding="utf-8"))
 
 
 def folded_graph(source: Path, threads: int, opener: Opener, probe: Probe,
@@ -397,25 +395,18 @@ def folded_graph(source: Path, threads: int, opener: Opener, probe: Probe,
         entry = cache / key
         if (entry / NOTHING_FILE).is_file():
             return None
-        if (entry / CANNOT_FOLD_FILE).is_file():
-            raise CpuCannotFold(AVX2_REASON)
         if not (entry / INFO_FILE).is_file():
             cache.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
             try:
-                try:
-                    facts = _build(source, work, threads, opener, probe)
-                    marker = INFO_FILE if facts else NOTHING_FILE
-                except CpuCannotFold:
-                    facts, marker = {}, CANNOT_FOLD_FILE
+                facts = _build(source, work, threads, opener, probe)
+                marker = INFO_FILE if facts else NOTHING_FILE
                 (work / marker).write_text(json.dumps(
                     {"source": str(source.resolve()), "onnxruntime": ort.__version__,
                      "cpu": cpu, **facts}, indent=2) + "\n", encoding="utf-8")
                 _publish(work, entry, source)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            if marker == CANNOT_FOLD_FILE:
-                raise CpuCannotFold(AVX2_REASON)
             if not facts:
                 return None
             log.info("folded the Q4_1 offsets of %s into %s", source, entry)
@@ -446,7 +437,7 @@ def _publish(work: Path, entry: Path, source: Path) -> None:
     for other in entry.parent.iterdir():
         if other == entry or other.name.startswith("."):
             continue
-        for marker in (INFO_FILE, NOTHING_FILE, CANNOT_FOLD_FILE):
+        for marker in (INFO_FILE, NOTHING_FILE):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 built_from = json.loads((other / marker).read_text())["source"]
                 if built_from == str(source.resolve()) or not Path(built_from).exists():

@@ -195,9 +195,8 @@ def _open_cpu(
         try:
             folded = folding.folded_graph(path, threads or default_threads(), opener, probe)
         except folding.FoldError as exc:
-            level = logging.INFO if isinstance(exc, folding.CpuCannotFold) else logging.WARNING
-            log.log(level, "%s runs with its Q4_1 offsets as graph nodes, slower on the CPU: %s",
-                    path, exc)
+            log.warning("%s runs with its Q4_1 offsets as graph nodes, slower on the CPU: %s",
+                        path, exc)
             return opener(path), infos[-1], CpuFold(unfolded=str(exc))
         else:
             if folded is not None:

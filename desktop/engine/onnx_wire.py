@@ -5,14 +5,17 @@ A model file is a ``ModelProto`` in protobuf's wire format: a sequence of fields
 varint key (field number × 8 + wire type) followed by a varint, a fixed 4 or 8 bytes, or a
 length-prefixed payload that may itself be a message. Editing one nested message means
 re-encoding it and every message around it, and copying all other fields byte for byte —
-which is all :mod:`desktop.engine.folding` needs: drop some nodes, rename one output, and
-move external-data offsets. Field numbers are onnx.proto's.
+which is all :mod:`desktop.engine.folding` needs: drop some nodes, rename their inputs and
+outputs, add a few small nodes and int64 constants, and move external-data offsets. Field
+numbers are onnx.proto's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 # onnx.proto field numbers used here
 MODEL_GRAPH = 7
@@ -21,6 +24,8 @@ NODE_INPUT, NODE_OUTPUT, NODE_NAME, NODE_OP_TYPE, NODE_ATTRIBUTE = 1, 2, 3, 4, 5
 ATTRIBUTE_NAME, ATTRIBUTE_INT = 1, 3
 TENSOR_DIMS, TENSOR_DATA_TYPE, TENSOR_NAME, TENSOR_RAW_DATA, TENSOR_EXTERNAL_DATA = 1, 2, 8, 9, 13
 ENTRY_KEY, ENTRY_VALUE = 1, 2
+#: ``TensorProto.DataType`` of int64
+INT64 = 7
 VALUE_INFO_NAME = 1
 
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
@@ -201,3 +206,28 @@ def with_outputs(node: Node, outputs: list[str]) -> bytes:
     names = iter(outputs)
     return rewrite(node.encoded, lambda f: length_field(NODE_OUTPUT, next(names).encode())
                    if f.number == NODE_OUTPUT else None)
+
+
+def with_inputs(node: Node, inputs: list[str]) -> bytes:
+    """The node's encoding with its inputs renamed to ``inputs`` (as many as it has)."""
+    if len(inputs) != len(node.inputs):
+        raise WireError(f"node {node.name} has {len(node.inputs)} inputs, not {len(inputs)}")
+    names = iter(inputs)
+    return rewrite(node.encoded, lambda f: length_field(NODE_INPUT, next(names).encode())
+                   if f.number == NODE_INPUT else None)
+
+
+def node(op_type: str, inputs: list[str], outputs: list[str], name: str) -> bytes:
+    """A ``NodeProto`` of the default domain without attributes."""
+    return (b"".join(length_field(NODE_INPUT, i.encode()) for i in inputs)
+            + b"".join(length_field(NODE_OUTPUT, o.encode()) for o in outputs)
+            + length_field(NODE_NAME, name.encode()) + length_field(NODE_OP_TYPE,
+                                                                    op_type.encode()))
+
+
+def int64_tensor(name: str, values: list[int]) -> bytes:
+    """A one-dimensional int64 ``TensorProto`` with its values as raw data."""
+    return (encode_varint(TENSOR_DIMS << 3 | _VARINT) + encode_varint(len(values))
+            + encode_varint(TENSOR_DATA_TYPE << 3 | _VARINT) + encode_varint(INT64)
+            + length_field(TENSOR_NAME, name.encode())
+            + length_field(TENSOR_RAW_DATA, np.asarray(values, "<i8").tobytes()))

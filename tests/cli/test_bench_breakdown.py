@@ -18,6 +18,7 @@ from model_copies import without_int8_graph
 from desktop.bench_breakdown import (
     CORRECTION_MARK,
     FOLDED,
+    FOLDED_SPARE_ROW,
     REQUANTIZED,
     REQUANTIZED_HEAD,
     _dequantized,
@@ -52,15 +53,16 @@ def test_breakdown_accounts_for_every_node_of_the_default_models_step(default_mo
                     - corrections)
     # the same step re-quantized without the offsets, then without the 8-bit LM head, and
     # the step the engine runs: the same weights, the offsets folded into the packed ones
-    # where this CPU's 4-bit kernel reads them in a decode step, else the reason it does not
+    # (with a spare row where this CPU's 4-bit kernel does not read them in one-row products)
     assert rows[REQUANTIZED]["nodes"] == rows[REQUANTIZED_HEAD]["nodes"] == (
         len(graph.node) - corrections)
+    layers = ops["GroupQueryAttention"]
     if folding.one_row_reads_block_terms(cpu_isa()):
         assert rows[FOLDED]["nodes"] == len(graph.node) - corrections
-        assert report["unfolded"] is None
     else:
         assert FOLDED not in rows
-        assert report["unfolded"].startswith("this CPU has AVX2 without AVX-512")
+        assert rows[FOLDED_SPARE_ROW]["nodes"] == len(graph.node) - corrections + 1 + 2 * layers
+    assert report["unfolded"] is None
     assert all(row["ms"] > 0 for name, row in rows.items() if not name.startswith("the rest"))
     assert report["context"] == 16 and report["steps"] == 2 and report["threads"] == 2
 
