@@ -74,6 +74,9 @@ DATA_FILE = "model.onnx.data"
 PROBE_FILE = "probe.npy"
 INFO_FILE = "folded.json"
 NOTHING_FILE = "nothing-to-fold.json"
+#: Markers of entries earlier formats wrote, removed like any entry of the same graph (format
+#: 2 marked the graphs it refused to fold on AVX2 CPUs).
+FORMER_MARKERS = ("cannot-fold-here.json",)
 #: Token ids every vocabulary has (the smallest test models have 512).
 PROBE_IDS = (1, 7, 19, 42, 100, 250, 333, 411, 17, 5, 64, 128, 200, 300, 400, 450)
 #: The folded graph's logits on the probe against the folder graph's, as a share of the
@@ -437,7 +440,7 @@ def _publish(work: Path, entry: Path, source: Path) -> None:
     for other in entry.parent.iterdir():
         if other == entry or other.name.startswith("."):
             continue
-        for marker in (INFO_FILE, NOTHING_FILE):
+        for marker in (INFO_FILE, NOTHING_FILE, *FORMER_MARKERS):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 built_from = json.loads((other / marker).read_text())["source"]
                 if built_from == str(source.resolve()) or not Path(built_from).exists():

@@ -37,7 +37,6 @@ CONSTANTS = {
 }
 #: Attention's inputs that carry one row per token: the queries, keys and values.
 ROW_INPUTS = 3
-GRAPH_INPUT = 11
 
 
 class SpareRowError(ValueError):
@@ -48,8 +47,8 @@ def _int64s(tensor: memoryview) -> list[int]:
     raw = wire.messages(tensor, wire.TENSOR_RAW_DATA)
     if raw:
         return np.frombuffer(bytes(raw[-1]), "<i8").tolist()
-    # int64_data (field 7): varints, negative ones as 64-bit two's complement
-    return [v - (1 << 64) if v >= 1 << 63 else v for v in wire.ints(tensor, 7)]
+    # int64_data: varints, negative ones as 64-bit two's complement
+    return [v - (1 << 64) if v >= 1 << 63 else v for v in wire.ints(tensor, wire.TENSOR_INT64_DATA)]
 
 
 def add_spare_row(model: memoryview) -> bytes:
@@ -58,11 +57,13 @@ def add_spare_row(model: memoryview) -> bytes:
     def edit_graph(graph: memoryview) -> bytes:
         nodes = [wire.read_node(n) for n in wire.messages(graph, wire.GRAPH_NODE)]
         inputs = {wire.string(v, wire.VALUE_INFO_NAME)
-                  for v in wire.messages(graph, GRAPH_INPUT)}
-        int64 = {wire.string(t, wire.TENSOR_NAME): t
-                 for t in wire.messages(graph, wire.GRAPH_INITIALIZER)
+                  for v in wire.messages(graph, wire.GRAPH_INPUT)}
+        initializers = {wire.string(t, wire.TENSOR_NAME): t
+                        for t in wire.messages(graph, wire.GRAPH_INITIALIZER)}
+        int64 = {name: t for name, t in initializers.items()
                  if wire.ints(t, wire.TENSOR_DATA_TYPE) == [wire.INT64]}
-        taken = set(CONSTANTS) & (inputs | set(int64))
+        made = {name for n in nodes for name in n.outputs}
+        taken = set(CONSTANTS) & (inputs | set(initializers) | made)
         if taken:
             raise SpareRowError(f"the graph already has a tensor named {sorted(taken)[0]}")
         embeddings = [n for n in nodes if n.op_type == "Gather" and len(n.inputs) == 2

@@ -196,15 +196,18 @@ def test_a_graph_without_offsets_is_left_as_it_is(tiny_gpt2_int8_model, tmp_path
     def probe(session):
         raise AssertionError("nothing to fold, so nothing to check")
 
-    # entries of graphs that are gone, or unreadable, are cleared when a new one is made
-    for name, content in (("gone", {"source": str(tmp_path / "deleted" / "model.onnx")}),
-                          ("odd", ["not", "an", "object"])):
+    # entries of graphs that are gone, or unreadable, are cleared when a new one is made, as
+    # are older ones of the same graph, whatever format marked them
+    for name, content, marker in (
+            ("gone", {"source": str(tmp_path / "deleted" / "model.onnx")}, folding.INFO_FILE),
+            ("odd", ["not", "an", "object"], folding.INFO_FILE),
+            ("refused", {"source": str(source.resolve())}, *folding.FORMER_MARKERS)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / folding.INFO_FILE).write_text(json.dumps(content))
+        (tmp_path / name / marker).write_text(json.dumps(content))
     assert folding.folded_graph(source, 2, _opener, probe, cache=tmp_path) is None
     entries = sorted(p.name for p in tmp_path.iterdir())
-    made = [e for e in entries if e not in ("gone", "odd")]
-    assert "gone" not in entries and len(made) == 1
+    made = [e for e in entries if e not in ("gone", "odd", "refused")]
+    assert "gone" not in entries and "refused" not in entries and len(made) == 1
     assert (tmp_path / made[0] / folding.NOTHING_FILE).is_file()
     assert folding.folded_graph(source, 2, _opener, probe, cache=tmp_path) is None
 
@@ -268,7 +271,7 @@ def test_a_spare_row_leaves_every_token_s_row_as_it_was(tmp_path):
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(np.zeros((4, 2), np.float32), "table"),
-         numpy_helper.from_array(np.array([-1], np.int64), "s"),
+         helper.make_tensor("s", TensorProto.INT64, [1], [-1]),  # int64_data, not raw
          numpy_helper.from_array(np.array([2**62], np.int64), "e"),
          numpy_helper.from_array(np.array([1], np.int64), "a")]),
      "the graph has no GroupQueryAttention node"),
