@@ -212,8 +212,11 @@ def test_a_graph_without_offsets_is_left_as_it_is(tiny_gpt2_int8_model, tmp_path
     assert folding.folded_graph(source, 2, _opener, probe, cache=tmp_path) is None
 
 
-@pytest.mark.parametrize("spare", [SPARE_ROW_HERE, True], ids=["as this CPU folds",
-                                                               "with a spare row"])
+@pytest.mark.parametrize("spare", [
+    pytest.param(False, id="without a spare row", marks=pytest.mark.skipif(
+        SPARE_ROW_HERE, reason="this CPU's one-row 4-bit kernel ignores folded offsets")),
+    pytest.param(True, id="with a spare row"),
+])
 def test_a_q4_1_graph_whose_weights_are_in_a_data_file_is_folded(tmp_path, monkeypatch,
                                                                  spare):
     """A synthetic Q4_1 model (export.synthetic, random weights) saved with its weights in
