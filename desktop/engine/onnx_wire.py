@@ -226,6 +226,15 @@ def node(op_type: str, inputs: list[str], outputs: list[str], name: str) -> byte
                                                                     op_type.encode()))
 
 
+def int64_values(tensor: memoryview) -> list[int]:
+    """An int64 ``TensorProto``'s values, stored as raw data or as ``int64_data``."""
+    raw = messages(tensor, TENSOR_RAW_DATA)
+    if raw:
+        return np.frombuffer(bytes(raw[-1]), "<i8").tolist()
+    # int64_data: varints, negative ones as 64-bit two's complement
+    return [v - (1 << 64) if v >= 1 << 63 else v for v in ints(tensor, TENSOR_INT64_DATA)]
+
+
 def int64_tensor(name: str, values: list[int]) -> bytes:
     """A one-dimensional int64 ``TensorProto`` with its values as raw data."""
     return (encode_varint(TENSOR_DIMS << 3 | _VARINT) + encode_varint(len(values))

@@ -22,8 +22,6 @@ last-position ``Slice``) is one line, and the caller runs the graph as exported.
 
 from __future__ import annotations
 
-import numpy as np
-
 from desktop.engine import onnx_wire as wire
 
 ATTENTION_OP = "GroupQueryAttention"
@@ -41,14 +39,6 @@ ROW_INPUTS = 3
 
 class SpareRowError(ValueError):
     """Why the spare row could not be placed in a graph, in one line."""
-
-
-def _int64s(tensor: memoryview) -> list[int]:
-    raw = wire.messages(tensor, wire.TENSOR_RAW_DATA)
-    if raw:
-        return np.frombuffer(bytes(raw[-1]), "<i8").tolist()
-    # int64_data: varints, negative ones as 64-bit two's complement
-    return [v - (1 << 64) if v >= 1 << 63 else v for v in wire.ints(tensor, wire.TENSOR_INT64_DATA)]
 
 
 def add_spare_row(model: memoryview) -> bytes:
@@ -74,7 +64,7 @@ def add_spare_row(model: memoryview) -> bytes:
         embedded = embeddings[0].outputs[0]
 
         def values(name: str) -> list[int] | None:
-            return _int64s(int64[name]) if name in int64 else None
+            return wire.int64_values(int64[name]) if name in int64 else None
 
         last = [n for n in nodes if n.op_type == "Slice" and len(n.inputs) >= 4
                 and values(n.inputs[1]) == [-1] and values(n.inputs[3]) == [1]]
