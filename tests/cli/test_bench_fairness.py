@@ -74,7 +74,9 @@ def tiny_shape(tmp_path_factory) -> Path:
 
 def test_the_shape_pair_holds_the_same_weights(tiny_shape):
     """Both files of the pair compute the same function: llama.cpp's logits after a prompt
-    follow the fused graph's (their activations are rounded differently, so not exactly)."""
+    follow the fused graph's (their activations are rounded differently, so not exactly).
+    The prompt goes one token at a time: natively built llama.cpp dies on multi-token batches
+    on some AMX CPUs, and the weights are what is checked here."""
     pytest.importorskip("llama_cpp")
     import numpy as np
 
@@ -83,7 +85,7 @@ def test_the_shape_pair_holds_the_same_weights(tiny_shape):
 
     ids = list(range(300, 332))
     mine = ShapeModel(tiny_shape, threads=1).decoder.forward(ids)
-    worker = LlamaCppWorker(str(tiny_shape / "model.gguf"), 1, 512)
+    worker = LlamaCppWorker(str(tiny_shape / "model.gguf"), 1, 512, prompt_batch=1)
     try:
         worker.prefill(ids)
         theirs = np.asarray(worker.logits())
@@ -119,7 +121,7 @@ def test_a_comparator_crash_is_reported_with_its_signal(tiny_shape):
     pytest.importorskip("llama_cpp")
     from desktop.llama_worker import ComparatorFailed, LlamaCppWorker
 
-    worker = LlamaCppWorker(str(tiny_shape / "model.gguf"), 1, 512)
+    worker = LlamaCppWorker(str(tiny_shape / "model.gguf"), 1, 512, prompt_batch=1)
     try:
         worker.run([300, 301, 302], 2)
         os.kill(worker.pid, signal.SIGSEGV)
@@ -128,6 +130,59 @@ def test_a_comparator_crash_is_reported_with_its_signal(tiny_shape):
             worker.run([300, 301, 302], 2)
     finally:
         worker.close()
+
+
+def test_a_build_that_dies_reading_prompts_is_measured_by_its_decode(tiny_shape, monkeypatch):
+    """A child that dies on its first prompt (killed here as ggml's AMX kernel kills it on
+    some CPUs) is reopened with prompts fed one token at a time: the same build, its decode
+    measured, its prefill not, and the crash kept for the report."""
+    pytest.importorskip("llama_cpp")
+    import math
+
+    from desktop import bench
+    from desktop.llama_worker import PROMPT_BATCH
+
+    opened = []
+
+    def dying_on_prompts(*args, **kwargs):
+        worker = real_open(*args, **kwargs)
+        opened.append(worker.prompt_batch)
+        if worker.prompt_batch == PROMPT_BATCH:
+            os.kill(worker.pid, signal.SIGSEGV)
+            worker._proc.wait()
+        return worker
+
+    real_open = bench.open_llama_worker
+    monkeypatch.setattr(bench, "open_llama_worker", dying_on_prompts)
+    crashes: dict[str, str] = {}
+    try:
+        worker = bench.open_comparator(tiny_shape / "model.gguf", 1, [300, 301, 302], crashes,
+                                       "llama-cpp", n_ctx=512)
+        prefill, decode = bench.comparator_runner(worker)([300, 301, 302, 303], 3)
+    finally:
+        bench._close_workers()
+    assert opened == [PROMPT_BATCH, 1]
+    assert math.isnan(prefill) and decode > 0
+    assert list(crashes) == ["llama-cpp"]
+    assert crashes["llama-cpp"].startswith("llama.cpp crashed with SIGSEGV while running a "
+                                           "3-token prompt")
+
+
+def test_a_comparator_refusal_is_not_worked_around(tiny_shape):
+    """Only a crash leads to one-token prompts: a request llama.cpp refuses (a token id past
+    the vocabulary) is a failure as it is."""
+    pytest.importorskip("llama_cpp")
+    from desktop import bench
+    from desktop.llama_worker import ComparatorFailed
+
+    crashes: dict[str, str] = {}
+    try:
+        with pytest.raises(ComparatorFailed, match="failed while running a 1-token prompt"):
+            bench.open_comparator(tiny_shape / "model.gguf", 1, [10**6], crashes, "llama-cpp",
+                                  n_ctx=512)
+    finally:
+        bench._close_workers()
+    assert crashes == {}
 
 
 def onnxchat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
