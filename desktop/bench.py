@@ -789,10 +789,16 @@ def _plot(path: str, runners: dict[str, Callable[[list[int], int], tuple[float, 
         data[name] = {"prefill": [None if math.isnan(r[0]) else r[0] for r in rows],
                       "decode": [r[1] for r in rows]}
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    token_by_token = []
     for name, series in data.items():
         left.plot(lengths, series["decode"], marker="o", label=name)
-        if None not in series["prefill"]:  # no prefill figure where prompts go token by token
+        if None in series["prefill"]:  # no prefill figure where prompts go token by token
+            token_by_token.append(name)
+        else:
             right.plot(lengths, series["prefill"], marker="o", label=name)
+    if token_by_token:
+        right.text(0.02, 0.02, f"not shown: {', '.join(token_by_token)}\n(crashed reading "
+                   "prompts; fed one token at a time)", transform=right.transAxes, fontsize=8)
     left.set(title="Decode speed vs context", xlabel="tokens of context", ylabel="tokens/s")
     right.set(title="Prefill speed vs prompt length", xlabel="prompt tokens", ylabel="tokens/s")
     for ax in (left, right):
