@@ -2,8 +2,10 @@
 its negative log-likelihood over given token windows.
 
 Why a child process: llama-cpp-python is native code built on the user's machine, and a
-build can crash (a native AVX-512 build was seen to die on multi-token batches); a crash
-must cost the export one line in its manifest, not the export itself. The parent
+build can crash (native builds were seen to die on multi-token batches on AVX-512 and AMX
+CPUs, in ggml's AMX kernel on the latter); a crash must cost the export one line in its
+manifest, not the export itself. The request's ``batch`` (tokens per evaluation, 512 unless
+said) lets the parent read the text again one token at a time after such a crash. The parent
 (:mod:`export.source_check`) writes a JSON request file and reads one JSON object from
 stdout: ``python -m export.llama_cpp_reference REQUEST.json``.
 """
@@ -29,15 +31,18 @@ def window_nll(logits: np.ndarray, ids: list[int]) -> float:
     return float((log_norm - target).sum())
 
 
-def reference(model: Path, text: str, windows: list[list[int]], threads: int) -> dict[str, Any]:
-    """llama.cpp's token ids for ``text`` and its NLL summed over ``windows``."""
+def reference(model: Path, text: str, windows: list[list[int]], threads: int,
+              batch: int = 512) -> dict[str, Any]:
+    """llama.cpp's token ids for ``text`` and its NLL summed over ``windows``, evaluated
+    ``batch`` tokens at a time."""
     import llama_cpp
 
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
         llm = llama_cpp.Llama(
             model_path=str(model),
             n_ctx=max(len(w) for w in windows),
-            n_batch=512,
+            n_batch=batch,
+            n_ubatch=batch,
             logits_all=True,
             n_threads=threads,
             verbose=False,
@@ -60,7 +65,8 @@ def reference(model: Path, text: str, windows: list[list[int]], threads: int) ->
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     result = reference(
-        Path(request["model"]), request["text"], request["windows"], int(request["threads"])
+        Path(request["model"]), request["text"], request["windows"], int(request["threads"]),
+        int(request.get("batch", 512)),
     )
     sys.stdout.write(json.dumps(result))
     return 0

@@ -40,7 +40,7 @@ class SourceReference:
 
     runtime: str
     ran: bool
-    reason: str | None = None
+    reason: str | None = None  # with ``ran`` True: how the figures were taken, if unusually
     tokens: int | None = None  # the source runtime's token count for the whole text
     tokenizer_matches: bool | None = None
     first_difference: int | None = None  # index of the first differing token id
@@ -61,14 +61,14 @@ def predicted_bytes(tokenizer: Any, windows: list[np.ndarray]) -> int:
     )
 
 
-def _crash_reason(code: int, stderr: str) -> str:
+def _crash_reason(code: int, stderr: str, how: str = "") -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"llama.cpp crashed ({name}) while evaluating the text; the native build of " \
-               "llama-cpp-python may not suit this CPU"
+        return f"llama.cpp crashed ({name}) while evaluating the text{how}; the native build " \
+               "of llama-cpp-python may not suit this CPU"
     last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
     return f"llama.cpp failed (exit {code}): {last[:300]}"
 
@@ -76,7 +76,12 @@ def _crash_reason(code: int, stderr: str) -> str:
 def llama_cpp_reference(
     model: Path, text: str, token_ids: list[int], windows: list[np.ndarray], tokenizer: Any
 ) -> SourceReference:
-    """Run llama.cpp on ``model`` in a child process; never raises for llama.cpp's sake."""
+    """Run llama.cpp on ``model`` in a child process; never raises for llama.cpp's sake.
+
+    A child killed by a signal is asked again to read the text one token at a time: some
+    native builds die only on multi-token batches (in ggml's AMX kernel on some AMX CPUs), and
+    a one-token batch is what each of llama.cpp's decode steps is. The figures are then
+    llama.cpp's all the same, and ``reason`` says how they were taken."""
     try:
         version = importlib.metadata.version(LLAMA_CPP)
     except importlib.metadata.PackageNotFoundError:
@@ -88,18 +93,18 @@ def llama_cpp_reference(
         "windows": [[int(t) for t in w] for w in windows],
         "threads": os.cpu_count() or 1,
     }
-    with tempfile.TemporaryDirectory(prefix="onnxchat-llama-cpp-") as work:
-        path = Path(work) / "request.json"
-        path.write_text(json.dumps(request), encoding="utf-8")
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "export.llama_cpp_reference", str(path)],
-                capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return SourceReference(runtime, False, f"llama.cpp took over {TIMEOUT_S} s")
+    note = None
+    try:
+        done = _run_child(request)
+        if done.returncode < 0:
+            note = (_crash_reason(done.returncode, done.stderr, " in batches of 512 tokens")
+                    + "; read again one token at a time")
+            done = _run_child(request | {"batch": 1})
+    except subprocess.TimeoutExpired:
+        return SourceReference(runtime, False, f"llama.cpp took over {TIMEOUT_S} s")
     if done.returncode != 0:
-        return SourceReference(runtime, False, _crash_reason(done.returncode, done.stderr))
+        how = " one token at a time" if note else ""
+        return SourceReference(runtime, False, _crash_reason(done.returncode, done.stderr, how))
     answer = json.loads(done.stdout)
     theirs = answer["tokens"]
     first = next(
@@ -115,4 +120,16 @@ def llama_cpp_reference(
         nll=answer["nll"],
         predictions=answer["predictions"],
         bytes=predicted_bytes(tokenizer, windows),
+        reason=note,
     )
+
+
+def _run_child(request: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """``python -m export.llama_cpp_reference`` on ``request``."""
+    with tempfile.TemporaryDirectory(prefix="onnxchat-llama-cpp-") as work:
+        path = Path(work) / "request.json"
+        path.write_text(json.dumps(request), encoding="utf-8")
+        return subprocess.run(
+            [sys.executable, "-m", "export.llama_cpp_reference", str(path)],
+            capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+        )

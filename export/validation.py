@@ -323,9 +323,10 @@ def _source_lines(result: ValidationResult) -> list[str]:
     same = "the same ids" if source["tokenizer_matches"] else (
         f"**different ids** from token {source['first_difference']}"
     )
+    how = f" ({source['reason']}.)" if source.get("reason") else ""
     return [
         f"Against {source['runtime']} on the same file: its tokenizer gives {source['tokens']} "
-        f"tokens for the text, ours {source['our_tokens']} ({same}).",
+        f"tokens for the text, ours {source['our_tokens']} ({same}).{how}",
         "",
         "| NLL per byte (same token ids) | value | gate |",
         "|---|---|---|",
