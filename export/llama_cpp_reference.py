@@ -4,10 +4,10 @@ its negative log-likelihood over given token windows.
 Why a child process: llama-cpp-python is native code built on the user's machine, and a
 build can crash (native builds were seen to die on multi-token batches on AVX-512 and AMX
 CPUs, in ggml's AMX kernel on the latter); a crash must cost the export one line in its
-manifest, not the export itself. The request's ``batch`` (tokens per evaluation, 512 unless
-said) lets the parent read the text again one token at a time after such a crash. The parent
-(:mod:`export.source_check`) writes a JSON request file and reads one JSON object from
-stdout: ``python -m export.llama_cpp_reference REQUEST.json``.
+manifest, not the export itself. The request's ``batch`` (tokens per evaluation,
+:data:`BATCH` unless said) lets the parent read the text again one token at a time after
+such a crash. The parent (:mod:`export.source_check`) writes a JSON request file and reads
+one JSON object from stdout: ``python -m export.llama_cpp_reference REQUEST.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+#: Tokens per evaluation unless the request says otherwise: llama.cpp's default batch.
+BATCH = 512
+
 
 def window_nll(logits: np.ndarray, ids: list[int]) -> float:
     """Sum over positions of −log p(next id) from (len(ids), vocab) logits, in float64."""
@@ -32,7 +35,7 @@ def window_nll(logits: np.ndarray, ids: list[int]) -> float:
 
 
 def reference(model: Path, text: str, windows: list[list[int]], threads: int,
-              batch: int = 512) -> dict[str, Any]:
+              batch: int = BATCH) -> dict[str, Any]:
     """llama.cpp's token ids for ``text`` and its NLL summed over ``windows``, evaluated
     ``batch`` tokens at a time."""
     import llama_cpp
@@ -66,7 +69,7 @@ def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     result = reference(
         Path(request["model"]), request["text"], request["windows"], int(request["threads"]),
-        int(request.get("batch", 512)),
+        int(request.get("batch", BATCH)),
     )
     sys.stdout.write(json.dumps(result))
     return 0

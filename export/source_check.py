@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from export.llama_cpp_reference import BATCH
+
 LLAMA_CPP = "llama-cpp-python"
 NOT_INSTALLED = (
     "llama-cpp-python is not installed; install the bench extra "
@@ -97,7 +99,7 @@ def llama_cpp_reference(
     try:
         done = _run_child(request)
         if done.returncode < 0:
-            note = (_crash_reason(done.returncode, done.stderr, " in batches of 512 tokens")
+            note = (_crash_reason(done.returncode, done.stderr, f" in batches of {BATCH} tokens")
                     + "; read again one token at a time")
             done = _run_child(request | {"batch": 1})
     except subprocess.TimeoutExpired:
