@@ -471,12 +471,12 @@ def _start_comparators(names: list[str], threads: int, ids: list[int],
             try:
                 if flash_attn is None:
                     runner, load = transformers_runner(threads)
+                    runner(ids, 4)  # warm-up (open_comparator warms llama.cpp up)
                 else:
                     worker = open_comparator(default_gguf(), threads, ids, crashes, row,
                                              flash_attn=flash_attn)
                     runner, load = comparator_runner(worker), float(worker.info["load_s"])
                     builds.setdefault(name, comparator_build(worker.info, isa))
-                runner(ids, 4)
             except ComparatorFailed as exc:
                 failures[row] = str(exc)
                 continue
@@ -489,7 +489,7 @@ def _llama_workers() -> dict[str, LlamaCppWorker]:
     """The live llama.cpp children of the default model, by row name."""
     names = {v: k for k, v in LLAMA_CONFIGS.items()}
     return {names[w.flash_attn]: w for w in _WORKERS
-            if w.flash_attn in names and w.kv_type == "f16" and w.alive}
+            if w.flash_attn in names and w.alive}
 
 
 def _versus_best(speeds: dict[str, list[float]], ours: str = "onnxchat"
@@ -642,12 +642,7 @@ def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
         runners[name] = comparator_runner(worker)
         loads[name] = round(float(worker.info["load_s"]), 2)
     speeds: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
-    for name, runner in list(runners.items()):  # warm-up
-        try:
-            runner(ids, 4)
-        except ComparatorFailed as exc:
-            failures[name] = f"{shape} model: {exc}"
-            del runners[name], speeds[name]
+    ours.run(ids, 4)  # warm-up (open_comparator warmed llama.cpp up)
     for _ in range(args.runs):
         for name, runner in list(runners.items()):
             _settle()
