@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from desktop import bench_breakdown, template_bench
+from desktop import bench_breakdown, bench_memory, template_bench
 from desktop.bench_export import EXPORT_SIZES, export_table, run_export_bench
 from desktop.bench_shape import (
     GGUF_NAME,
@@ -226,8 +226,8 @@ def comparator_runner(worker: LlamaCppWorker
     return lambda ids, new_tokens: (math.nan, worker.run(ids, new_tokens)[1])
 
 
-NO_LLAMA_CPP = ("--compare llama-cpp needs llama-cpp-python built for this CPU: "
-                "CMAKE_ARGS=-DGGML_NATIVE=ON pip install 'onnxchat[bench]'")
+NO_LLAMA_CPP = ("--compare llama-cpp needs llama-cpp-python built for this CPU, and gguf to "
+                "count its bytes: CMAKE_ARGS=-DGGML_NATIVE=ON pip install 'onnxchat[bench]'")
 #: Open comparator children, closed when the benchmark ends.
 _WORKERS: list[LlamaCppWorker] = []
 
@@ -339,7 +339,8 @@ def run(args: argparse.Namespace) -> int:
     shape = args.shape or ("1b" if "llama-cpp" in comparators else "none")
     if long_context < 0:
         raise UserError("--long-context must be 0 (skip) or a number of tokens")
-    if "llama-cpp" in comparators and importlib.util.find_spec("llama_cpp") is None:
+    if "llama-cpp" in comparators and not all(
+            importlib.util.find_spec(name) for name in ("llama_cpp", "gguf")):
         raise UserError(NO_LLAMA_CPP)
     if shape != "none":
         check_can_build()
@@ -432,9 +433,24 @@ def run(args: argparse.Namespace) -> int:
                 failures[Q8_ROW] = str(exc)
         report["long_context"] = _long_context(model, long_context, args.runs, workers,
                                                failures, int8_model)
+    reads: list[bench_memory.StepRead] = []
+    if model.device.used == "cpu":
+        gguf = default_gguf() if "llama-cpp" in comparators else None
+        ours_step = {"onnxchat": model, INT8_ROW: int8_model}
+        reads += _step_reads(f"{args.prompt_tokens}-token prompt",
+                             args.prompt_tokens + args.new_tokens // 2,
+                             {k: statistics.median(r.decode_tok_s) for k, r in results.items()
+                              if r.decode_tok_s}, ours_step, gguf)
+        if long_context:
+            reads += _step_reads(f"{long_context} tokens of context",
+                                 long_context + LONG_NEW_TOKENS // 2,
+                                 report["long_context"]["decode_tok_s"], ours_step, gguf)
     if shape != "none":
         report["shape"] = _shape_comparison(shape, args, "llama-cpp" in comparators, failures,
-                                            crashes)
+                                            crashes, reads)
+    if reads:
+        report["memory_floor"] = {"threads": args.threads,
+                                  "rows": bench_memory.floors(reads, args.threads)}
     if args.plot:
         report["plot"] = _plot(args.plot, runners, model, args.new_tokens)
     if args.history:
@@ -620,9 +636,33 @@ def _decode_after(gen: Generator, ids: list[int], new_tokens: int) -> float:
     return new_tokens / (time.perf_counter() - started)
 
 
+def _step_reads(workload: str, context: int, decode: dict[str, float],
+                ours: dict[str, Model | ShapeModel | None], gguf: Path | None
+                ) -> list[bench_memory.StepRead]:
+    """What each runtime's decode step in ``workload`` reads (:mod:`desktop.bench_memory`),
+    with its measured speed: OnnxChat's rows from the graph the engine runs, llama.cpp's
+    from ``gguf`` with its cache's type."""
+    reads = []
+    decoders = [each.decoder for each in ours.values() if each is not None]
+    for name, speed in decode.items():
+        each = ours.get(name)
+        if each is not None:
+            graph = (each.graph_file if isinstance(each, ShapeModel)
+                     else each.folded or each.manifest.folder / each.graph)
+            reads.append(bench_memory.onnx_step(workload, name, graph, each.decoder, context,
+                                                speed))
+        elif name.startswith(bench_memory.LLAMA_CPP) and gguf is not None and decoders:
+            reads.append(bench_memory.llama_step(
+                workload, name, gguf, bench_memory.cache_values(decoders[0], context),
+                "q8_0" if name == Q8_ROW else "f16", speed))
+    return reads
+
+
 def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
-                      failures: dict[str, str], crashes: dict[str, str]) -> dict[str, Any]:
-    """Decode on the random-weight ``shape`` model, OnnxChat and llama.cpp interleaved."""
+                      failures: dict[str, str], crashes: dict[str, str],
+                      reads: list[bench_memory.StepRead]) -> dict[str, Any]:
+    """Decode on the random-weight ``shape`` model, OnnxChat and llama.cpp interleaved; what
+    each step reads is added to ``reads``."""
     folder = ensure_built(shape)
     ours = ShapeModel(folder, args.threads)
     ids = shape_prompt(int(ours.facts["vocab_size"]), args.prompt_tokens)
@@ -661,6 +701,8 @@ def _shape_comparison(shape: str, args: argparse.Namespace, with_llama: bool,
     versus = _versus_best({k: [d for _, d in v] for k, v in speeds.items()})
     if versus:
         out["onnxchat_versus_best_llama_cpp"] = versus
+    reads += _step_reads(f"{shape}-shaped model", args.prompt_tokens + args.new_tokens // 2,
+                         out["decode_tok_s"], {"onnxchat": ours}, folder / GGUF_NAME)
     return out
 
 
@@ -751,6 +793,7 @@ def _print_table(report: dict[str, Any]) -> None:
                                                     (INT8_ROW, "int8kv")))
                 if pairs)
             print(f"decode {title.format(**part)}: {speeds}{ratio}")
+    _print_memory_floor(report.get("memory_floor"))
     for name, why in report.get("failures", {}).items():
         print(f"{name} FAILED: {why}; no other build was substituted")
     for name, why in report.get("prompt_crashes", {}).items():
@@ -769,6 +812,21 @@ def _print_table(report: dict[str, Any]) -> None:
         r = h["recording"]
         print(f"decode while the reply is kept in the history: {r['decode_tok_s_kept']} tok/s "
               f"against {r['decode_tok_s_not_kept']} not kept (×{r['ratio']})")
+
+
+def _print_memory_floor(part: dict[str, Any] | None) -> None:
+    if not part:
+        return
+    print(f"what reading each decode step's bytes allows here (a buffer of the step's size "
+          f"read over and over on {part['threads']} threads; weights + KV cache):")
+    for row in part["rows"]:
+        ceiling = row.get("ceiling_versus_llama_cpp")
+        print(f"  {row['workload']:<26}{row['runtime']:<20}{row['weights_mb']:>7.1f} + "
+              f"{row['cache_mb']:.1f} MB at {row['stream_gb_s']} GB/s: at most "
+              f"{row['floor_tok_s']} tok/s, measured {row['measured_tok_s']} "
+              f"({row['share_of_floor']:.0%})"
+              + ("" if ceiling is None else
+                 f"; at most ×{ceiling} of the faster llama.cpp as measured"))
 
 
 def _plot(path: str, runners: dict[str, Callable[[list[int], int], tuple[float, float]]],

@@ -91,8 +91,9 @@ class ShapeModel:
     def __init__(self, folder: Path, threads: int) -> None:
         facts = json.loads((folder / "shape.json").read_text(encoding="utf-8"))
         self.facts = facts
+        self.graph_file = folder / "onnx" / "model.onnx"
         started = time.perf_counter()
-        session, _ = create_session(folder / "onnx" / "model.onnx", "cpu", threads)
+        session, _ = create_session(self.graph_file, "cpu", threads)
         self.decoder = SharedKVDecoder(session, "cpu", int(facts["context_length"]))
         self.load_s = time.perf_counter() - started
 

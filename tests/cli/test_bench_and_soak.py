@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from huge_pages import TUNABLE_WORKS_HERE
 
 
@@ -34,6 +35,17 @@ def test_bench_reports_every_figure_as_json(default_model):
     assert [row["reply_chars"] for row in commits["lengths"]] == [1_000, 16_000, 64_000, 256_000]
     assert all(row["commit_ms"] > 0 for row in commits["lengths"])
     assert report["history"]["recording"]["decode_tok_s_kept"] > 0
+    # what each step reads: the default model's cache after 16 + 4 / 2 positions (30 layers,
+    # keys and values, 3 heads of 64) in fp32 and int8, the int8 graph's weights more by its
+    # value rotations (30 × (192² + 64²) floats)
+    floor = {row["runtime"]: row for row in report["memory_floor"]["rows"]}
+    assert set(floor) == {"onnxchat", "onnxchat-int8kv"}
+    values = 30 * 2 * 3 * 64 * 18
+    assert floor["onnxchat"]["cache_mb"] == round(values * 4 / 1e6, 1)
+    assert floor["onnxchat-int8kv"]["cache_mb"] == round(values / 1e6, 1)
+    assert floor["onnxchat-int8kv"]["weights_mb"] == pytest.approx(
+        floor["onnxchat"]["weights_mb"] + 30 * (192**2 + 64**2) * 4 / 1e6, abs=0.11)
+    assert all(row["floor_tok_s"] > 0 and row["measured_tok_s"] > 0 for row in floor.values())
     # the command restarted itself with the weights in huge pages where the system allows
     pages = report["machine"]["onnxchat_pages"]
     if TUNABLE_WORKS_HERE:
