@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from desktop import bench_memory
 from desktop.bench_shape import prompt as shape_prompt
 from desktop.bench_shape import time_greedy
 from desktop.engine import folding, resolve_model
@@ -52,6 +53,10 @@ REQUANTIZED_HEAD = "… and the LM head in 4 bits too"
 FOLDED = "whole step, offsets folded into the packed weights"
 #: The same where the kernel's one-row path does not read them (desktop/engine/spare_row.py).
 FOLDED_SPARE_ROW = "whole step, offsets folded, with a spare row"
+#: No part of the graph: the time to read as many bytes as the step the engine runs reads
+#: (its weights as packed and its cache; desktop/bench_memory.py), the least a step can take
+#: where they do not fit in the CPU's caches.
+READING = "reading the engine's step's bytes alone"
 
 
 @dataclass
@@ -286,6 +291,7 @@ class _Step:
     """A full decode step driven as the engine drives it: shared caches, one token at a time."""
 
     def __init__(self, model: Path, threads: int, context: int, steps: int) -> None:
+        self.graph = model
         session, _ = create_session(model, "cpu", threads)
         self.decoder = SharedKVDecoder(session, "cpu", context + steps + 1,
                                        initial_capacity=context + steps + 1)
@@ -294,6 +300,16 @@ class _Step:
 
     def __call__(self) -> float:
         return 1e3 / time_greedy(self.decoder, self.prompt, self.steps)[1]
+
+
+class _Reading:
+    """Reading ``total`` bytes once on ``threads`` threads (bench_memory.stream_seconds)."""
+
+    def __init__(self, total: int, threads: int) -> None:
+        self.total, self.threads = total, threads
+
+    def __call__(self) -> float:
+        return bench_memory.stream_seconds(self.total, self.threads) * 1e3
 
 
 class _Part:
@@ -424,6 +440,11 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
                 runners[REQUANTIZED_HEAD] = (_Step(save_part(source, Path(scratch), "head"),
                                                    threads, context, steps),
                                              len(source.graph.node), False)
+        engine_step = next((runners[name][0] for name in (FOLDED, FOLDED_SPARE_ROW)
+                            if name in runners), whole)
+        read = bench_memory.onnx_step("", "", engine_step.graph, engine_step.decoder,
+                                      context + steps // 2, 0.0)
+        runners[READING] = (_Reading(read.total, threads), 0, False)
         del source, projections, attention, correction
         times: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(runs):
@@ -441,6 +462,8 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
     return {"model": manifest.name, "graph": graph, "context": context,
             "threads": threads, "steps": steps, "runs": runs,
             "onnxruntime": ort.__version__, "rows": [asdict(r) for r in rows],
+            "reading_mb": {"weights": round(read.weights / 1e6, 1),
+                           "cache": round(read.cache / 1e6, 1)},
             "unfolded": unfolded}
 
 
@@ -457,6 +480,9 @@ def breakdown_table(report: dict[str, Any]) -> str:
     for row in report["rows"]:
         lines.append(f"{row['part']:<52} {row['nodes']:>6} {row['ms']:>8.3f} "
                      f"{row['share']:>7.1%}")
+    reading = report["reading_mb"]
+    lines.append(f"(the step the engine runs reads {reading['weights']} MB of weights as ONNX "
+                 f"Runtime packs them and {reading['cache']} MB of cache)")
     if report.get("unfolded"):
         lines.append(f"(the offsets could not be folded here: {report['unfolded']})")
     return "\n".join(lines)

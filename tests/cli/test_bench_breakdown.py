@@ -19,6 +19,7 @@ from desktop.bench_breakdown import (
     CORRECTION_MARK,
     FOLDED,
     FOLDED_SPARE_ROW,
+    READING,
     REQUANTIZED,
     REQUANTIZED_HEAD,
     _dequantized,
@@ -32,6 +33,10 @@ from desktop.engine import folding
 def onnxchat(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "desktop", *args], capture_output=True,
                           text=True, timeout=600, check=False)
+
+
+def _attribute(node: onnx.NodeProto, name: str) -> int:
+    return next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name)
 
 
 def test_breakdown_accounts_for_every_node_of_the_default_models_step(default_model):
@@ -48,6 +53,16 @@ def test_breakdown_accounts_for_every_node_of_the_default_models_step(default_mo
     assert rows["projections alone"]["nodes"] == ops["MatMulNBits"]
     assert rows["attention alone (GroupQueryAttention)"]["nodes"] == ops["GroupQueryAttention"]
     assert rows["block-sum correction alone"]["nodes"] == corrections
+    # beside the parts, the time to read as many bytes as the engine's step reads: its
+    # weights as ONNX Runtime packs them (a block of 32 weights: 4-bit codes and a float
+    # scale and block term, 24 bytes; 8-bit, 40 bytes) and the cache after 16 + 2 / 2 tokens
+    assert rows[READING]["nodes"] == 0 and rows[READING]["ms"] > 0
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    weights = sum(_attribute(n, "K") * _attribute(n, "N") // 32
+                  * (24 if _attribute(n, "bits") == 4 else 40) for n in nbits)
+    if not report["unfolded"]:
+        assert report["reading_mb"]["weights"] == round(weights / 1e6, 1)
+    assert report["reading_mb"]["cache"] == round(30 * 2 * 3 * 64 * 17 * 4 / 1e6, 1)
     rest = rows["the rest (norms, activations, scheduling)"]["nodes"]
     assert rest == (len(graph.node) - ops["MatMulNBits"] - ops["GroupQueryAttention"]
                     - corrections)
@@ -116,7 +131,7 @@ def test_breakdown_of_a_model_without_block_offsets(request, fixture, projection
     rows = {row["part"]: row for row in json.loads(result.stdout)["rows"]}
     assert set(rows) == {"whole step", "projections alone",
                          "attention alone (GroupQueryAttention)",
-                         "the rest (norms, activations, scheduling)"}
+                         "the rest (norms, activations, scheduling)", READING}
     graph = onnx.load(str(folder / "onnx" / "model.onnx")).graph
     ops = Counter(node.op_type for node in graph.node)
     assert rows["projections alone"]["nodes"] == ops[projection_op] > 0
