@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ class StepRead:
         return self.weights + self.cache
 
 
-def floors(reads: list[StepRead], threads: int, rounds: int = 5) -> list[dict[str, object]]:
+def floors(reads: list[StepRead], threads: int, rounds: int = 5) -> list[dict[str, Any]]:
     """Each step's bytes, the time to stream them here (the median of ``rounds`` rounds
     over every size, interleaved like the benchmark's runs: the machine's caches are
     sometimes shared and sometimes not), and the speed that allows against the measured
@@ -160,21 +161,21 @@ def floors(reads: list[StepRead], threads: int, rounds: int = 5) -> list[dict[st
     for _ in range(rounds):
         for total, each in times.items():
             each.append(stream_seconds(total, threads))
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for read in reads:
         seconds = statistics.median(times[read.total])
-        rows.append({"workload": read.workload, "runtime": read.runtime,
-                     "weights_mb": round(read.weights / 1e6, 1),
-                     "cache_mb": round(read.cache / 1e6, 1),
-                     "stream_gb_s": round(read.total / seconds / 1e9, 1),
-                     "floor_tok_s": round(1 / seconds, 1),
-                     "measured_tok_s": round(read.measured_tok_s, 1),
-                     "share_of_floor": round(read.measured_tok_s * seconds, 2)})
-    for row, read in zip(rows, reads, strict=True):
+        row: dict[str, Any] = {
+            "workload": read.workload, "runtime": read.runtime,
+            "weights_mb": round(read.weights / 1e6, 1), "cache_mb": round(read.cache / 1e6, 1),
+            "stream_gb_s": round(read.total / seconds / 1e9, 1),
+            "reading_alone_tok_s": round(1 / seconds, 1),
+            "measured_tok_s": round(read.measured_tok_s, 1),
+            "share_of_reading_alone": round(read.measured_tok_s * seconds, 2)}
         llama = [r.measured_tok_s for r in reads
                  if r.workload == read.workload and r.runtime.startswith(LLAMA_CPP)]
         if llama and not read.runtime.startswith(LLAMA_CPP):
-            row["ceiling_versus_llama_cpp"] = round(float(row["floor_tok_s"]) / max(llama), 2)
+            row["reading_alone_versus_llama_cpp"] = round(1 / seconds / max(llama), 2)
+        rows.append(row)
     return rows
 
 
