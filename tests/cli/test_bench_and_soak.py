@@ -143,6 +143,18 @@ def test_bench_templates_without_transformers_names_the_extra():
         "extra: pip install 'onnxchat[export]'")
 
 
+def test_bench_against_llama_cpp_without_gguf_names_the_extra():
+    # gguf (which counts the bytes llama.cpp's step reads) blocked as if it were not installed
+    code = ("import sys; sys.modules['gguf'] = None; from desktop.cli import main; "
+            "raise SystemExit(main(['bench', '--compare', 'llama-cpp']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "onnxchat: error: --compare llama-cpp needs llama-cpp-python built for this CPU, and "
+        "gguf to count its bytes: CMAKE_ARGS=-DGGML_NATIVE=ON pip install 'onnxchat[bench]'")
+
+
 def test_bench_export_size_reports_export_and_load_figures(tmp_path):
     """``--export-size`` builds, exports and loads a random Llama (tiny here; 1b and 7b are
     the measured ones) and reports every figure; its files are gone afterwards."""
