@@ -15,15 +15,17 @@ from desktop import bench_memory
 from desktop.bench import default_gguf
 from desktop.engine import onnx_wire as wire
 
-#: (K, N, bits): a panel-aligned 4-bit weight, one whose N is not a multiple of the panel,
-#: an 8-bit one (the default model's LM head is 8-bit).
-PROJECTIONS = [(64, 48, 4), (96, 40, 4), (64, 32, 8)]
+#: (K, N, bits, accuracy level): for the int8 kernel a panel-aligned 4-bit weight, one whose
+#: N is not a multiple of the panel, an 8-bit one (the default model's LM head is 8-bit); and
+#: a 4-bit weight for the float kernel, which packs only the codes and reads the graph's
+#: scales.
+PROJECTIONS = [(64, 48, 4, 4), (96, 40, 4, 4), (64, 32, 8, 4), (64, 48, 4, 1)]
 
 
 def _projection_graph(path: Path) -> None:
     rng = np.random.default_rng(0)
     nodes, initializers, width = [], [], 0
-    for i, (k, n, bits) in enumerate(PROJECTIONS):
+    for i, (k, n, bits, level) in enumerate(PROJECTIONS):
         blocks = math.ceil(k / 32)
         initializers += [
             numpy_helper.from_array(
@@ -31,12 +33,12 @@ def _projection_graph(path: Path) -> None:
             numpy_helper.from_array(rng.random(n * blocks, dtype=np.float32), f"s{i}")]
         nodes.append(helper.make_node("MatMulNBits", [f"x{k}", f"w{i}", f"s{i}"], [f"y{i}"],
                                       name=f"p{i}", domain="com.microsoft", K=k, N=n,
-                                      bits=bits, block_size=32, accuracy_level=4))
+                                      bits=bits, block_size=32, accuracy_level=level))
         width = max(width, n)
     initializers.append(numpy_helper.from_array(np.ones((64, 24), np.float32), "dense"))
     nodes.append(helper.make_node("MatMul", ["x64", "dense"], ["y_dense"], name="dense"))
     inputs = [helper.make_tensor_value_info(f"x{k}", TensorProto.FLOAT, [1, k])
-              for k in sorted({k for k, _, _ in PROJECTIONS})]
+              for k in sorted({k for k, _, _, _ in PROJECTIONS})]
     outputs = [helper.make_tensor_value_info(n.output[0], TensorProto.FLOAT, None)
                for n in nodes]
     graph = helper.make_graph(nodes, "projections", inputs, outputs, initializers)
@@ -71,10 +73,12 @@ def test_a_projection_is_counted_as_onnx_runtime_packs_it(tmp_path):
     _projection_graph(graph)
     packed = _packed_lengths(graph, tmp_path / "saved.onnx")
     counted = 0
-    for i, (k, n, bits) in enumerate(PROJECTIONS):
-        count = bench_memory.matmul_nbits_bytes(k, n, bits, 32, 4)
-        # ONNX Runtime pads its packed buffer to an alignment: at most 128 bytes more
-        assert count <= packed[f"w{i}"] <= count + 128, (k, n, bits)
+    for i, (k, n, bits, level) in enumerate(PROJECTIONS):
+        count = bench_memory.matmul_nbits_bytes(k, n, bits, 32, level)
+        if level == 1:  # the codes packed, the float scales read from the graph
+            assert packed[f"w{i}"] == count - n * (k // 32) * 4 == n * k // 2
+        else:  # ONNX Runtime pads its packed buffer to an alignment: at most 128 bytes more
+            assert count <= packed[f"w{i}"] <= count + 128, (k, n, bits)
         counted += count
     # the dense projection's fp32 weight is read as it is stored
     assert bench_memory.onnx_weight_bytes(graph) == counted + 64 * 24 * 4
