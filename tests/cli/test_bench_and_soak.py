@@ -131,12 +131,17 @@ def test_bench_times_chat_templates_against_transformers():
     assert report["ratio"]["cases"] == 2
 
 
+def without(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``onnxchat ARGS`` with ``module`` blocked as if it were not installed (a None entry in
+    ``sys.modules`` makes its import fail)."""
+    code = (f"import sys; sys.modules[{module!r}] = None; from desktop.cli import main; "
+            f"raise SystemExit(main({list(args)!r}))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
 def test_bench_templates_without_transformers_names_the_extra():
-    # transformers blocked as if it were not installed (a None entry makes its import fail).
-    code = ("import sys; sys.modules['transformers'] = None; from desktop.cli import main; "
-            "raise SystemExit(main(['bench', '--templates']))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = without("transformers", "bench", "--templates")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "onnxchat: error: --templates compares with transformers, which is in the export "
@@ -144,11 +149,8 @@ def test_bench_templates_without_transformers_names_the_extra():
 
 
 def test_bench_against_llama_cpp_without_gguf_names_the_extra():
-    # gguf (which counts the bytes llama.cpp's step reads) blocked as if it were not installed
-    code = ("import sys; sys.modules['gguf'] = None; from desktop.cli import main; "
-            "raise SystemExit(main(['bench', '--compare', 'llama-cpp']))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=False)
+    # gguf counts the bytes llama.cpp's step reads
+    result = without("gguf", "bench", "--compare", "llama-cpp")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "onnxchat: error: --compare llama-cpp needs llama-cpp-python built for this CPU, and "
