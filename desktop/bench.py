@@ -647,11 +647,9 @@ def _step_reads(workload: str, context: int, decode: dict[str, float],
     for name, speed in decode.items():
         each = ours.get(name)
         if each is not None:
-            graph = (each.graph_file if isinstance(each, ShapeModel)
-                     else each.folded or each.manifest.folder / each.graph)
-            reads.append(bench_memory.onnx_step(workload, name, graph, each.decoder, context,
-                                                speed))
-        elif name.startswith(bench_memory.LLAMA_CPP) and gguf is not None and decoders:
+            reads.append(bench_memory.onnx_step(workload, name, each.graph_file, each.decoder,
+                                                context, speed))
+        elif (name in LLAMA_CONFIGS or name == Q8_ROW) and gguf is not None and decoders:
             reads.append(bench_memory.llama_step(
                 workload, name, gguf, bench_memory.cache_values(decoders[0], context),
                 "q8_0" if name == Q8_ROW else "f16", speed))

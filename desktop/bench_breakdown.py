@@ -442,9 +442,9 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
                                              len(source.graph.node), False)
         engine_step = next((runners[name][0] for name in (FOLDED, FOLDED_SPARE_ROW)
                             if name in runners), whole)
-        read = bench_memory.onnx_step("", "", engine_step.graph, engine_step.decoder,
-                                      context + steps // 2, 0.0)
-        runners[READING] = (_Reading(read.total, threads), 0, False)
+        weights, cache = bench_memory.onnx_step_bytes(engine_step.graph, engine_step.decoder,
+                                                      context + steps // 2)
+        runners[READING] = (_Reading(weights + cache, threads), 0, False)
         del source, projections, attention, correction
         times: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(runs):
@@ -462,8 +462,7 @@ def run_breakdown(model_arg: str | None, threads: int, context: int, steps: int,
     return {"model": manifest.name, "graph": graph, "context": context,
             "threads": threads, "steps": steps, "runs": runs,
             "onnxruntime": ort.__version__, "rows": [asdict(r) for r in rows],
-            "reading_mb": {"weights": round(read.weights / 1e6, 1),
-                           "cache": round(read.cache / 1e6, 1)},
+            "reading_mb": {"weights": round(weights / 1e6, 1), "cache": round(cache / 1e6, 1)},
             "unfolded": unfolded}
 
 

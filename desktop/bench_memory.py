@@ -13,6 +13,7 @@ The buffer's size is the step's, so a machine whose caches hold the step is meas
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import threading
@@ -34,12 +35,6 @@ PANEL = 16
 INT8_COMPUTE = 4
 #: Bytes per value of llama.cpp's cache types (q8_0: 32 int8 codes and an fp16 scale).
 LLAMA_CACHE_BYTES = {"f16": 2.0, "q8_0": 34 / 32}
-#: How the benchmark's llama.cpp rows are named.
-LLAMA_CPP = "llama-cpp"
-
-
-def _blocks(k: int, block_size: int) -> int:
-    return math.ceil(k / block_size)
 
 
 def matmul_nbits_bytes(k: int, n: int, bits: int, block_size: int, accuracy_level: int,
@@ -48,18 +43,20 @@ def matmul_nbits_bytes(k: int, n: int, bits: int, block_size: int, accuracy_leve
     int8 kernel, what MLAS packs (checked against the packed weights ONNX Runtime saves:
     tests/cli/test_bench_memory.py); otherwise the codes, the float scales and any zero
     points as the graph holds them."""
-    blocks = _blocks(k, block_size)
+    blocks = math.ceil(k / block_size)
     codes = n * blocks * block_size * bits // 8
     if accuracy_level == INT8_COMPUTE:
         return codes + 2 * math.ceil(n / PANEL) * PANEL * blocks * 4
     return codes + n * blocks * 4 + zero_points
 
 
+@functools.cache
 def onnx_weight_bytes(graph: Path) -> int:
     """Bytes of weights one decode step of ``graph`` reads on the CPU: every ``MatMulNBits``
     weight as packed, and every ``MatMul``/``Gemm`` by a weight of the graph (an fp32
     projection, or the block-sum correction's offsets) as stored. The embedding table is
-    gathered one row at a time, and norms are a few kilobytes: neither is counted."""
+    gathered one row at a time, and norms are a few kilobytes: neither is counted. Counted
+    once per file in a process: a benchmark asks for the same graphs row after row."""
     model = wire.graph_of(memoryview(graph.read_bytes()))
     sizes = {}
     for tensor in wire.messages(model, wire.GRAPH_INITIALIZER):
@@ -79,10 +76,12 @@ def onnx_weight_bytes(graph: Path) -> int:
     return total
 
 
+@functools.cache
 def gguf_weight_bytes(path: Path) -> int:
     """Bytes of a GGUF's tensors one llama.cpp decode step reads: all of them, but the token
     embedding where the file has its own output matrix (then it is only gathered). With
-    tied embeddings, as in the default model, llama.cpp multiplies by it for the logits."""
+    tied embeddings, as in the default model, llama.cpp multiplies by it for the logits.
+    Counted once per file in a process, as :func:`onnx_weight_bytes`."""
     from gguf import GGUFReader
 
     tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(path)).tensors}
@@ -144,6 +143,7 @@ class StepRead:
     weights: int
     cache: int
     measured_tok_s: float
+    llama_cpp: bool = False
 
     @property
     def total(self) -> int:
@@ -171,20 +171,26 @@ def floors(reads: list[StepRead], threads: int, rounds: int = 5) -> list[dict[st
             "reading_alone_tok_s": round(1 / seconds, 1),
             "measured_tok_s": round(read.measured_tok_s, 1),
             "share_of_reading_alone": round(read.measured_tok_s * seconds, 2)}
-        llama = [r.measured_tok_s for r in reads
-                 if r.workload == read.workload and r.runtime.startswith(LLAMA_CPP)]
-        if llama and not read.runtime.startswith(LLAMA_CPP):
+        llama = [r.measured_tok_s for r in reads if r.workload == read.workload and r.llama_cpp]
+        if llama and not read.llama_cpp:
             row["reading_alone_versus_llama_cpp"] = round(1 / seconds / max(llama), 2)
         rows.append(row)
     return rows
 
 
+def onnx_step_bytes(graph: Path, decoder: KVDecoder | SharedKVDecoder, context: int
+                    ) -> tuple[int, int]:
+    """The weights and the cache an OnnxChat decode step of ``graph`` reads after
+    ``context`` positions of ``decoder``'s cache."""
+    cache = cache_values(decoder, context) * np.dtype(decoder.kv_dtype).itemsize
+    return onnx_weight_bytes(graph), cache
+
+
 def onnx_step(workload: str, runtime: str, graph: Path, decoder: KVDecoder | SharedKVDecoder,
               context: int, measured_tok_s: float) -> StepRead:
-    """An OnnxChat decode step of ``graph`` after ``context`` positions of ``decoder``'s
-    cache."""
-    cache = cache_values(decoder, context) * np.dtype(decoder.kv_dtype).itemsize
-    return StepRead(workload, runtime, onnx_weight_bytes(graph), cache, measured_tok_s)
+    """An OnnxChat decode step of ``graph`` (:func:`onnx_step_bytes`) and its speed."""
+    return StepRead(workload, runtime, *onnx_step_bytes(graph, decoder, context),
+                    measured_tok_s)
 
 
 def llama_step(workload: str, runtime: str, gguf: Path, values: int, kv_type: str,
@@ -192,4 +198,4 @@ def llama_step(workload: str, runtime: str, gguf: Path, values: int, kv_type: st
     """llama.cpp's decode step on ``gguf`` with ``values`` keys and values cached in
     ``kv_type``."""
     return StepRead(workload, runtime, gguf_weight_bytes(gguf),
-                    round(values * LLAMA_CACHE_BYTES[kv_type]), measured_tok_s)
+                    round(values * LLAMA_CACHE_BYTES[kv_type]), measured_tok_s, llama_cpp=True)

@@ -73,6 +73,12 @@ class Model:
         return self.manifest.name
 
     @property
+    def graph_file(self) -> Path:
+        """The file the model's session was opened from: the folded copy, else the folder's
+        graph."""
+        return self.folded or self.manifest.folder / self.graph
+
+    @property
     def kv_cache(self) -> str:
         """The KV cache in use, as ``--kv-cache`` names it: "int8" for the folder's
         int8-cache graph, else "fp32" (fp16 on CUDA)."""
