@@ -42,3 +42,10 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         return True
     return any(os.strerror(code) in str(exc) for code in DISK_FULL_ERRNOS)
+
+
+def first_line(exc: BaseException) -> str:
+    """What a library's exception says in one line (its type when it says nothing), for the
+    one-line errors the export prints."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

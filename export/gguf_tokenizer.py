@@ -328,8 +328,8 @@ def tokenizer_json(vocab: GgufVocab) -> dict[str, Any]:
 @dataclass
 class RebuiltTokenizer:
     """What :func:`rebuild_tokenizer` did: the transformers tokenizer now saved in the
-    folder (``None``: transformers' own conversion was kept), where the ids come from, and
-    llama.cpp's end-of-generation tokens for the file."""
+    folder (``None``: not rebuilt, transformers' conversion is needed), where the ids come
+    from, and llama.cpp's end-of-generation tokens for the file."""
 
     hf_tokenizer: Any | None
     origin: str
@@ -337,9 +337,10 @@ class RebuiltTokenizer:
 
 
 def rebuild_tokenizer(path: Path, hf_dir: Path) -> RebuiltTokenizer:
-    """Replace the tokenizer files transformers converted into ``hf_dir`` with the one rebuilt
-    from ``path``'s header (with its chat template and special-token names). A tokenizer
-    model or pre-tokenizer not rebuilt here keeps the conversion, and ``origin`` says so."""
+    """The tokenizer rebuilt from ``path``'s header (with its chat template and special-token
+    names), saved in ``hf_dir``. A tokenizer model or pre-tokenizer not rebuilt here is left
+    to transformers' conversion (``export.loading.converted_tokenizer``), and ``origin`` says
+    so."""
     import json
 
     from tokenizers import Tokenizer
@@ -368,9 +369,6 @@ def rebuild_tokenizer(path: Path, hf_dir: Path) -> RebuiltTokenizer:
     )
     if vocab.chat_template:
         fast.chat_template = vocab.chat_template
-    for stale in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                  "added_tokens.json", "chat_template.jinja"):
-        (hf_dir / stale).unlink(missing_ok=True)
     fast.save_pretrained(hf_dir)
     kind = "SentencePiece" if vocab.model == "llama" else (
         f"byte-level BPE, pre-tokenizer {vocab.pre or 'default'}"

@@ -46,6 +46,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from export.errors import first_line
 from export.onnx_files import (
     INT8_CACHE_FILE,
     INT8_CACHE_ROTATION_FILE,
@@ -260,8 +261,8 @@ def int8_cache_entry(cpu_graph: Path, tokenizer: Any,
         result = gate_of(path)
     except (Fail, InvalidArgument, NotImplemented, RuntimeException) as exc:
         _remove(path)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"reason": f"ONNX Runtime cannot run its int8 attention ({first[:200]})"}
+        return {"reason": "ONNX Runtime cannot run its int8 attention "
+                          f"({first_line(exc)[:200]})"}
     if not result.passed:
         _remove(path)
         return {"reason": f"it fails the quality gate ({result.summary()})"}

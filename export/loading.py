@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from export.errors import ExportError, is_disk_full
+from export.errors import ExportError, first_line, is_disk_full
 from export.onnx_export import REFERENCE_ATTENTION
 from export.sources import GgufInfo, Source, check_model_type
 
@@ -18,13 +18,19 @@ from export.sources import GgufInfo, Source, check_model_type
 class LoadedModel:
     hf_dir: Path
     config: Any  # transformers PretrainedConfig
-    tokenizer: Any  # transformers PreTrainedTokenizerFast
+    tokenizer: Any | None  # transformers PreTrainedTokenizerFast; None for a GGUF (below)
     model: Any  # torch module, fp32, eval mode
     gguf: GgufInfo | None
 
 
 def load_source(source: Source, gguf: GgufInfo | None, hf_dir: Path) -> LoadedModel:
-    """Load config, tokenizer and fp32 weights, and save them to ``hf_dir``."""
+    """Load config, tokenizer and fp32 weights, and save them to ``hf_dir``.
+
+    A GGUF's tokenizer is not loaded here: it is rebuilt from the file's header as llama.cpp
+    reads it (``export/gguf_tokenizer.py``), and transformers' conversion
+    (:func:`converted_tokenizer`) is only for what the rebuild does not cover. Every
+    transformers call on a GGUF parses its whole header again, seconds for a vocabulary of
+    49,152 tokens, so the config is read once and handed to the model's loader."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -36,23 +42,42 @@ def load_source(source: Source, gguf: GgufInfo | None, hf_dir: Path) -> LoadedMo
     try:
         config = AutoConfig.from_pretrained(location, **kwargs)
         check_model_type(config.model_type, source.spec)
-        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        tokenizer = None if source.is_gguf else AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=torch.float32, attn_implementation=REFERENCE_ATTENTION, **kwargs
+            location, config=config, dtype=torch.float32,
+            attn_implementation=REFERENCE_ATTENTION, **kwargs
         )
     except ExportError:
         raise
     except Exception as exc:
         if is_disk_full(exc):
             raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ExportError(
             f"Could not load {source.spec}: {reason}. Check that the model files are complete."
         ) from exc
     model.eval()
     model.save_pretrained(hf_dir)
-    tokenizer.save_pretrained(hf_dir)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(hf_dir)
     return LoadedModel(hf_dir, config, tokenizer, model, gguf)
+
+
+def converted_tokenizer(source: Source, hf_dir: Path) -> Any:
+    """transformers' conversion of a GGUF tokenizer the header rebuild does not cover, saved
+    in ``hf_dir``."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path.parent,
+                                                  gguf_file=source.path.name)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise
+        reason = first_line(exc)
+        raise ExportError(f"Could not read the tokenizer of {source.spec}: {reason}.") from exc
+    tokenizer.save_pretrained(hf_dir)
+    return tokenizer
 
 
 def reference_logits(model: Any, token_ids: list[int]) -> np.ndarray:

@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.errors import ExportError, FusedLayoutError, ValidationFailedError, is_disk_full
+from export.errors import (
+    ExportError,
+    FusedLayoutError,
+    ValidationFailedError,
+    first_line,
+    is_disk_full,
+)
 from export.files import read_json, sha256_file, write_json
 from export.gguf_tokenizer import rebuild_tokenizer
 from export.int8_cache import int8_cache_entry
-from export.loading import load_source, reference_logits
+from export.loading import converted_tokenizer, load_source, reference_logits
 from export.manifest import (
     MANIFEST_FILE,
     architecture,
@@ -244,7 +250,7 @@ def _export(
     if source.is_gguf:  # tokenize as llama.cpp does for the file, not as converted
         rebuilt = rebuild_tokenizer(source.path, hf_dir)
         origin, source_stops = rebuilt.origin, rebuilt.stop_token_ids
-        hf_tokenizer = rebuilt.hf_tokenizer or hf_tokenizer
+        hf_tokenizer = rebuilt.hf_tokenizer or converted_tokenizer(source, hf_dir)
     tokens = write_tokenizer_files(
         hf_dir, hf_tokenizer, model_dir, gguf=gguf, context_length=context, check_text=text,
         origin=origin, source_stop_ids=source_stops,
@@ -367,21 +373,12 @@ def load_gguf_config(source: Source, hf_dir: Path) -> Any:
     try:
         config = AutoConfig.from_pretrained(source.path.parent, gguf_file=source.path.name)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ExportError(f"Could not read the config of {source.spec}: {reason}.") from exc
     check_model_type(config.model_type, source.spec)
     config.save_pretrained(hf_dir)
     GenerationConfig.from_model_config(config).save_pretrained(hf_dir)
     return config
-
-
-def converted_tokenizer(source: Source, hf_dir: Path) -> Any:
-    """transformers' conversion of a GGUF tokenizer the header rebuild does not cover."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source.path.parent, gguf_file=source.path.name)
-    tokenizer.save_pretrained(hf_dir)
-    return tokenizer
 
 
 def _try_recipes(

@@ -270,10 +270,11 @@ def _llama_cpp_permute(weight: Any, heads: int) -> Any:
     )
 
 
-def build_llama_gguf(source: Path) -> Callable[[Path], None]:
+def build_llama_gguf(source: Path, pre: str = "gpt-2") -> Callable[[Path], None]:
     """A builder writing the tiny Llama at ``source`` as ``tiny-llama.gguf`` (f32 tensors),
-    the way llama.cpp's converter lays one out: tokenizer, chat template and ids in the
-    header (bos ``<|im_start|>``, eos ``<|im_end|>``, as in SmolLM2's GGUF)."""
+    the way llama.cpp's converter lays one out: tokenizer (byte-level BPE, pre-tokenizer
+    ``pre``), chat template and ids in the header (bos ``<|im_start|>``, eos ``<|im_end|>``,
+    as in SmolLM2's GGUF)."""
 
     def build(folder: Path) -> None:
         import json
@@ -301,7 +302,7 @@ def build_llama_gguf(source: Path) -> Callable[[Path], None]:
         vocab = sorted(tokenizer["model"]["vocab"].items(), key=lambda item: item[1])
         specials = {token["content"] for token in tokenizer["added_tokens"]}
         writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre("gpt-2")
+        writer.add_tokenizer_pre(pre)
         writer.add_token_list([token for token, _ in vocab])
         writer.add_token_types([
             gguf.TokenType.CONTROL if token in specials else gguf.TokenType.NORMAL

@@ -82,3 +82,25 @@ def test_gguf_export_output_has_only_its_own_lines(tiny_llama_gguf: Path, tmp_pa
     lines = done.stderr.splitlines()
     assert [line[:5] for line in lines[:5]] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
     assert len(lines) == 6 and lines[5].lstrip().startswith("Exported tiny-llama-fp32")
+
+
+def test_a_tokenizer_the_header_rebuild_does_not_cover_is_transformers_conversion(
+    tiny_llama_hf: Path, tmp_path: Path
+) -> None:
+    """The header rebuild covers the pre-tokenizers it knows; for another one the folder gets
+    transformers' conversion of the file's tokenizer, and the manifest says so. (llama.cpp
+    splits such a text its own way, so the gate may refuse it: kept here with --force.)"""
+    from tiny_models import build_llama_gguf
+
+    build_llama_gguf(tiny_llama_hf, pre="falcon")(tmp_path / "source")
+    result = export_model(ExportSettings(
+        source=str(tmp_path / "source" / "tiny-llama.gguf"), recipe="fp32",
+        out_dir=tmp_path / "out", force=True))
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["tokenizer"]["origin"] == (
+        "transformers' GGUF conversion (pre-tokenizer 'falcon' is not rebuilt from the header)")
+    assert manifest["special_tokens"]["eos_token_id"] == 2
+    assert (result.path / "chat_template.jinja").read_text().startswith("{% for message")
+    tokenizer = Tokenizer.from_file(str(result.path / "tokenizer.json"))
+    original = Tokenizer.from_file(str(tiny_llama_hf / "tokenizer.json"))
+    assert tokenizer.encode(TEXT).ids == original.encode(TEXT).ids
