@@ -85,7 +85,7 @@ def _run_export(argv: list[str]) -> int:
             "the export step is not installed in this copy of OnnxChat; install it with "
             "`pip install 'onnxchat[export]'` (the packaged app ships only the chat)"
         ) from None
-    return int(export_cli.main(argv))
+    return int(export_cli.main(argv, prog="onnxchat export"))
 
 
 def _run_gui(args: argparse.Namespace) -> int:

@@ -23,9 +23,11 @@ EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m export") -> argparse.ArgumentParser:
+    """The export's options; ``prog`` is the command as the user typed it (``onnxchat
+    export`` names itself in its usage and errors)."""
     parser = argparse.ArgumentParser(
-        prog="python -m export",
+        prog=prog,
         description="Export a language model to an OnnxChat model folder (ONNX, quantized, "
         "validated).",
     )
@@ -70,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m export") -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return int(exc.code or 0)
     # The app works offline: never let a library wait on the Hugging Face hub.

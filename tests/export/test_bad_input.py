@@ -302,3 +302,18 @@ def test_a_large_gguf_with_a_recipe_that_needs_fp32_is_told_the_recipes_that_do_
                        r"recipe"):
         export_model(settings)
     assert_nothing_left(out)
+
+
+def test_onnxchat_export_names_itself_in_its_usage_errors(out: Path) -> None:
+    """Run as ``onnxchat export`` (as the README shows it), a usage error names that command,
+    not ``python -m export``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "desktop", "export", "default", "--quant", "nope",
+         "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: onnxchat export ")
+    assert done.stderr.splitlines()[-1].startswith(
+        "onnxchat export: error: argument --quant: invalid choice: 'nope'")
+    assert not out.exists()
