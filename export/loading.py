@@ -52,10 +52,8 @@ def load_source(source: Source, gguf: GgufInfo | None, hf_dir: Path) -> LoadedMo
     except Exception as exc:
         if is_disk_full(exc):
             raise
-        reason = first_line(exc)
-        raise ExportError(
-            f"Could not load {source.spec}: {reason}. Check that the model files are complete."
-        ) from exc
+        raise ExportError(f"Could not load {source.spec}: {first_line(exc)}. Check that the "
+                          "model files are complete.") from exc
     model.eval()
     model.save_pretrained(hf_dir)
     if tokenizer is not None:
@@ -74,8 +72,8 @@ def converted_tokenizer(source: Source, hf_dir: Path) -> Any:
     except Exception as exc:
         if is_disk_full(exc):
             raise
-        reason = first_line(exc)
-        raise ExportError(f"Could not read the tokenizer of {source.spec}: {reason}.") from exc
+        raise ExportError(
+            f"Could not read the tokenizer of {source.spec}: {first_line(exc)}.") from exc
     tokenizer.save_pretrained(hf_dir)
     return tokenizer
 

@@ -373,8 +373,8 @@ def load_gguf_config(source: Source, hf_dir: Path) -> Any:
     try:
         config = AutoConfig.from_pretrained(source.path.parent, gguf_file=source.path.name)
     except Exception as exc:
-        reason = first_line(exc)
-        raise ExportError(f"Could not read the config of {source.spec}: {reason}.") from exc
+        raise ExportError(
+            f"Could not read the config of {source.spec}: {first_line(exc)}.") from exc
     check_model_type(config.model_type, source.spec)
     config.save_pretrained(hf_dir)
     GenerationConfig.from_model_config(config).save_pretrained(hf_dir)

@@ -89,6 +89,18 @@ def test_folder_without_config(
     assert_nothing_left(out)
 
 
+def test_folder_with_truncated_weights(
+    capsys: pytest.CaptureFixture[str], out: Path, tmp_path: Path, tiny_llama_hf: Path
+) -> None:
+    folder = copy_without(tiny_llama_hf, tmp_path / "cut")
+    with (folder / "model.safetensors").open("r+b") as weights:
+        weights.truncate(3000)
+    code, err = run(capsys, str(folder), "--out", str(out))
+    assert_one_line_error(code, err, f"Could not load {folder}: ",
+                          "Check that the model files are complete.")
+    assert_nothing_left(out)
+
+
 @pytest.mark.parametrize("model_type", ["bert", "frobnicator"])
 def test_unknown_architecture(
     capsys: pytest.CaptureFixture[str],
