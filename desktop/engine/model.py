@@ -20,6 +20,7 @@ from desktop.engine.runtime import (
     Int8CacheDecoder,
     KVDecoder,
     SharedKVDecoder,
+    check_threads,
     create_session,
     cuda_unavailable_reason,
     default_threads,
@@ -121,6 +122,7 @@ def load_model(
     started = time.perf_counter()
     if kv_cache not in KV_CACHES:
         raise ModelError(f"KV cache '{kv_cache}' is unknown; use one of: {', '.join(KV_CACHES)}")
+    check_threads(threads)
     manifest = folder if isinstance(folder, Manifest) else read_manifest(folder)
     if verify:
         problems = verify_files(manifest)

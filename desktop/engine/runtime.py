@@ -112,6 +112,13 @@ def default_threads() -> int:
     return count if count <= 4 else count - 1
 
 
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count ONNX Runtime cannot use, before anything is opened with it (a
+    folded copy's build would otherwise fail on it and be reported as a folding problem)."""
+    if threads is not None and not 1 <= threads <= 256:
+        raise ModelError(f"threads = {threads} is out of range: valid is [1, 256]")
+
+
 def create_session(
     path: Path | bytes, device: str = "auto", threads: int | None = None,
     cuda_unsupported: str | None = None, cuda_graph: bool = False, prepack: bool = True,
@@ -126,8 +133,7 @@ def create_session(
     ~30x slower without it, so the app always packs)."""
     if device not in DEVICES:
         raise ModelError(f"device '{device}' is unknown; use one of: {', '.join(DEVICES)}")
-    if threads is not None and not 1 <= threads <= 256:
-        raise ModelError(f"threads = {threads} is out of range: valid is [1, 256]")
+    check_threads(threads)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or default_threads()

@@ -7,6 +7,8 @@ import io
 import subprocess
 import sys
 
+import pytest
+
 from desktop import terminal
 from desktop.engine import ChatEngine, SamplingSettings, load_model
 from desktop.engine.manifest import read_manifest
@@ -208,6 +210,17 @@ def test_an_empty_prompt_is_refused_before_anything_is_loaded_or_kept(tmp_path):
         assert result.stderr == ("onnxchat: error: --prompt is empty: give the message to send, "
                                  "or leave --prompt out to chat.\n")
     assert not (tmp_path / "chats.sqlite3").exists()
+
+
+@pytest.mark.parametrize("threads", ["0", "257"])
+def test_a_thread_count_out_of_range_is_one_line(default_model, tmp_path, threads):
+    """Refused before the model is opened: it used to reach the CPU copy's build first, which
+    logged a warning about folding above the error."""
+    result = onnxchat("--data-dir", str(tmp_path), "chat", "--model", str(default_model),
+                      "--device", "cpu", "--threads", threads, "--prompt", "Hi")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"onnxchat: error: threads = {threads} is out of range: "
+                             "valid is [1, 256]\n")
 
 
 def test_titles_are_listed_on_one_line_whatever_they_hold(default_model, tmp_path):
