@@ -105,7 +105,8 @@ def run_import(args: argparse.Namespace) -> int:
         raise UserError(f"Cannot read {path}: {exc.strerror}.") from exc
     with _open(args) as store:
         report = store.import_json(data)
-    print(f"Imported {len(report.imported)} conversation(s); skipped {len(report.skipped)} "
+    imported, skipped = len(report.imported), len(report.skipped)
+    print(f"Imported {imported} conversation{'' if imported == 1 else 's'}; skipped {skipped} "
           "already in the history.")
     return 0
 

@@ -159,6 +159,8 @@ def _parse(data: bytes) -> list[tuple[Conversation, list[Message]]]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"it is not valid UTF-8 text (bad byte at offset {exc.start})") from exc
+    if not text.strip():
+        raise ValueError("it is empty")
     try:
         document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant,
                               parse_float=_finite)
@@ -166,6 +168,9 @@ def _parse(data: bytes) -> list[tuple[Conversation, list[Message]]]:
     except RecursionError as exc:
         raise ValueError("it is nested too deeply") from exc
     except json.JSONDecodeError as exc:
+        if text.startswith("# "):  # the Markdown export, which is for reading
+            raise ValueError("it is a Markdown export, which is for reading; import a JSON "
+                             "export of the history instead") from exc
         raise ValueError(f"it is not valid JSON ({exc})") from exc
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f'it is not an OnnxChat history file (no "format": "{FORMAT}")')

@@ -73,11 +73,16 @@ def test_export_and_import(filled: tuple[str, str], data_dir: Path, tmp_path: Pa
 
     other = tmp_path / "other"
     assert run("history", "--data-dir", str(other), "import", str(out / "all.json")) == 0
-    assert "Imported 2 conversation(s); skipped 0" in capfd.readouterr().out
+    assert "Imported 2 conversations; skipped 0" in capfd.readouterr().out
     assert run("history", "--data-dir", str(other), "import", str(out / "all.json")) == 0
-    assert "Imported 0 conversation(s); skipped 2" in capfd.readouterr().out
+    assert "Imported 0 conversations; skipped 2" in capfd.readouterr().out
     with ChatStore.open(other) as store:
         assert store.export_json() == (out / "all.json").read_bytes()
+    assert run("history", "--data-dir", str(data_dir), "export", "--conversation", birds,
+               str(tmp_path / "birds.json")) == 0
+    assert run("history", "--data-dir", str(tmp_path / "third"), "import",
+               str(tmp_path / "birds.json")) == 0
+    assert "Imported 1 conversation; skipped 0" in capfd.readouterr().out
 
 
 def test_bad_input_is_a_user_error(filled: tuple[str, str], data_dir: Path,

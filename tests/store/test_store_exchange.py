@@ -188,6 +188,9 @@ def test_rejected_imports_change_nothing(store: ChatStore, repro: Repro, name: s
 
 RAW = {
     "not JSON": (b'{"format": ', "not valid JSON"),
+    "empty": (b" \n", "it is empty"),
+    "a Markdown export": (b"# Birds\n\nCreated 2026-12-01",
+                          "a Markdown export, which is for reading; import a JSON export"),
     "invalid UTF-8": (b'{"format": "onnxchat-history\xff\xfe"}', "not valid UTF-8 .*offset 28"),
     "lone surrogate": (b'{"format": "onnxchat-history", "x": "\\ud800"}', "x holds an invalid"),
     "duplicate key": (b'{"format": "a", "format": "b"}', "'format' appears twice"),
