@@ -102,14 +102,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m export") -> int:
     try:
         result = export_model(settings, progress)
     except ExportError as exc:
-        return _fail(progress, str(exc), exc.exit_code, args.debug)
+        return _fail(progress, prog, str(exc), exc.exit_code, args.debug)
     except KeyboardInterrupt:
-        return _fail(progress, "Interrupted: nothing was kept.", EXIT_INTERRUPTED, args.debug)
+        return _fail(progress, prog, "Interrupted: nothing was kept.", EXIT_INTERRUPTED,
+                     args.debug)
     except Exception as exc:
         message = f"Export failed unexpectedly: {type(exc).__name__}: {exc}".splitlines()[0]
         if not args.debug:
             message += " (run again with --debug for the details)"
-        return _fail(progress, message, EXIT_BUG, args.debug)
+        return _fail(progress, prog, message, EXIT_BUG, args.debug)
     validation = result.validation
     if validation.forced:
         print(
@@ -132,9 +133,11 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _fail(progress: Progress, message: str, code: int, debug: bool) -> int:
+def _fail(progress: Progress, prog: str, message: str, code: int, debug: bool) -> int:
+    """Print the failure as argparse prints a usage error, so that every error line of the
+    command starts the same: ``onnxchat export: error: …``."""
     if debug:
         traceback.print_exc()
     progress.failed(message)
-    print(f"error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {message}", file=sys.stderr)
     return code

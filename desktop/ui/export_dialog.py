@@ -52,6 +52,8 @@ from desktop.ui.export_result import ExportSummary
 from desktop.ui.i18n import arg
 
 INSTALL_COMMAND = "pip install 'onnxchat[export]'"
+#: How the export run as ``python -m export`` starts its error line, on standard error.
+EXPORT_ERROR = "python -m export: error: "
 # The export CLI's --quant choices, in the order ``auto`` tries them (models/README.md).
 RECIPES = ("auto", "q4-gguf", "int8-fused", "fp32-fused", "int8", "int4", "fp32")
 # Recipes that read a GGUF file's own blocks (the bundled default model is a GGUF too).
@@ -513,8 +515,8 @@ class ExportDialog(QDialog):
     def _on_stderr_line(self, line: str) -> None:
         if line.strip():
             self.log.appendPlainText(line.rstrip())
-            if line.startswith("error: ") and self._error is None:
-                self._error = line[len("error: "):]
+            if line.startswith(EXPORT_ERROR) and self._error is None:
+                self._error = line[len(EXPORT_ERROR):]
 
     @Slot(int, QProcess.ExitStatus)
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:

@@ -40,10 +40,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    """One ``error:`` line, last; before it at most the step lines of the progress display."""
+    """One ``python -m export: error:`` line, last; before it at most the step lines of the
+    progress display."""
     assert code != 0
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: "), err
+    assert lines and lines[-1].startswith("python -m export: error: "), err
     assert all(re.match(r"\[\d/5\] ", line) for line in lines[:-1]), err
     assert "Traceback" not in err
     for needle in needles:
@@ -257,7 +258,7 @@ def test_subprocess_bad_input_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip().count("\n") == 0
-    assert done.stderr.startswith("error: No such model folder or file")
+    assert done.stderr.startswith("python -m export: error: No such model folder or file")
     assert not (tmp_path / "m").exists()
 
 
@@ -316,9 +317,9 @@ def test_a_large_gguf_with_a_recipe_that_needs_fp32_is_told_the_recipes_that_do_
     assert_nothing_left(out)
 
 
-def test_onnxchat_export_names_itself_in_its_usage_errors(out: Path) -> None:
-    """Run as ``onnxchat export`` (as the README shows it), a usage error names that command,
-    not ``python -m export``."""
+def test_onnxchat_export_names_itself_in_its_errors(out: Path, tmp_path: Path) -> None:
+    """Run as ``onnxchat export`` (as the README shows it), a usage error and a failed export
+    name that command, not ``python -m export``, as every other command's errors do."""
     done = subprocess.run(
         [sys.executable, "-m", "desktop", "export", "default", "--quant", "nope",
          "--out", str(out)],
@@ -328,4 +329,12 @@ def test_onnxchat_export_names_itself_in_its_usage_errors(out: Path) -> None:
     assert done.stderr.startswith("usage: onnxchat export ")
     assert done.stderr.splitlines()[-1].startswith(
         "onnxchat export: error: argument --quant: invalid choice: 'nope'")
+    assert not out.exists()
+    failed = subprocess.run(
+        [sys.executable, "-m", "desktop", "export", str(tmp_path / "nothing"), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert failed.stderr.startswith("onnxchat export: error: No such model folder or file")
+    assert failed.stderr.count("\n") == 1
     assert not out.exists()

@@ -124,5 +124,5 @@ def test_sigterm_cancels_and_cleans_up(tmp_path: Path, tiny_llama_hf: Path) -> N
     process.terminate()
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "error: Interrupted: nothing was kept."
+    assert err.strip().splitlines()[-1] == "python -m export: error: Interrupted: nothing was kept."
     assert list(out.iterdir()) == []
