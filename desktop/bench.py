@@ -273,10 +273,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                         help="capture decode steps as CUDA graphs (fused models on CUDA; on "
                              "unless ONNXCHAT_CUDA_GRAPH=0)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--prompt-tokens", type=int, default=128)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads for every runtime compared (default 2)")
+    parser.add_argument("--prompt-tokens", type=int, default=128,
+                        help="the prompt's length (default 128)")
+    parser.add_argument("--new-tokens", type=int, default=64,
+                        help="greedy tokens decoded after it (default 64)")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="runs of each runtime, interleaved; medians are reported "
+                             "(default 5)")
     parser.add_argument("--compare", default="",
                         help="comma-separated: llama-cpp,transformers (the bench extra)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")

@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("soak", help="long-session checks (minutes)")
     parser.add_argument("--model", help="model name or folder (default: the default model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--replies", type=int, default=100)
     parser.add_argument("--long-reply", type=int, default=4000)

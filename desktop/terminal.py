@@ -44,15 +44,24 @@ ASSISTANT = "Assistant: "
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """Sampling flags shared by ``chat`` and ``bench``; unset ones take the model's defaults."""
-    parser.add_argument("--temperature", type=float)
+    """The chat's sampling flags; unset ones take the model's defaults."""
+    parser.add_argument("--temperature", type=float,
+                        help="0 always takes the most likely token; higher is more varied "
+                             "(default: the model's)")
     parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens; "
                         "0 turns top-k off")
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--min-p", type=float)
-    parser.add_argument("--repetition-penalty", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--max-new-tokens", type=int)
+    parser.add_argument("--top-p", type=float,
+                        help="sample among the most likely tokens that together hold this "
+                             "share of the probability, at most 1")
+    parser.add_argument("--min-p", type=float,
+                        help="leave out tokens less likely than this fraction of the most "
+                             "likely one")
+    parser.add_argument("--repetition-penalty", type=float,
+                        help="above 1 makes recently used tokens less likely; 1 turns it off")
+    parser.add_argument("--seed", type=int,
+                        help="the same model, seed, settings and conversation give the same "
+                             "reply")
+    parser.add_argument("--max-new-tokens", type=int, help="the longest reply, in tokens")
 
 
 def sampling_flags(args: argparse.Namespace) -> dict[str, Any]:
