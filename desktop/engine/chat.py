@@ -21,6 +21,7 @@ from desktop.engine.context import ContextPlan, Message, plan_context, plan_prom
 from desktop.engine.detok import StreamingDetokenizer
 from desktop.engine.generator import Generator
 from desktop.engine.model import Model
+from desktop.engine.prompt_tokens import PromptTokens
 from desktop.engine.settings import SamplingSettings
 from desktop.text import clean_text
 
@@ -103,13 +104,16 @@ class ChatEngine:
         self.model = model
         self.generator = Generator(model)
         self._lock = threading.Lock()
+        self._prompt_tokens = PromptTokens(model.tokenizer)
 
     def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         return self.model.template.render(messages, add_generation_prompt=add_generation_prompt)
 
     def plan(self, messages: Sequence[Message], reserve: int) -> ContextPlan:
-        """What the model would see for ``messages`` with ``reserve`` tokens kept for the reply."""
-        return plan_context(messages, self.render, self.model.encode,
+        """What the model would see for ``messages`` with ``reserve`` tokens kept for the reply.
+        A special token's text written in a message stays text (desktop/engine/prompt_tokens.py)."""
+        marks = self._prompt_tokens
+        return plan_context(messages, lambda kept: self.render(marks.mark(kept)), marks.encode,
                             self.model.context_length, reserve, self.model.max_chars_per_token)
 
     def reply(self, messages: Sequence[Message], settings: SamplingSettings) -> ReplyStream:
