@@ -22,11 +22,11 @@ from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
+from desktop.engine.context import Message
+
 #: Put before each special token's text in a message (a private-use character no template
 #: changes; doubled where a message has it); it never reaches the model.
 MARK = "\ue000"
-
-Message = dict[str, str]
 
 
 class PromptTokens:
@@ -34,14 +34,16 @@ class PromptTokens:
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
-        texts = {token.content for token in tokenizer.get_added_tokens_decoder().values()
-                 if token.special and token.content}
-        self._special_ids = {token_id for token_id, token
-                             in tokenizer.get_added_tokens_decoder().items() if token.special}
+        specials = {token_id: token.content
+                    for token_id, token in tokenizer.get_added_tokens_decoder().items()
+                    if token.special and token.content}
+        self._special_ids = set(specials)
         # Longest first, so that a token whose text starts another's is not taken for it.
-        alternatives = "|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))
-        self._special = re.compile(alternatives) if texts else None
-        self._marked = re.compile(f"{MARK}({MARK}|{alternatives})") if texts else None
+        alternatives = "|".join(re.escape(text) for text
+                                in sorted(set(specials.values()), key=len, reverse=True))
+        self._special = re.compile(alternatives) if specials else None
+        #: A doubled mark, or a mark and the token it marks: what undoing the marks replaces.
+        self._marked = re.compile(f"{MARK}({MARK}|{alternatives})")
         self._as_text: Tokenizer | None = None  # made when a message first quotes a token
         self._lock = threading.Lock()
 
@@ -56,9 +58,9 @@ class PromptTokens:
                 else m for m in messages]
 
     def encode(self, rendered: str) -> list[int]:
-        """Token ids of ``rendered``, a prompt rendered from :meth:`mark`\\ ed messages."""
+        """Token ids of ``rendered``, a prompt rendered from messages :meth:`mark` returned."""
         encoding = self._tokenizer.encode(rendered, add_special_tokens=False)
-        if self._marked is None or MARK not in rendered:
+        if self._special is None or MARK not in rendered:
             return encoding.ids
         ids: list[int] = []
         part: list[int] = []  # ids since the template's last special token
@@ -78,7 +80,7 @@ class PromptTokens:
     def _text_ids(self, text: str, ids: list[int]) -> list[int]:
         """``ids``, the tokenizer's for ``text``, unless ``text`` holds marks: then ``text``,
         marks undone, encoded with special tokens read as text."""
-        if self._marked is None or MARK not in text:
+        if MARK not in text:
             return ids
         with self._lock:
             if self._as_text is None:
