@@ -138,8 +138,8 @@ def check_name(name: str) -> str:
     """Model names become folder names; a leading dot would hide the model from the app."""
     if not _NAME.match(name):
         raise ExportError(
-            f"Invalid model name {name!r}: use up to 100 letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit."
+            f"Invalid model name {name!r}: use up to 100 ASCII letters (a-z, A-Z), digits, '.', "
+            "'_' and '-', starting with a letter or digit."
         )
     return name
 

@@ -162,11 +162,12 @@ def test_a_file_that_is_not_a_model(
     assert_nothing_left(out)
 
 
-def test_hidden_name_refused(
-    capsys: pytest.CaptureFixture[str], out: Path, tiny_gpt2_hf: Path
+@pytest.mark.parametrize("name", [".hidden", "modèle"])
+def test_a_name_that_cannot_be_a_model_folder_is_refused(
+    capsys: pytest.CaptureFixture[str], out: Path, tiny_gpt2_hf: Path, name: str
 ) -> None:
-    code, err = run(capsys, str(tiny_gpt2_hf), "--name", ".hidden", "--out", str(out))
-    assert_one_line_error(code, err, "Invalid model name '.hidden'")
+    code, err = run(capsys, str(tiny_gpt2_hf), "--name", name, "--out", str(out))
+    assert_one_line_error(code, err, f"Invalid model name '{name}': use up to 100 ASCII letters")
     assert_nothing_left(out)
 
 
