@@ -52,7 +52,7 @@ class Source:
         else:
             base = self.path.name
         name = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip(".-_")
-        return name or "model"
+        return name[:100].rstrip(".-_") or "model"  # check_name's longest
 
 
 @dataclass(frozen=True)

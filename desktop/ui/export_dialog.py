@@ -52,13 +52,15 @@ from desktop.ui.export_result import ExportSummary
 from desktop.ui.i18n import arg
 
 INSTALL_COMMAND = "pip install 'onnxchat[export]'"
-#: How the export run as ``python -m export`` starts its error line, on standard error.
+# How the export run as ``python -m export`` starts its error line, on standard error.
 EXPORT_ERROR = "python -m export: error: "
 # The export CLI's --quant choices, in the order ``auto`` tries them (models/README.md).
 RECIPES = ("auto", "q4-gguf", "int8-fused", "fp32-fused", "int8", "int4", "fp32")
 # Recipes that read a GGUF file's own blocks (the bundled default model is a GGUF too).
 GGUF_ONLY = frozenset({"q4-gguf"})
 _NAME = re.compile(r"[^a-z0-9._-]+")
+# A name the export takes: a folder name on every system (models/README.md, "Layout").
+_VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _STOP_GRACE_MS = 10_000
 _TICK_MS = 1000
 
@@ -92,7 +94,7 @@ def folder_name_for(source: str) -> str:
         return DEFAULT_MODEL_NAME
     path = Path(source)
     base = path.stem if path.suffix.lower() == ".gguf" else path.name
-    return _NAME.sub("-", base.lower()).strip(".-_") or "model"
+    return _NAME.sub("-", base.lower()).strip(".-_")[:100].rstrip(".-_") or "model"
 
 
 class ExportDialog(QDialog):
@@ -391,20 +393,29 @@ class ExportDialog(QDialog):
         return bool(name and out) and (Path(out).expanduser() / name).exists()
 
     def _can_start(self) -> bool:
-        return (self.source() is not None and bool(self.name_edit.text().strip())
+        return (self.source() is not None and self._valid_name()
                 and bool(self.out_edit.text().strip())
                 and (self.overwrite_box.isChecked() or not self._taken_name()))
 
+    def _valid_name(self) -> bool:
+        return _VALID_NAME.fullmatch(self.name_edit.text().strip()) is not None
+
     def _update_name_note(self) -> None:
-        """Say before Export that the name is taken, and how to go on."""
-        here = Path(self.out_edit.text().strip()) / self.name_edit.text().strip()
-        taken = (self._taken_name() and not self.overwrite_box.isChecked() and not self.running
-                 and here != self._written)
-        if taken:
+        """Say before Export that the name cannot be a model's or is taken, and how to go on."""
+        name = self.name_edit.text().strip()
+        here = Path(self.out_edit.text().strip()) / name
+        invalid = bool(name) and not self._valid_name() and not self.running
+        taken = (not invalid and self._taken_name() and not self.overwrite_box.isChecked()
+                 and not self.running and here != self._written)
+        if invalid:
+            self.name_note.setText(self.tr(
+                "A model's name may use up to 100 ASCII letters, digits, “.”, “_” and “-”, "
+                "starting with a letter or digit."))
+        elif taken:
             self.name_note.setText(arg(self.tr(
                 "A model named “%1” is already in this folder: choose another name, or tick "
-                "“Replace a model folder of the same name”."), self.name_edit.text().strip()))
-        self.name_note.setVisible(taken)
+                "“Replace a model folder of the same name”."), name))
+        self.name_note.setVisible(invalid or taken)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setVisible(not running)

@@ -18,7 +18,7 @@ import export.pipeline
 from export.cli import main
 from export.errors import ExportError, ValidationFailedError
 from export.pipeline import ExportSettings, export_model
-from export.sources import default_gguf_path
+from export.sources import check_name, default_gguf_path, resolve_source
 from export.validation import ValidationGate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,6 +169,21 @@ def test_a_name_that_cannot_be_a_model_folder_is_refused(
     code, err = run(capsys, str(tiny_gpt2_hf), "--name", name, "--out", str(out))
     assert_one_line_error(code, err, f"Invalid model name '{name}': use up to 100 ASCII letters")
     assert_nothing_left(out)
+
+
+#: File stems whose default names reach the longest a name may be.
+LONG_STEMS = ("Llama-3.2-1B-Instruct-" + "x" * 128, "a" * 99 + "-" + "b" * 50, "Ünïcode " * 20)
+
+
+@pytest.mark.parametrize("stem", LONG_STEMS)
+def test_a_long_file_name_gives_a_default_name_the_export_takes(tmp_path: Path,
+                                                                stem: str) -> None:
+    """A GGUF file's long stem becomes a name of at most 100 characters (the export used to
+    refuse the name it had made itself)."""
+    path = tmp_path / f"{stem}.gguf"
+    path.write_bytes(b"GGUF")
+    name = resolve_source(str(path)).default_name()
+    assert check_name(name) == name and len(name) <= 100
 
 
 def test_existing_folder_refused_then_overwritten(

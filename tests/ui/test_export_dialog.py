@@ -13,7 +13,13 @@ from PySide6.QtCore import QCoreApplication, QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLineEdit, QWidget
 
-from desktop.ui.export_dialog import INSTALL_COMMAND, RECIPES, ExportDialog, export_available
+from desktop.ui.export_dialog import (
+    INSTALL_COMMAND,
+    RECIPES,
+    ExportDialog,
+    export_available,
+    folder_name_for,
+)
 from desktop.ui.export_progress import ExportProgress
 
 needs_export = pytest.mark.skipif(not export_available(),
@@ -244,6 +250,42 @@ def test_a_name_already_taken_is_said_before_export_and_how_to_go_on(qtbot, tmp_
     qtbot.keyClicks(dialog.name_edit, "-2")
     assert not dialog.name_note.isVisibleTo(dialog) and dialog.start_button.isEnabled()
     assert dialog.command()[dialog.command().index("--name") + 1] == f"{name}-2"
+
+
+def test_a_name_the_export_would_refuse_is_said_before_export(qtbot, tmp_path):
+    """A space or an accent in the name: the note says what a name may hold and Export stays
+    off, instead of an export that starts and fails on its first line."""
+    dialog = ExportDialog(preselect_default=True)
+    qtbot.addWidget(dialog)
+    dialog.out_edit.setText(str(tmp_path / "models"))
+    assert dialog.start_button.isEnabled()
+    for name in ("my model", "modèle", ".hidden", "x" * 101):
+        dialog.name_edit.clear()
+        for part in name.partition("è"):  # QTest types ASCII only; an input method inserts
+            if part.isascii():
+                qtbot.keyClicks(dialog.name_edit, part)
+            else:
+                dialog.name_edit.insert(part)
+        assert dialog.name_edit.text() == name
+        assert dialog.name_note.isVisibleTo(dialog) and not dialog.start_button.isEnabled()
+        assert dialog.name_note.text() == (
+            "A model's name may use up to 100 ASCII letters, digits, “.”, “_” and “-”, "
+            "starting with a letter or digit.")
+    dialog.name_edit.clear()
+    qtbot.keyClicks(dialog.name_edit, "my-model")
+    assert not dialog.name_note.isVisibleTo(dialog) and dialog.start_button.isEnabled()
+
+
+@needs_export
+def test_the_name_the_dialog_suggests_is_the_export_s_own(tmp_path):
+    """For a long file name too: both cut it to the 100 characters a name may have."""
+    from export.sources import resolve_source
+
+    for stem in ("Llama-3.2-1B-Instruct-" + "x" * 128, "a" * 99 + "-" + "b" * 50,
+                 "Ünïcode " * 20, "SmolLM2-135M-Instruct.Q4_1"):
+        path = tmp_path / f"{stem}.gguf"
+        path.write_bytes(b"GGUF")
+        assert folder_name_for(str(path)) == resolve_source(str(path)).default_name()
 
 
 def test_without_the_export_extra_the_dialog_says_how_to_install_it(qtbot, monkeypatch):

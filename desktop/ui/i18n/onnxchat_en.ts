@@ -287,6 +287,10 @@
         <translation>Stopping…</translation>
     </message>
     <message>
+        <source>A model&apos;s name may use up to 100 ASCII letters, digits, “.”, “_” and “-”, starting with a letter or digit.</source>
+        <translation>A model&apos;s name may use up to 100 ASCII letters, digits, “.”, “_” and “-”, starting with a letter or digit.</translation>
+    </message>
+    <message>
         <source>A model named “%1” is already in this folder: choose another name, or tick “Replace a model folder of the same name”.</source>
         <translation>A model named “%1” is already in this folder: choose another name, or tick “Replace a model folder of the same name”.</translation>
     </message>

@@ -286,6 +286,10 @@
         <translation>正在停止…</translation>
     </message>
     <message>
+        <source>A model&apos;s name may use up to 100 ASCII letters, digits, “.”, “_” and “-”, starting with a letter or digit.</source>
+        <translation>模型名称最多可用 100 个 ASCII 字母、数字、“.”、“_”和“-”，且须以字母或数字开头。</translation>
+    </message>
+    <message>
         <source>A model named “%1” is already in this folder: choose another name, or tick “Replace a model folder of the same name”.</source>
         <translation>此文件夹中已有名为“%1”的模型：请换一个名称，或勾选“替换同名的模型文件夹”。</translation>
     </message>
