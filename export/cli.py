@@ -21,9 +21,12 @@ from export.recipes import AUTO_RECIPE, DEFAULT_RECIPE, RECIPES
 
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
+#: The command's name in its usage and error lines when run as a module (the window's export
+#: dialog reads its error line by it); ``onnxchat export`` passes its own.
+PROG = "python -m export"
 
 
-def build_parser(prog: str = "python -m export") -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The export's options; ``prog`` is the command as the user typed it (``onnxchat
     export`` names itself in its usage and errors)."""
     parser = argparse.ArgumentParser(
@@ -72,7 +75,7 @@ def build_parser(prog: str = "python -m export") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m export") -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     try:
         args = build_parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse already printed

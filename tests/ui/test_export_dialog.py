@@ -14,6 +14,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLineEdit, QWidget
 
 from desktop.ui.export_dialog import (
+    EXPORT_ERROR,
     INSTALL_COMMAND,
     RECIPES,
     ExportDialog,
@@ -286,6 +287,13 @@ def test_the_name_the_dialog_suggests_is_the_export_s_own(tmp_path):
         path = tmp_path / f"{stem}.gguf"
         path.write_bytes(b"GGUF")
         assert folder_name_for(str(path)) == resolve_source(str(path)).default_name()
+
+
+@needs_export
+def test_the_dialog_reads_the_export_s_error_line_by_the_export_s_own_name():
+    from export.cli import PROG
+
+    assert f"{PROG}: error: " == EXPORT_ERROR
 
 
 def test_without_the_export_extra_the_dialog_says_how_to_install_it(qtbot, monkeypatch):
